@@ -1,0 +1,172 @@
+"""The Python API: ``train``, ``load`` and ``evaluate``, each a whole job.
+
+The CLI only parses arguments and calls these.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import fields
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from . import __version__
+from .batching import split_ids
+from .checkpoint import CONFIG_FILE, TOKENIZER_FILE, build_model, load_checkpoint, read_config, read_json, save_run_files
+from .corpus import Corpus, find_speakers, load_corpus
+from .errors import ScriptRNNError
+from .evaluate import evaluate_loss, loss_report
+from .generate import ScriptModel
+from .model import ModelConfig, RNNLanguageModel
+from .tokenizer import fit_tokenizer, tokenizer_from_dict
+from .trainer import TrainConfig, Trainer, TrainResult, pick_device
+
+PRETRAINED_NAME = "shakespeare-char"
+MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent first
+
+# Per-level starting points; anything passed by name overrides them.
+LEVEL_MODEL_DEFAULTS = {
+    "char": {"embedding_size": 64},
+    "word": {"embedding_size": 256},
+}
+
+
+def pretrained_dir() -> Path:
+    """The small char-level Shakespeare model that ships inside the package."""
+    return Path(str(resources.files("scriptrnn") / "pretrained" / PRETRAINED_NAME))
+
+
+def _split_settings(settings: dict) -> tuple[dict, dict]:
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    unknown = set(settings) - model_keys - train_keys
+    if unknown:
+        raise ScriptRNNError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+    return ({k: v for k, v in settings.items() if k in model_keys},
+            {k: v for k, v in settings.items() if k in train_keys})
+
+
+def _prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    has_run = (out / CONFIG_FILE).exists()
+    if resume and not has_run:
+        raise ScriptRNNError(f"--resume: {out} holds no run to resume (no {CONFIG_FILE})")
+    if has_run and not resume:
+        if not overwrite:
+            raise ScriptRNNError(
+                f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it"
+            )
+        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise ScriptRNNError(f"--out {out} is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train(
+    data: str | Path | Sequence[str | Path] | None = None,
+    out: str | Path = "runs/latest",
+    *,
+    corpus: str = "shakespeare",
+    genres: Sequence[str] | None = None,
+    encoding: str = "utf-8",
+    speaker_column: str = "Character",
+    dialogue_column: str = "Dialogue",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    callbacks: list[Callable[[str, Trainer], None]] | None = None,
+    **settings,
+) -> TrainResult:
+    """Train a model on ``data`` (files, folders; the built-in corpus when None) into ``out``.
+
+    ``settings`` are ModelConfig and TrainConfig fields by name, e.g.
+    ``level="word", cell="gru", hidden_size=256, time_budget=5``.
+    """
+    out = Path(out)
+    _prepare_out_dir(out, resume=resume, overwrite=overwrite)
+    if resume:
+        return _resume(out, progress=progress, callbacks=callbacks)
+    paths = [data] if isinstance(data, (str, Path)) else list(data or [])
+    source = {"paths": [str(Path(p).resolve()) for p in paths], "corpus": corpus, "genres": list(genres or []),
+              "encoding": encoding, "speaker_column": speaker_column, "dialogue_column": dialogue_column}
+    text_corpus = _load_source(source)
+    model_settings, train_settings = _split_settings(settings)
+    train_config = TrainConfig(**train_settings).validate()
+    tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
+                              min_count=train_config.min_count)
+    defaults = LEVEL_MODEL_DEFAULTS[train_config.level]
+    model_config = ModelConfig(**{**defaults, **model_settings, "vocab_size": tokenizer.vocab_size}).validate()
+    speakers = [s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
+    if train_config.level == "word":
+        speakers = [s.lower() if train_config.lowercase else s for s in speakers]
+    config = {
+        "created_by": f"scriptrnn {__version__}",
+        "model": model_config.to_dict(),
+        "training": vars(train_config),
+        "corpus": {"name": text_corpus.name, "characters": len(text_corpus.text), "speakers": speakers,
+                   "source": source},
+    }
+    save_run_files(out, config, tokenizer)
+    torch.manual_seed(train_config.seed)
+    model = RNNLanguageModel(model_config)
+    return _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks)
+
+
+def _load_source(source: dict) -> Corpus:
+    return load_corpus(source["paths"] or None, corpus=source["corpus"], genres=source["genres"] or None,
+                       encoding=source["encoding"], speaker_column=source["speaker_column"],
+                       dialogue_column=source["dialogue_column"])
+
+
+def _resume(out: Path, *, progress: bool, callbacks) -> TrainResult:
+    config = read_config(out)
+    tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
+    train_config = TrainConfig.from_dict(config.get("training", {})).validate()
+    text_corpus = _load_source(config["corpus"]["source"])
+    model = build_model(config)
+    return _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks, resume=True)
+
+
+def _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks, resume=False):
+    ids = tokenizer.encode(text_corpus.text, strict=False)
+    train_ids, val_ids = split_ids(ids, train_config.val_fraction)
+    trainer = Trainer(model, train_ids, val_ids, train_config, out, level=tokenizer.level,
+                      progress=progress, callbacks=callbacks)
+    if resume:
+        trainer.load_resume()
+    result = trainer.fit()
+    config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
+                         "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
+                         "stopped_because": result.stopped_because}
+    save_run_files(out, config, tokenizer)
+    return result
+
+
+def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptModel:
+    """A trained run (or the built-in Shakespeare model when None), ready to ``.generate()``."""
+    run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
+    device = pick_device(device)
+    model, tokenizer, config = load_checkpoint(run_dir, device=device)
+    return ScriptModel(model, tokenizer, config, device=device)
+
+
+def evaluate(run_dir: str | Path | None, data=None, *, corpus: str = "shakespeare", genres=None,
+             encoding: str = "utf-8", held_out: bool = True, device: str = "cpu") -> dict:
+    """Loss, perplexity (and bits per character at char level) of a model on a corpus.
+
+    With ``held_out`` the model is scored on the last ``val_fraction`` of the text,
+    the part a run on that corpus never trains on; otherwise on all of it.
+    """
+    script_model = load(run_dir, device=device)
+    paths = [data] if isinstance(data, (str, Path)) else list(data or [])
+    text = load_corpus(paths or None, corpus=corpus, genres=genres, encoding=encoding).text
+    ids = script_model.tokenizer.encode(text, strict=False)
+    if held_out:
+        fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
+        ids = split_ids(ids, fraction)[1]
+    if len(ids) < 2:
+        raise ScriptRNNError("the evaluation text has fewer than 2 known tokens")
+    loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
+    return {**loss_report(loss, script_model.level), "tokens": tokens}

@@ -1,0 +1,74 @@
+"""Cutting a token array into training batches that use every position.
+
+The array is laid out as B contiguous streams (one per batch row) and read T
+tokens at a time, so window w+1 of a stream continues exactly where window w
+stopped: the trainer carries the recurrent state across windows and the model
+learns from context longer than T. Every position is a target, unlike the
+course method's one target per window.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ScriptRNNError
+
+
+def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train on the start, validate on the end: the held-out text is never trained on."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ScriptRNNError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    n_val = int(len(ids) * val_fraction)
+    if n_val < 2 or len(ids) - n_val < 2:
+        raise ScriptRNNError(
+            f"the corpus has only {len(ids):,} tokens: too few to hold out {val_fraction:.0%} for validation"
+        )
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+@dataclass
+class StreamBatches:
+    """Windows of (inputs, targets), each (B, T), over B contiguous streams."""
+
+    ids: np.ndarray
+    batch_size: int  # B
+    seq_len: int  # T
+    seed: int = 0
+
+    def __post_init__(self):
+        B, T = self.batch_size, self.seq_len
+        self.stream_len = (len(self.ids) - 1) // B
+        if self.stream_len < T + 1:
+            need = B * (T + 1) + 1
+            raise ScriptRNNError(
+                f"the training text has {len(self.ids):,} tokens but --batch-size {B} x --seq-len {T} "
+                f"needs at least {need:,}; use a bigger corpus or smaller --batch-size/--seq-len"
+            )
+        self.starts = np.arange(B, dtype=np.int64) * self.stream_len  # (B,)
+        self.offsets_arange = np.arange(T, dtype=np.int64)  # (T,)
+
+    @property
+    def windows_per_epoch(self) -> int:
+        # One window is kept in reserve so each epoch can start at a random offset.
+        return max(1, (self.stream_len - self.seq_len) // self.seq_len)
+
+    def epoch_offset(self, epoch: int) -> int:
+        """A different cut of the streams every epoch, repeatable from the seed."""
+        spare = self.stream_len - self.windows_per_epoch * self.seq_len - 1
+        return random.Random(self.seed * 100_003 + epoch).randint(0, max(0, min(spare, self.seq_len - 1)))
+
+    def batch(self, epoch: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window ``window`` of epoch ``epoch``: inputs and next-token targets, each (B, T) int64."""
+        first = self.epoch_offset(epoch) + window * self.seq_len
+        idx = self.starts[:, None] + first + self.offsets_arange[None, :]  # (B, T)
+        x = torch.from_numpy(np.asarray(self.ids[idx], dtype=np.int64))
+        y = torch.from_numpy(np.asarray(self.ids[idx + 1], dtype=np.int64))
+        return x, y
+
+    @property
+    def tokens_per_batch(self) -> int:
+        return self.batch_size * self.seq_len

@@ -1,0 +1,229 @@
+"""Checkpoint directories: data only, written atomically, loadable on any device.
+
+A run directory holds:
+
+    config.json        format version, model and training settings, corpus facts, metrics
+    tokenizer.json     the vocabulary and how to split text
+    model.safetensors  the best weights so far (what ``generate`` loads)
+    resume.safetensors latest weights + optimizer + RNG, with the loop position in
+                       its JSON metadata: one file, so it is complete or absent
+
+Nothing here ever unpickles: weights go through safetensors, everything else is
+JSON. Every file is written to a temporary name in the same directory, flushed,
+fsync'd and renamed, so a crash at any moment leaves the previous complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from .errors import ScriptRNNError
+from .model import ModelConfig, RNNLanguageModel
+from .tokenizer import tokenizer_from_dict
+
+FORMAT_NAME = "scriptrnn-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_FILE = "model.safetensors"
+RESUME_FILE = "resume.safetensors"
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old file or the new, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the user's usual mode
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself is only durable once the directory entry is on disk.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ScriptRNNError(f"{path.parent}: missing {path.name} ({what}); is this a complete scriptrnn run?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ScriptRNNError(f"{path}: not valid JSON ({e}); the file is damaged") from None
+    if not isinstance(data, dict):
+        raise ScriptRNNError(f"{path}: expected a JSON object")
+    return data
+
+
+# ---------------------------------------------------------------- tensors
+
+
+def unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop aliases (tied weights share storage; safetensors refuses shared tensors)."""
+    seen, out = set(), {}
+    for name, tensor in state.items():
+        key = (tensor.data_ptr(), tensor.shape)
+        if key in seen:
+            continue
+        seen.add(key)
+        out[name] = tensor.detach().cpu().contiguous()
+    return out
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    write_atomic(path, save_safetensors_bytes(tensors, metadata=metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file, refusing anything else (pickles included) with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScriptRNNError(f"{path.parent}: missing {path.name} (the weights)")
+    data = path.read_bytes()
+    _refuse_non_safetensors(path, data)
+    try:
+        tensors = load_safetensors_bytes(data)
+        metadata = _safetensors_metadata(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+        raise ScriptRNNError(f"{path}: damaged or truncated safetensors file ({e})") from None
+    return tensors, metadata
+
+
+def _refuse_non_safetensors(path: Path, data: bytes) -> None:
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        raise ScriptRNNError(
+            f"{path}: this is a pickle/PyTorch file, not safetensors; scriptrnn never loads pickles "
+            "because they can run code"
+        )
+    if len(data) < 10:
+        raise ScriptRNNError(f"{path}: damaged or truncated safetensors file ({len(data)} bytes)")
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len > len(data) - 8 or data[8:9] != b"{":
+        raise ScriptRNNError(f"{path}: not a safetensors file, or truncated")
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    return header.get("__metadata__", {}) or {}
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_run_files(out_dir: Path, config: dict, tokenizer) -> None:
+    """Write config.json and tokenizer.json (each atomically)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / CONFIG_FILE, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **config})
+    write_json(out_dir / TOKENIZER_FILE, tokenizer.to_dict())
+
+
+def save_weights(out_dir: Path, model: RNNLanguageModel) -> None:
+    save_tensors(out_dir / WEIGHTS_FILE, unique_tensors(model.state_dict()))
+
+
+def read_config(run_dir: Path) -> dict:
+    """config.json, with its format checked."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ScriptRNNError(f"no such model directory: {run_dir}")
+    if not run_dir.is_dir():
+        raise ScriptRNNError(f"{run_dir} is a file; give the directory that `scriptrnn train --out` wrote")
+    pickles = sorted(p.name for p in run_dir.glob("*") if p.suffix in {".pt", ".pth", ".pkl", ".pickle", ".bin"})
+    if pickles and not (run_dir / CONFIG_FILE).exists():
+        raise ScriptRNNError(
+            f"{run_dir} holds {', '.join(pickles)}: pickle files are refused because loading them can run code"
+        )
+    config = read_json(run_dir / CONFIG_FILE, "the model settings")
+    if config.get("format") != FORMAT_NAME:
+        raise ScriptRNNError(f"{run_dir / CONFIG_FILE} is not a scriptrnn checkpoint config")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ScriptRNNError(f"{run_dir / CONFIG_FILE}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ScriptRNNError(
+            f"{run_dir} was written by a newer scriptrnn (checkpoint format {version}, this version reads "
+            f"up to {FORMAT_VERSION}); upgrade scriptrnn"
+        )
+    return config
+
+
+def build_model(config: dict) -> RNNLanguageModel:
+    model_settings = config.get("model")
+    if not isinstance(model_settings, dict):
+        raise ScriptRNNError("config.json has no 'model' settings")
+    try:
+        return RNNLanguageModel(ModelConfig.from_dict(model_settings))
+    except TypeError as e:
+        raise ScriptRNNError(f"config.json has invalid model settings ({e})") from None
+
+
+def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy tensors into the model, explaining any mismatch in one line."""
+    expected = model.state_dict()
+    tied = {"decoder.weight"} if model.config.tie_weights else set()
+    missing = set(expected) - set(tensors) - tied
+    unexpected = set(tensors) - set(expected)
+    if missing or unexpected:
+        raise ScriptRNNError(
+            f"{source}: weights do not match config.json (missing: {sorted(missing)[:3]}, "
+            f"unexpected: {sorted(unexpected)[:3]})"
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise ScriptRNNError(
+                f"{source}: weight {name} has shape {tuple(tensor.shape)} but config.json needs "
+                f"{tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(tensors, strict=False)
+
+
+def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="cpu"):
+    """(model, tokenizer, config) from a run directory, on ``device``."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    tokenizer = tokenizer_from_dict(read_json(run_dir / TOKENIZER_FILE, "the vocabulary"))
+    model = build_model(config)
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise ScriptRNNError(
+            f"{run_dir}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
+            f"{model.config.vocab_size}"
+        )
+    tensors, _ = load_tensors(run_dir / weights_file)
+    load_weights_into(model, tensors, run_dir / weights_file)
+    return model.to(device), tokenizer, config

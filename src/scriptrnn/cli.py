@@ -1,0 +1,211 @@
+"""The ``scriptrnn`` command: parse arguments, call the API, print results.
+
+Every user-fixable problem arrives here as ScriptRNNError and leaves as one
+line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ScriptRNNError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad flags exit with one line, like every other error here."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"scriptrnn: error: {message} (see scriptrnn {self.prog.split()[-1]} --help)\n")
+
+
+def _add_corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="*", help="text, dialogue (Name: line) or CSV files, or folders of them; "
+                                            "none: the built-in corpus")
+    p.add_argument("--corpus", default="shakespeare", help="built-in corpus used when no DATA is given")
+    p.add_argument("--genre", nargs="+", dest="genres", metavar="GENRE",
+                   help="built-in Shakespeare only: comedies histories problems roman romances tragedies")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
+    p.add_argument("--speaker-column", default="Character", help="CSV column with the speaker's name")
+    p.add_argument("--dialogue-column", default="Dialogue", help="CSV column with the line spoken")
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a corpus")
+    _add_corpus_args(p)
+    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default runs/latest)")
+    p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
+                   help="continue the run in DIR (or --out) from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("tokens")
+    g.add_argument("--level", choices=["char", "word"], help="char (default) or word tokens")
+    g.add_argument("--keep-case", dest="lowercase", action="store_false", default=None,
+                   help="word level: keep upper case (default folds to lower case)")
+    g.add_argument("--min-count", type=int, help="word level: words seen fewer times become <unk> (default 1)")
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", choices=["lstm", "gru", "rnn"], help="recurrent cell (default lstm)")
+    g.add_argument("--layers", dest="num_layers", type=int, help="recurrent layers (default 2)")
+    g.add_argument("--hidden-size", type=int, help="units per layer (default 256)")
+    g.add_argument("--embedding-size", type=int, help="token embedding size (default 64 char, 256 word)")
+    g.add_argument("--dropout", type=float, help="dropout between layers and before the output (default 0.1)")
+    g.add_argument("--tie-weights", action="store_true", default=None, help="share input and output embeddings")
+    g = p.add_argument_group("training")
+    for flag, kind, text in [
+        ("--seq-len", int, "tokens per window; state carries across windows"),
+        ("--batch-size", int, "parallel streams per batch"),
+        ("--lr", float, "peak learning rate (AdamW)"),
+        ("--weight-decay", float, "AdamW weight decay on weight matrices"),
+        ("--grad-clip", float, "max gradient norm"),
+        ("--warmup-steps", int, "linear warm-up steps before cosine decay"),
+        ("--epochs", float, "passes over the training text"),
+        ("--max-steps", int, "optimizer steps"),
+        ("--time-budget", float, "minutes of wall-clock training"),
+        ("--val-fraction", float, "share of the corpus end held out for validation"),
+        ("--eval-every", int, "steps between validation checks and checkpoints"),
+        ("--eval-tokens", int, "validation tokens per check (the final check uses all)"),
+        ("--save-every", int, "extra resume checkpoints every N steps"),
+        ("--patience", int, "early stop after this many checks without improvement"),
+        ("--seed", int, "random seed"),
+    ]:
+        g.add_argument(flag, type=kind, help=text)
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+
+
+def _add_generate_parser(sub) -> None:
+    p = sub.add_parser("generate", help="write new text with a trained model")
+    p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in Shakespeare model)")
+    p.add_argument("--prime", default="", help="start text: a speaker ('jerry') or whole lines")
+    p.add_argument("--max-new-tokens", type=int, default=500, help="tokens to write (default 500)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = wilder (default 0.8)")
+    p.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample from the smallest set reaching probability p")
+    p.add_argument("--repetition-penalty", type=float, help=">1 discourages repeating tokens")
+    p.add_argument("--greedy", dest="do_sample", action="store_false", help="always take the most likely token")
+    p.add_argument("--num-return-sequences", type=int, default=1, help="texts to write, as one batch")
+    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many lines")
+    p.add_argument("--seed", type=int, help="random seed for repeatable text")
+    p.add_argument("--output", type=Path, help="also write the text to this file (atomically)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+
+
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character")
+    p.add_argument("model_dir", type=Path, help="run directory")
+    _add_corpus_args(p)
+    p.add_argument("--all", dest="held_out", action="store_false",
+                   help="score the whole text, not only its held-out end")
+    p.add_argument("--device", default="cpu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scriptrnn", description="Train recurrent networks on scripts and books; write new ones.")
+    parser.add_argument("--version", action="version", version=f"scriptrnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train_parser(sub)
+    _add_generate_parser(sub)
+    _add_evaluate_parser(sub)
+    p = sub.add_parser("corpus", help="statistics of a corpus")
+    _add_corpus_args(p)
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+_NOT_SETTINGS = {"command", "data", "corpus", "genres", "encoding", "speaker_column", "dialogue_column",
+                 "out", "resume", "overwrite", "quiet"}
+
+
+def cmd_train(args) -> int:
+    from .api import train
+
+    settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
+    out = Path(args.resume) if isinstance(args.resume, str) else args.out
+    result = train(args.data, out, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
+                   speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
+                   resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, **settings)
+    if result.stopped_because.startswith("interrupted"):
+        print(f"{result.stopped_because} at step {result.steps}; checkpoint saved in {out}.\n"
+              f"Resume with: scriptrnn train --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    m = result.metrics
+    extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
+    print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
+          f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
+          f"model saved in {out}; write with: scriptrnn generate {out}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .api import load
+    from .checkpoint import write_atomic
+    from .sampling import SamplingConfig
+
+    script_model = load(args.model_dir, device=args.device)
+    config = SamplingConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            repetition_penalty=args.repetition_penalty,
+                            num_return_sequences=args.num_return_sequences, seed=args.seed,
+                            stop_after_lines=args.stop_after_lines).validate()
+    if config.num_return_sequences == 1:
+        texts = [_stream_to_terminal(script_model.stream(args.prime, config))]
+    else:
+        texts = script_model.generate(args.prime, config)
+        for i, text in enumerate(texts, 1):
+            print(f"===== {i} =====\n{text}\n")
+    if args.output:
+        write_atomic(args.output, "\n\n".join(texts).encode("utf-8"))
+    return 0
+
+
+def _stream_to_terminal(pieces) -> str:
+    text = []
+    for step in pieces:
+        sys.stdout.write(step[0])
+        sys.stdout.flush()
+        text.append(step[0])
+    if text and not text[-1].endswith("\n"):
+        sys.stdout.write("\n")
+    return "".join(text)
+
+
+def cmd_evaluate(args) -> int:
+    from .api import evaluate
+
+    report = evaluate(args.model_dir, args.data, corpus=args.corpus, genres=args.genres,
+                      encoding=args.encoding, held_out=args.held_out, device=args.device)
+    for key, value in report.items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from .corpus import corpus_stats, format_stats, load_corpus
+
+    corpus = load_corpus(args.data or None, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
+                         speaker_column=args.speaker_column, dialogue_column=args.dialogue_column)
+    print(f"corpus: {corpus.name}")
+    print(format_stats(corpus_stats(corpus)))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "corpus": cmd_corpus}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ScriptRNNError as e:
+        print(f"scriptrnn: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nscriptrnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0  # e.g. piped into `head`

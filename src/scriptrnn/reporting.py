@@ -1,0 +1,96 @@
+"""What a training run shows and leaves behind: progress bar, metrics log, loss curve."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .checkpoint import write_atomic
+
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "loss_curve.png"
+
+
+class ProgressBar:
+    """A bar over the run's progress (0..1) with loss, tokens/s and time left."""
+
+    def __init__(self, enabled: bool = True, start: float = 0.0):
+        self.bar = tqdm(
+            total=1000,
+            initial=int(start * 1000),
+            disable=not enabled,
+            file=sys.stderr,
+            bar_format="{percentage:3.0f}%|{bar}|{postfix}",
+            dynamic_ncols=True,
+        )
+
+    def update(self, progress: float, *, step: int, loss: float, tokens_per_s: float, eta_s: float | None) -> None:
+        self.bar.n = min(1000, int(progress * 1000))
+        left = "?" if eta_s is None or not math.isfinite(eta_s) else _clock(eta_s)
+        self.bar.set_postfix_str(f"step {step} loss {loss:.3f} {tokens_per_s:,.0f} tok/s {left} left", refresh=False)
+        self.bar.refresh()
+
+    def write(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class MetricsLog:
+    """Metrics as JSON lines beside the checkpoint; kept in memory too, for the plot."""
+
+    def __init__(self, out_dir: Path, resume: bool):
+        self.path = Path(out_dir) / METRICS_FILE
+        self.records: list[dict] = []
+        if resume and self.path.exists():
+            self.records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        elif self.path.exists():
+            self.path.unlink()
+
+    def append(self, record: dict) -> None:
+        self.records.append(record)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, forget what a killed run logged after its last checkpoint."""
+        kept = [r for r in self.records if r["step"] <= step]
+        if len(kept) != len(self.records):
+            self.records = kept
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
+    """Train and validation loss against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed, and none is assumed
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train", linewidth=1, alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), label="validation", marker="o", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,136 @@
+"""Sampling as a pipeline of small transforms ``(ids, scores) -> scores``.
+
+The order follows Hugging Face's ``generate``: repetition penalty, then
+temperature, top-k, top-p. Each transform checks its own argument and names
+the parameter in its error, so the CLI, the Python API and a server all give the
+same message for the same mistake.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ScriptRNNError
+
+# seen: (N, V) bool, True where a token already occurs in that sequence (prime included).
+# scores: (N, V) float logits.
+
+
+class RepetitionPenalty:
+    """CTRL's penalty: make tokens already seen less likely (divide positive scores, multiply negative)."""
+
+    def __init__(self, penalty: float):
+        if not (penalty > 0 and math.isfinite(penalty)):
+            raise ScriptRNNError(f"repetition_penalty must be a positive number, got {penalty}")
+        self.penalty = penalty
+
+    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        penalised = torch.where(scores > 0, scores / self.penalty, scores * self.penalty)
+        return torch.where(seen, penalised, scores)
+
+
+class Temperature:
+    """Divide scores by T: below 1 sharper and safer, above 1 wilder."""
+
+    def __init__(self, temperature: float):
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ScriptRNNError(
+                f"temperature must be a positive number, got {temperature} (use temperature 0 or "
+                "do_sample=False for greedy text)"
+            )
+        self.temperature = temperature
+
+    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return scores / self.temperature
+
+
+class TopK:
+    """Keep the k best tokens of each row."""
+
+    def __init__(self, top_k: int):
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise ScriptRNNError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        self.top_k = top_k
+
+    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        k = min(self.top_k, scores.shape[-1])
+        kth = torch.topk(scores, k, dim=-1).values[..., -1:]  # (N, 1)
+        return scores.masked_fill(scores < kth, -math.inf)
+
+
+class TopP:
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches p."""
+
+    def __init__(self, top_p: float):
+        if not 0 < top_p <= 1:
+            raise ScriptRNNError(f"top_p must be in (0, 1], got {top_p}")
+        self.top_p = top_p
+
+    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a token when the ones before it already reach p; the best token always stays.
+        drop_sorted = (cumulative - sorted_scores.softmax(dim=-1)) >= self.top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        return scores.masked_fill(drop, -math.inf)
+
+
+@dataclass
+class SamplingConfig:
+    """Generation settings, named as in Hugging Face's ``generate``."""
+
+    max_new_tokens: int = 500
+    do_sample: bool = True  # False (or temperature 0): always take the most likely token
+    temperature: float = 0.8
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    num_return_sequences: int = 1
+    seed: int | None = None
+    stop_after_lines: int | None = None  # stop each sequence after this many new lines
+
+    def validate(self) -> "SamplingConfig":
+        if not isinstance(self.max_new_tokens, int) or not 0 <= self.max_new_tokens <= 1_000_000:
+            raise ScriptRNNError(f"max_new_tokens must be a whole number from 0 to 1,000,000, got {self.max_new_tokens!r}")
+        if not isinstance(self.num_return_sequences, int) or not 1 <= self.num_return_sequences <= 1024:
+            raise ScriptRNNError(f"num_return_sequences must be from 1 to 1024, got {self.num_return_sequences!r}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ScriptRNNError(f"temperature must be 0 (greedy) or positive, got {self.temperature}")
+        if self.stop_after_lines is not None and self.stop_after_lines < 1:
+            raise ScriptRNNError(f"stop_after_lines must be at least 1, got {self.stop_after_lines}")
+        self.processors()  # each transform checks its own argument
+        return self
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature == 0
+
+    def processors(self) -> list:
+        """The transforms in Hugging Face's order; greedy decoding needs only the penalty."""
+        steps: list = []
+        if self.repetition_penalty is not None and self.repetition_penalty != 1.0:
+            steps.append(RepetitionPenalty(self.repetition_penalty))
+        if self.greedy:
+            return steps
+        if self.temperature is not None and self.temperature != 1.0:
+            steps.append(Temperature(self.temperature))
+        if self.top_k is not None:
+            steps.append(TopK(self.top_k))
+        if self.top_p is not None and self.top_p != 1.0:
+            steps.append(TopP(self.top_p))
+        return steps
+
+
+def next_tokens(scores: torch.Tensor, seen: torch.Tensor, processors: list, greedy: bool,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row (N,) from scores (N, V), after the transforms (``SamplingConfig.processors()``)."""
+    scores = scores.float()
+    for process in processors:
+        scores = process(seen, scores)
+    if greedy:
+        return scores.argmax(dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,242 @@
+"""Turning text into token ids and back, at character or word level.
+
+Both tokenizers share one small interface (``encode``, ``decode``, ``decoder``,
+``to_dict``/``from_dict``) and are saved as JSON beside every model, so a
+checkpoint always carries the exact vocabulary it was trained with.
+
+Word level follows the course projects: lower-case the text, replace each
+punctuation symbol by a token name (``token_lookup``), split on white space, and
+order the vocabulary by frequency (``create_lookup_tables``). Decoding puts the
+punctuation back where a reader expects it: ``jerry: what? i don't know.``
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import ScriptRNNError
+
+UNK = "<unk>"
+
+# The ten symbols of the course projects, each to a name with no punctuation or
+# space in it. The "xx" prefix (fastai's convention) keeps them apart from words.
+_COURSE_SYMBOLS = {
+    ".": "xxperiod",
+    ",": "xxcomma",
+    '"': "xxquote",
+    ";": "xxsemicolon",
+    "!": "xxexclaim",
+    "?": "xxquestion",
+    "(": "xxlparen",
+    ")": "xxrparen",
+    "-": "xxdash",
+    "\n": "xxnewline",
+}
+# Symbols this tool also splits off: the colon after a speaker's name and the
+# brackets around stage directions, so "jerry" and "[exit]" are ordinary words.
+_EXTRA_SYMBOLS = {":": "xxcolon", "[": "xxlbracket", "]": "xxrbracket"}
+
+
+def token_lookup() -> dict[str, str]:
+    """The course projects' punctuation table: ten symbols to space-free token names."""
+    return dict(_COURSE_SYMBOLS)
+
+
+def create_lookup_tables(words: Iterable[str]) -> tuple[dict[str, int], dict[int, str]]:
+    """Vocabulary tables as the course projects build them: most frequent word first.
+
+    Ties keep the order in which words first appear, so the tables are repeatable.
+    """
+    counts = Counter(words)
+    ordered = [word for word, _ in counts.most_common()]
+    vocab_to_int = {word: i for i, word in enumerate(ordered)}
+    int_to_vocab = {i: word for word, i in vocab_to_int.items()}
+    return vocab_to_int, int_to_vocab
+
+
+def _ids_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned type that holds every id (keeps big corpora compact)."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+class CharTokenizer:
+    """Every distinct character of the corpus is a token, in code-point order."""
+
+    level = "char"
+
+    def __init__(self, vocab: Sequence[str]):
+        self.vocab = list(vocab)
+        self.index = {ch: i for i, ch in enumerate(self.vocab)}
+        # A code point -> id table makes encoding a single numpy gather.
+        codes = np.array([ord(ch) for ch in self.vocab], dtype=np.int64)
+        self._table = np.full(int(codes.max()) + 1 if len(codes) else 1, -1, dtype=np.int64)
+        self._table[codes] = np.arange(len(codes))
+
+    @classmethod
+    def fit(cls, text: str) -> "CharTokenizer":
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str, *, strict: bool = True) -> np.ndarray:
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        inside = codes < len(self._table)
+        ids = np.full(len(codes), -1, dtype=np.int64)
+        ids[inside] = self._table[codes[inside]]
+        if (ids < 0).any():
+            if strict:
+                unknown = sorted({text[i] for i in np.flatnonzero(ids < 0)})
+                raise ScriptRNNError(
+                    f"characters not in the model's vocabulary: {''.join(unknown)!r}; "
+                    "remove them from the prime"
+                )
+            ids = ids[ids >= 0]
+        return ids.astype(_ids_dtype(self.vocab_size))
+
+    def decoder(self) -> "_CharDecoder":
+        return _CharDecoder(self.vocab)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.vocab[int(i)] for i in ids)
+
+    def token_id(self, token: str) -> int | None:
+        return self.index.get(token)
+
+    def to_dict(self) -> dict:
+        return {"level": "char", "vocab": self.vocab}
+
+
+class _CharDecoder:
+    """Streaming decoder: one id in, the text it adds out."""
+
+    def __init__(self, vocab: list[str]):
+        self.vocab = vocab
+
+    def step(self, token_id: int) -> str:
+        return self.vocab[token_id]
+
+
+class WordTokenizer:
+    """Course-style word tokens: lower-cased words, punctuation as tokens of its own."""
+
+    level = "word"
+
+    def __init__(self, vocab: Sequence[str], *, lowercase: bool = True, symbols: dict[str, str] | None = None):
+        self.vocab = list(vocab)
+        self.index = {tok: i for i, tok in enumerate(self.vocab)}
+        self.lowercase = lowercase
+        self.symbols = dict(symbols) if symbols is not None else {**_COURSE_SYMBOLS, **_EXTRA_SYMBOLS}
+        self.names = {name: sym for sym, name in self.symbols.items()}
+        self._spacing = str.maketrans({sym: f" {name} " for sym, name in self.symbols.items()})
+        self.unk_id = self.index.get(UNK)
+
+    @classmethod
+    def fit(cls, text: str, *, lowercase: bool = True, min_count: int = 1) -> "WordTokenizer":
+        if min_count < 1:
+            raise ScriptRNNError(f"--min-count must be at least 1, got {min_count}")
+        tok = cls([], lowercase=lowercase)
+        counts = Counter(tok.split(text))
+        kept = [w for w, c in counts.most_common() if c >= min_count]
+        if len(kept) < len(counts):
+            # Rare words fold into <unk>; it takes its place in the frequency order.
+            folded = sum(c for w, c in counts.items() if c < min_count)
+            kept = sorted(kept + [UNK], key=lambda w: -(counts[w] if w != UNK else folded))
+        return cls(kept, lowercase=lowercase, symbols=tok.symbols)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def split(self, text: str) -> list[str]:
+        """Text -> word and symbol-name tokens (before mapping to ids)."""
+        if self.lowercase:
+            text = text.lower()
+        return text.translate(self._spacing).split()
+
+    def encode(self, text: str, *, strict: bool = True) -> np.ndarray:
+        ids = []
+        for word in self.split(text):
+            i = self.index.get(word, self.unk_id)
+            if i is None:
+                if strict:
+                    raise ScriptRNNError(
+                        f"the word {word!r} is not in the model's vocabulary; "
+                        "choose another word (see the corpus) or retrain with --min-count 2 to get <unk>"
+                    )
+                continue
+            ids.append(i)
+        return np.asarray(ids, dtype=_ids_dtype(self.vocab_size))
+
+    def decoder(self) -> "_WordDecoder":
+        return _WordDecoder(self)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        decoder = self.decoder()
+        return "".join(decoder.step(int(i)) for i in ids)
+
+    def token_id(self, token: str) -> int | None:
+        return self.index.get(self.symbols.get(token, token))
+
+    def to_dict(self) -> dict:
+        return {"level": "word", "vocab": self.vocab, "lowercase": self.lowercase, "symbols": self.symbols}
+
+
+# How punctuation sits against its neighbours when text is put back together.
+_NO_SPACE_BEFORE = set(".,;!?)]:\n-")
+_NO_SPACE_AFTER = set("([\n-")
+
+
+class _WordDecoder:
+    """Streaming detokenizer: one id in, the text it adds (with its leading space) out.
+
+    ``decode`` is this run over all ids, so the terminal, the API and files see
+    the same text whether it streamed or not.
+    """
+
+    def __init__(self, tok: WordTokenizer):
+        self.tok = tok
+        self.prev = "\n"  # the start reads like the start of a line: no leading space
+        self.quote_open = False
+
+    def step(self, token_id: int) -> str:
+        token = self.tok.vocab[token_id]
+        text = self.tok.names.get(token, token)
+        glue_left = text in _NO_SPACE_BEFORE or self.prev in _NO_SPACE_AFTER
+        if text == '"':
+            # Quotes alternate: an opening one hugs the next word, a closing one the last.
+            glue_left = self.quote_open or self.prev in _NO_SPACE_AFTER
+            self.quote_open = not self.quote_open
+        elif self.prev == '"' and self.quote_open:
+            glue_left = True
+        self.prev = text
+        return text if glue_left else " " + text
+
+
+def tokenizer_from_dict(data: dict) -> CharTokenizer | WordTokenizer:
+    """Rebuild a tokenizer saved with ``to_dict`` (checked: it comes from a file)."""
+    level = data.get("level")
+    vocab = data.get("vocab")
+    if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab) or not vocab:
+        raise ScriptRNNError("tokenizer.json has no valid 'vocab' list")
+    if level == "char":
+        return CharTokenizer(vocab)
+    if level == "word":
+        symbols = data.get("symbols")
+        if not isinstance(symbols, dict):
+            raise ScriptRNNError("tokenizer.json has no valid 'symbols' table")
+        return WordTokenizer(vocab, lowercase=bool(data.get("lowercase", True)), symbols=symbols)
+    raise ScriptRNNError(f"tokenizer.json has unknown level {level!r} (expected 'char' or 'word')")
+
+
+def fit_tokenizer(text: str, level: str, *, lowercase: bool = True, min_count: int = 1):
+    """Build the tokenizer for a corpus at the chosen level."""
+    if level == "char":
+        return CharTokenizer.fit(text)
+    if level == "word":
+        return WordTokenizer.fit(text, lowercase=lowercase, min_count=min_count)
+    raise ScriptRNNError(f"--level must be 'char' or 'word', got {level!r}")

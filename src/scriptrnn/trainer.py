@@ -1,0 +1,365 @@
+"""Training: every position of B contiguous streams, state carried across windows.
+
+``train()`` is the whole job (read corpus, tokenize, fit, checkpoint) and what the
+CLI calls; ``Trainer`` is the loop, which knows nothing about corpora or files
+beyond its run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batching import StreamBatches
+from .checkpoint import (
+    RESUME_FILE,
+    WEIGHTS_FILE,
+    load_tensors,
+    load_weights_into,
+    save_tensors,
+    save_weights,
+    unique_tensors,
+)
+from .errors import ScriptRNNError
+from .evaluate import evaluate_loss, loss_report
+from .model import RNNLanguageModel, detach_state
+from .reporting import CURVE_FILE, MetricsLog, ProgressBar, plot_loss_curve
+
+
+@dataclass
+class TrainConfig:
+    # --- tokens
+    level: str = "char"  # char (novels, plays) or word (course-style scripts)
+    lowercase: bool = True  # word level: fold case, as the course projects do
+    min_count: int = 1  # word level: rarer words become <unk>
+    # --- batches
+    seq_len: int = 128  # T: tokens per window; the state carries on past it
+    batch_size: int = 64  # B: parallel streams
+    val_fraction: float = 0.1  # held out from the end of the corpus, never trained on
+    # --- optimisation
+    lr: float = 3e-3  # peak AdamW learning rate
+    weight_decay: float = 0.0  # on weight matrices only
+    grad_clip: float = 1.0  # max global gradient norm; RNNs need it
+    warmup_steps: int = 50  # linear warm-up, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1
+    # --- how long (the first limit reached ends the run; the schedule follows it)
+    epochs: float | None = 20.0
+    max_steps: int | None = None
+    time_budget: float | None = None  # minutes of wall-clock, evaluation included
+    # --- evaluation and checkpoints
+    eval_every: int = 200  # steps between validation checks (and checkpoints)
+    eval_tokens: int | None = 250_000  # validation tokens per check; the final check uses all
+    save_every: int | None = None  # extra resume checkpoints every N steps
+    patience: int | None = 5  # stop after this many checks without a new best; None never stops early
+    # --- run
+    seed: int = 1234
+    device: str = "auto"  # auto: CUDA when present, else CPU
+
+    def validate(self) -> "TrainConfig":
+        _positive("--seq-len", self.seq_len, 1_000_000)
+        _positive("--batch-size", self.batch_size, 1_000_000)
+        _positive("--eval-every", self.eval_every, 10**12)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ScriptRNNError(f"--lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip <= 0 or self.warmup_steps < 0:
+            raise ScriptRNNError("--weight-decay and --warmup-steps must be >= 0 and --grad-clip > 0")
+        for name, value in (("--epochs", self.epochs), ("--time-budget", self.time_budget)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ScriptRNNError(f"{name} must be a positive number, got {value}")
+        for name, value in (("--max-steps", self.max_steps), ("--save-every", self.save_every),
+                            ("--patience", self.patience), ("--eval-tokens", self.eval_tokens)):
+            if value is not None:
+                _positive(name, value, 10**15)
+        if self.epochs is None and self.max_steps is None and self.time_budget is None:
+            raise ScriptRNNError("give at least one of --epochs, --max-steps or --time-budget")
+        if self.level not in ("char", "word"):
+            raise ScriptRNNError(f"--level must be 'char' or 'word', got {self.level!r}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _positive(name: str, value, high) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+        raise ScriptRNNError(f"{name} must be a whole number from 1 to {high:,}, got {value!r}")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ScriptRNNError(f"--device {name!r} is not a device name (try cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScriptRNNError("--device cuda was asked for but this PyTorch sees no CUDA GPU")
+    return device
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: everything beyond the weights that an exact resume needs."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0
+    elapsed_s: float = 0.0
+    tokens_seen: int = 0
+    best_val_loss: float = math.inf
+    checks_without_improvement: int = 0
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    elapsed_s: float
+    best_val_loss: float
+    final_val_loss: float
+    stopped_because: str
+    metrics: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Fits a model on a token array; saves to ``out_dir``; resumable exactly."""
+
+    def __init__(self, model: RNNLanguageModel, train_ids: np.ndarray, val_ids: np.ndarray,
+                 config: TrainConfig, out_dir: Path, *, level: str, progress: bool = True,
+                 callbacks: list[Callable[[str, "Trainer"], None]] | None = None):
+        self.config = config
+        self.device = pick_device(config.device)
+        self.model = model.to(self.device)
+        self.val_ids = val_ids
+        self.level = level
+        self.out_dir = Path(out_dir)
+        self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len, config.seed)
+        self.optimizer = self._make_optimizer()
+        self.state = LoopState()
+        self.hidden = None
+        self.show_progress = progress
+        self.callbacks = list(callbacks or [])
+        self.stop_requested: str | None = None  # set by a signal or a callback; the loop saves and stops
+        self.last_val_loss = math.nan
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        # Decay only weight matrices: decaying embeddings, biases or gates' offsets hurts RNNs.
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
+        other = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
+                  {"params": other, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.99))
+
+    # ------------------------------------------------------------ schedule
+
+    def progress(self) -> float:
+        """Fraction of the run done, by whichever limit is nearest."""
+        c, s = self.config, self.state
+        parts = [0.0]
+        if c.max_steps:
+            parts.append(s.step / c.max_steps)
+        if c.epochs:
+            parts.append((s.epoch + s.window / self.batches.windows_per_epoch) / c.epochs)
+        if c.time_budget:
+            parts.append(s.elapsed_s / (c.time_budget * 60))
+        return min(1.0, max(parts))
+
+    def learning_rate(self) -> float:
+        c = self.config
+        if self.state.step < c.warmup_steps:
+            return c.lr * (self.state.step + 1) / c.warmup_steps
+        cosine = 0.5 * (1 + math.cos(math.pi * self.progress()))
+        return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * cosine)
+
+    # ------------------------------------------------------------ loop
+
+    def fit(self) -> TrainResult:
+        log = MetricsLog(self.out_dir, resume=self.state.step > 0)
+        log.truncate_after(self.state.step)
+        bar = ProgressBar(self.show_progress, start=self.progress())
+        stopped = None
+        restore = self._install_signal_handlers()
+        try:
+            stopped = self._loop(log, bar)
+        finally:
+            restore()
+            bar.close()
+        # An interrupted run exits at once; its resume point is already saved.
+        final = {} if stopped.startswith("interrupted") else self._final_evaluation(log)
+        return TrainResult(self.out_dir, self.state.step, self.state.elapsed_s, self.state.best_val_loss,
+                           final.get("loss", math.nan), stopped, final)
+
+    def _loop(self, log: MetricsLog, bar: ProgressBar) -> str:
+        c, s = self.config, self.state
+        self.model.train()
+        started = time.perf_counter() - s.elapsed_s
+        window_start, window_tokens, recent = time.perf_counter(), 0, []
+        while True:
+            reason = self._should_stop()
+            if reason:
+                if reason.startswith("interrupted"):
+                    self._save_resume()
+                return reason
+            loss = self._train_step()
+            s.elapsed_s = time.perf_counter() - started
+            window_tokens += self.batches.tokens_per_batch
+            recent.append(loss)
+            if s.step % 10 == 0 or s.step == 1:
+                rate = window_tokens / max(1e-9, time.perf_counter() - window_start)
+                p = self.progress()
+                eta = s.elapsed_s * (1 - p) / p if p > 0 else None
+                bar.update(p, step=s.step, loss=float(np.mean(recent)), tokens_per_s=rate, eta_s=eta)
+                log.append({"step": s.step, "epoch": s.epoch, "train_loss": float(np.mean(recent)),
+                            "lr": self.learning_rate(), "tokens_per_s": rate, "elapsed_s": s.elapsed_s})
+                window_start, window_tokens, recent = time.perf_counter(), 0, []
+            if s.step % c.eval_every == 0:
+                self._check(log, bar)
+                s.elapsed_s = time.perf_counter() - started
+            elif c.save_every and s.step % c.save_every == 0:
+                self._save_resume()
+            self._notify("on_step")
+
+    def _notify(self, event: str) -> None:
+        """Callbacks see the trainer itself (minGPT's way): its state, model, config."""
+        for callback in self.callbacks:
+            callback(event, self)
+
+    def _should_stop(self) -> str | None:
+        c, s = self.config, self.state
+        if self.stop_requested:
+            return f"interrupted ({self.stop_requested})"
+        if c.max_steps and s.step >= c.max_steps:
+            return f"reached --max-steps {c.max_steps}"
+        if c.epochs and s.epoch + s.window / self.batches.windows_per_epoch >= c.epochs:
+            return f"reached --epochs {c.epochs:g}"
+        if c.time_budget and s.elapsed_s >= c.time_budget * 60:
+            return f"reached --time-budget {c.time_budget:g} min"
+        if c.patience and s.checks_without_improvement >= c.patience:
+            return f"early stop: no better validation loss in {c.patience} checks"
+        return None
+
+    def _train_step(self) -> float:
+        c, s = self.config, self.state
+        if s.window == 0:
+            self.hidden = None  # a new epoch cuts the streams differently
+        x, y = self.batches.batch(s.epoch, s.window)
+        x, y = x.to(self.device), y.to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        logits, hidden = self.model(x, self.hidden)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.hidden = detach_state(hidden)
+        s.step += 1
+        s.tokens_seen += self.batches.tokens_per_batch
+        s.window += 1
+        if s.window >= self.batches.windows_per_epoch:
+            s.epoch, s.window = s.epoch + 1, 0
+        return loss.item()
+
+    def _check(self, log: MetricsLog, bar: ProgressBar, max_tokens: int | None = -1) -> float:
+        """Validate, keep the best weights, write a resume point."""
+        s = self.state
+        tokens = self.config.eval_tokens if max_tokens == -1 else max_tokens
+        val_loss, _ = evaluate_loss(self.model, self.val_ids, max_tokens=tokens, device=self.device)
+        improved = val_loss < s.best_val_loss
+        if improved:
+            s.best_val_loss, s.checks_without_improvement = val_loss, 0
+            save_weights(self.out_dir, self.model)
+        else:
+            s.checks_without_improvement += 1
+        log.append({"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s})
+        bar.write(f"step {s.step}: validation loss {val_loss:.4f}{' (best)' if improved else ''}")
+        self._save_resume()
+        plot_loss_curve(log.records, self.out_dir / CURVE_FILE, title=self.out_dir.name)
+        self.last_val_loss = val_loss
+        self._notify("on_eval")
+        return val_loss
+
+    def _final_evaluation(self, log: MetricsLog) -> dict:
+        """Score the best weights on the whole held-out split."""
+        if self.state.step % self.config.eval_every != 0:
+            # The steps since the last check may hold the best weights yet.
+            self._check(log, ProgressBar(False))
+        tensors, _ = load_tensors(self.out_dir / WEIGHTS_FILE)
+        load_weights_into(self.model, tensors, self.out_dir / WEIGHTS_FILE)
+        loss, tokens = evaluate_loss(self.model, self.val_ids, device=self.device)
+        return {**loss_report(loss, self.level), "tokens": tokens}
+
+    # ------------------------------------------------------------ interrupts
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        """Ctrl-C and SIGTERM finish the current step, save, and stop (main thread only)."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def request_stop(signum, _frame):
+            self.stop_requested = signal.Signals(signum).name
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
+
+    # ------------------------------------------------------------ resume state
+
+    def _save_resume(self) -> None:
+        tensors = {f"model.{k}": v for k, v in unique_tensors(self.model.state_dict()).items()}
+        opt = self.optimizer.state_dict()
+        for index, slots in opt["state"].items():
+            for key, value in slots.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["rng.torch"] = torch.get_rng_state()
+        for i, h in enumerate(_state_tuple(self.hidden)):
+            tensors[f"hidden.{i}"] = h.detach().cpu().contiguous()
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
+        meta = {"loop": json.dumps(asdict(self.state)), "param_groups": json.dumps(groups)}
+        save_tensors(self.out_dir / RESUME_FILE, tensors, metadata=meta)
+
+    def load_resume(self) -> None:
+        path = self.out_dir / RESUME_FILE
+        tensors, meta = load_tensors(path)
+        try:
+            loop = json.loads(meta["loop"])
+            groups = json.loads(meta["param_groups"])
+            self.state = LoopState(**loop)
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            raise ScriptRNNError(f"{path}: resume state is damaged ({e})") from None
+        model_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        load_weights_into(self.model, model_tensors, path)
+        self.optimizer.load_state_dict(_optimizer_state(tensors, groups, self.optimizer))
+        torch.set_rng_state(tensors["rng.torch"])
+        hidden = [tensors[k].to(self.device) for k in sorted(t for t in tensors if t.startswith("hidden."))]
+        self.hidden = None if not hidden else (tuple(hidden) if len(hidden) == 2 else hidden[0])
+
+
+def _state_tuple(hidden) -> tuple:
+    if hidden is None:
+        return ()
+    return hidden if isinstance(hidden, tuple) else (hidden,)
+
+
+def _optimizer_state(tensors: dict, groups: list[dict], optimizer: torch.optim.Optimizer) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    live = optimizer.state_dict()["param_groups"]
+    for saved, current in zip(groups, live):
+        saved["params"] = current["params"]
+    return {"state": state, "param_groups": groups}

@@ -1,0 +1,109 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+import scriptrnn
+from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
+from scriptrnn.checkpoint import (
+    WEIGHTS_FILE,
+    load_checkpoint,
+    save_run_files,
+    save_weights,
+    write_atomic,
+)
+from scriptrnn.tokenizer import CharTokenizer
+
+
+def _save_small_run(path, tie=False):
+    tokenizer = CharTokenizer.fit("hello world\n")
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, embedding_size=16, tie_weights=tie)
+    model = RNNLanguageModel(config)
+    save_run_files(path, {"model": config.to_dict(), "corpus": {"name": "t"}}, tokenizer)
+    save_weights(path, model)
+    return model
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_round_trip_gives_the_same_weights(tmp_path, tie):
+    model = _save_small_run(tmp_path, tie=tie)
+    loaded, tokenizer, config = load_checkpoint(tmp_path)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    if tie:
+        assert loaded.decoder.weight is loaded.embedding.weight
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"old")
+
+    with pytest.raises(TypeError):
+        write_atomic(target, object())  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]  # no temporary left behind
+
+
+def test_pickle_is_refused_and_never_run(tmp_path):
+    _save_small_run(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / WEIGHTS_FILE).write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ScriptRNNError, match="pickle"):
+        load_checkpoint(tmp_path)
+    assert not marker.exists()
+
+
+def test_directory_of_pt_files_is_refused(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "model.pt")
+    with pytest.raises(ScriptRNNError, match="pickle files are refused"):
+        load_checkpoint(tmp_path)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    _save_small_run(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ScriptRNNError, match="newer scriptrnn"):
+        load_checkpoint(tmp_path)
+
+
+def test_truncated_weights_are_a_clear_error(tmp_path):
+    _save_small_run(tmp_path)
+    data = (tmp_path / WEIGHTS_FILE).read_bytes()
+    (tmp_path / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ScriptRNNError, match="truncated|damaged"):
+        load_checkpoint(tmp_path)
+
+
+def test_missing_tokenizer_is_named(tmp_path):
+    _save_small_run(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(ScriptRNNError, match="tokenizer.json"):
+        load_checkpoint(tmp_path)
+
+
+def test_shapes_that_do_not_match_the_config(tmp_path):
+    _save_small_run(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["hidden_size"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ScriptRNNError, match="shape"):
+        load_checkpoint(tmp_path)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(ScriptRNNError, match="no such model directory"):
+        scriptrnn.load(tmp_path / "nope")
+
+
+def test_pretrained_model_ships_and_writes():
+    text = scriptrnn.load().generate("", max_new_tokens=80, seed=0)[0]
+    assert len(text) == 80
+    assert sum(p.stat().st_size for p in scriptrnn.pretrained_dir().iterdir()) < 5 * 1024 * 1024

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_shapes_and_state(cell):
+    model = RNNLanguageModel(ModelConfig(vocab_size=30, cell=cell, num_layers=2, hidden_size=16, embedding_size=8))
+    x = torch.randint(0, 30, (4, 7))
+    logits, state = model(x)
+    assert logits.shape == (4, 7, 30)
+    hidden = model.init_hidden(4)
+    if cell == "lstm":
+        assert isinstance(hidden, tuple) and hidden[0].shape == (2, 4, 16)
+    else:
+        assert hidden.shape == (2, 4, 16)
+    logits2, _ = model(x, hidden)
+    assert logits2.shape == logits.shape
+
+
+def test_carrying_state_equals_one_long_pass():
+    model = RNNLanguageModel(ModelConfig(vocab_size=20, hidden_size=12, embedding_size=6, dropout=0.0)).eval()
+    x = torch.randint(0, 20, (2, 10))
+    whole, _ = model(x)
+    first, state = model(x[:, :6])
+    second, _ = model(x[:, 6:], state)
+    assert torch.allclose(torch.cat([first, second], 1), whole, atol=1e-5)
+
+
+def test_parameter_count_matches_the_built_model():
+    for tie in (False, True):
+        for cell in ("lstm", "gru", "rnn"):
+            config = ModelConfig(vocab_size=50, cell=cell, hidden_size=24, embedding_size=16, tie_weights=tie)
+            model = RNNLanguageModel(config)
+            assert config.parameter_count() == sum(p.numel() for p in model.parameters())
+
+
+def test_tied_weights_share_the_embedding():
+    model = RNNLanguageModel(ModelConfig(vocab_size=40, hidden_size=32, embedding_size=32, tie_weights=True))
+    assert model.decoder.weight is model.embedding.weight
+
+
+@pytest.mark.parametrize("settings, flag", [
+    ({"hidden_size": 0}, "--hidden-size"),
+    ({"num_layers": -1}, "--layers"),
+    ({"cell": "transformer"}, "--cell"),
+    ({"dropout": 1.5}, "--dropout"),
+    ({"hidden_size": 60_000, "num_layers": 8}, "parameters"),
+])
+def test_bad_sizes_are_named(settings, flag):
+    with pytest.raises(ScriptRNNError, match=flag):
+        ModelConfig(vocab_size=10, **settings).validate()

@@ -1,0 +1,131 @@
+"""A real (seconds-long) training run, then save -> load -> generate."""
+
+import json
+import math
+
+import pytest
+
+import scriptrnn
+from scriptrnn import ScriptRNNError
+from scriptrnn.checkpoint import RESUME_FILE, WEIGHTS_FILE
+
+from .conftest import TINY_TRAIN
+
+
+@pytest.fixture(scope="module")
+def word_run(tmp_path_factory):
+    from .conftest import DIALOGUE
+
+    folder = tmp_path_factory.mktemp("word")
+    data = folder / "scripts.txt"
+    data.write_text(DIALOGUE * 60, encoding="utf-8")
+    result = scriptrnn.train(data, folder / "run", level="word", max_steps=150, lr=1e-2, **TINY_TRAIN)
+    return result, folder / "run"
+
+
+def test_training_learns_far_below_the_uniform_guess(word_run):
+    result, run = word_run
+    vocab_size = json.loads((run / "config.json").read_text())["model"]["vocab_size"]
+    assert result.metrics["loss"] < 0.5 * math.log(vocab_size)
+    assert result.steps == 150
+
+
+def test_run_directory_holds_data_only_files(word_run):
+    _, run = word_run
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "tokenizer.json", WEIGHTS_FILE, RESUME_FILE, "metrics.jsonl", "loss_curve.png"} <= names
+    config = json.loads((run / "config.json").read_text())
+    assert config["format_version"] == 1
+    assert config["corpus"]["speakers"][:1] == ["jerry"]
+    assert config["metrics"]["val"]["loss"] > 0
+    assert (run / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_loss" in r for r in lines) and any("train_loss" in r for r in lines)
+
+
+def test_generate_from_a_speaker_writes_name_colon_lines(word_run):
+    _, run = word_run
+    model = scriptrnn.load(run)
+    text = model.generate("jerry", max_new_tokens=60, seed=1, temperature=0.5)[0]
+    assert text.startswith("jerry:")
+    assert " : " not in text and " ." not in text
+    lines = [line for line in text.splitlines() if line]
+    assert all(":" in line for line in lines[:-1])
+
+
+def test_seed_repeats_and_batch_returns_n(word_run):
+    _, run = word_run
+    model = scriptrnn.load(run)
+    a = model.generate("george", max_new_tokens=30, seed=5, num_return_sequences=3)
+    b = model.generate("george", max_new_tokens=30, seed=5, num_return_sequences=3)
+    assert a == b and len(a) == 3
+
+
+def test_stop_after_lines(word_run):
+    _, run = word_run
+    text = scriptrnn.load(run).generate("elaine", max_new_tokens=500, seed=2, stop_after_lines=2)[0]
+    assert text.count("\n") == 2 and text.endswith("\n")
+
+
+def test_streaming_equals_whole_text(word_run):
+    _, run = word_run
+    model = scriptrnn.load(run)
+    streamed = "".join(step[0] for step in model.stream("kramer", max_new_tokens=40, seed=3))
+    assert streamed == model.generate("kramer", max_new_tokens=40, seed=3)[0]
+
+
+def test_unknown_prime_word_is_named(word_run):
+    _, run = word_run
+    with pytest.raises(ScriptRNNError, match="'newman'"):
+        scriptrnn.load(run).generate("newman: hello", max_new_tokens=5)
+
+
+def test_greedy_is_deterministic_without_seed(word_run):
+    _, run = word_run
+    model = scriptrnn.load(run)
+    assert model.generate("jerry", max_new_tokens=20, temperature=0)[0] == \
+        model.generate("jerry", max_new_tokens=20, do_sample=False)[0]
+
+
+def test_evaluate_scores_the_held_out_end(word_run):
+    _, run = word_run
+    report = scriptrnn.evaluate(run, run.parent / "scripts.txt")
+    assert report["loss"] == pytest.approx(json.loads((run / "config.json").read_text())["metrics"]["val"]["loss"],
+                                           rel=1e-4)
+
+
+def test_char_level_run_and_bits_per_char(tmp_path, dialogue_file):
+    result = scriptrnn.train(dialogue_file, tmp_path / "run", level="char", max_steps=60, cell="gru", **TINY_TRAIN)
+    assert "bits_per_char" in result.metrics
+    assert result.metrics["loss"] < math.log(len(set(dialogue_file.read_text())))
+    text = scriptrnn.load(tmp_path / "run").generate("", max_new_tokens=50, seed=0)[0]
+    assert len(text) == 50
+
+
+def test_existing_run_is_not_replaced_silently(word_run, tmp_path):
+    _, run = word_run
+    with pytest.raises(ScriptRNNError, match="--resume .* --overwrite"):
+        scriptrnn.train(run.parent / "scripts.txt", run, level="word", max_steps=1, **TINY_TRAIN)
+
+
+def test_resume_continues_to_the_same_weights(tmp_path, dialogue_file):
+    """A run stopped at step 40 and resumed equals one run of 80 steps, weight for weight."""
+    import torch
+    from safetensors.torch import load_file
+
+    def stop_at_40(event, trainer):
+        if event == "on_step" and trainer.state.step == 40:
+            trainer.stop_requested = "test"
+
+    settings = dict(TINY_TRAIN, level="char", max_steps=80, eval_every=20, patience=None, dropout=0.2,
+                    num_layers=2)
+    scriptrnn.train(dialogue_file, tmp_path / "whole", **settings)
+    stopped = scriptrnn.train(dialogue_file, tmp_path / "parts", callbacks=[stop_at_40], **settings)
+    assert stopped.stopped_because.startswith("interrupted") and stopped.steps == 40
+    resumed = scriptrnn.train(out=tmp_path / "parts", resume=True, progress=False)
+    assert resumed.steps == 80
+    whole = load_file(tmp_path / "whole" / RESUME_FILE)
+    parts = load_file(tmp_path / "parts" / RESUME_FILE)
+    for name, tensor in whole.items():
+        if name.startswith("model."):
+            assert torch.equal(tensor, parts[name]), name
