@@ -27,10 +27,14 @@ from .trainer import TrainConfig, Trainer, TrainResult, pick_device
 PRETRAINED_NAME = "shakespeare-char"
 MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent first
 
-# Per-level starting points; anything passed by name overrides them.
-LEVEL_MODEL_DEFAULTS = {
-    "char": {"embedding_size": 64},
-    "word": {"embedding_size": 256},
+# Per-level starting points over the dataclass defaults; anything passed by name wins.
+# Word level: ~20k-word vocabularies make the output layer the cost, so windows are
+# smaller, the embedding is shared with the output layer, and runs are shorter
+# (a script corpus of ~1M words overfits after a few epochs; early stopping ends it).
+LEVEL_DEFAULTS = {
+    "char": {},
+    "word": {"embedding_size": 256, "tie_weights": True, "dropout": 0.3,
+             "batch_size": 32, "seq_len": 64, "epochs": 10.0},
 }
 
 
@@ -92,12 +96,14 @@ def train(
     source = {"paths": [str(Path(p).resolve()) for p in paths], "corpus": corpus, "genres": list(genres or []),
               "encoding": encoding, "speaker_column": speaker_column, "dialogue_column": dialogue_column}
     text_corpus = _load_source(source)
-    model_settings, train_settings = _split_settings(settings)
+    level = settings.get("level", TrainConfig.level)
+    if level not in LEVEL_DEFAULTS:
+        raise ScriptRNNError(f"--level must be 'char' or 'word', got {level!r}")
+    model_settings, train_settings = _split_settings({**LEVEL_DEFAULTS[level], **settings})
     train_config = TrainConfig(**train_settings).validate()
     tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
                               min_count=train_config.min_count)
-    defaults = LEVEL_MODEL_DEFAULTS[train_config.level]
-    model_config = ModelConfig(**{**defaults, **model_settings, "vocab_size": tokenizer.vocab_size}).validate()
+    model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     speakers = [s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
     if train_config.level == "word":
         speakers = [s.lower() if train_config.lowercase else s for s in speakers]

@@ -53,8 +53,9 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--layers", dest="num_layers", type=int, help="recurrent layers (default 2)")
     g.add_argument("--hidden-size", type=int, help="units per layer (default 256)")
     g.add_argument("--embedding-size", type=int, help="token embedding size (default 64 char, 256 word)")
-    g.add_argument("--dropout", type=float, help="dropout between layers and before the output (default 0.1)")
-    g.add_argument("--tie-weights", action="store_true", default=None, help="share input and output embeddings")
+    g.add_argument("--dropout", type=float, help="dropout between layers and before the output (default 0.1 char, 0.3 word)")
+    g.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
+                   help="share input and output embeddings (default: on at word level, off at char level)")
     g = p.add_argument_group("training")
     for flag, kind, text in [
         ("--seq-len", int, "tokens per window; state carries across windows"),
@@ -73,8 +74,20 @@ def _add_train_parser(sub) -> None:
         ("--patience", int, "early stop after this many checks without improvement"),
         ("--seed", int, "random seed"),
     ]:
-        g.add_argument(flag, type=kind, help=text)
+        g.add_argument(flag, type=kind, help=f"{text} ({_default_text(flag)})")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+
+
+def _default_text(flag: str) -> str:
+    """'default 64, word level 32' from the dataclass and the per-level table."""
+    from .api import LEVEL_DEFAULTS
+    from .trainer import TrainConfig
+
+    name = flag.lstrip("-").replace("-", "_")
+    text = f"default {getattr(TrainConfig, name)}"
+    if name in LEVEL_DEFAULTS["word"]:
+        text += f"; word level {LEVEL_DEFAULTS['word'][name]}"
+    return text
 
 
 def _add_generate_parser(sub) -> None:
