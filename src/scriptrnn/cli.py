@@ -116,6 +116,25 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
 
 
+def _add_serve_parser(sub) -> None:
+    from .server.schemas import ServerLimits
+
+    d = ServerLimits()
+    p = sub.add_parser("serve", help="serve models over HTTP: a web page, TGI and OpenAI-style APIs")
+    p.add_argument("model_dirs", nargs="*", type=Path, help="run directories (default: the built-in model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="cap per sequence")
+    p.add_argument("--max-prime-chars", type=int, default=d.max_prime_chars, help="cap on the prime's length")
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="cap on a request body")
+    p.add_argument("--max-return-sequences", type=int, default=d.max_return_sequences, help="cap on n")
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests waiting before 503")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="sequences stepped together")
+    p.add_argument("--timeout", type=float, default=d.request_timeout_s, help="seconds per request")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scriptrnn", description="Train recurrent networks on scripts and books; write new ones.")
     parser.add_argument("--version", action="version", version=f"scriptrnn {__version__}")
@@ -123,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_generate_parser(sub)
     _add_evaluate_parser(sub)
+    _add_serve_parser(sub)
     p = sub.add_parser("corpus", help="statistics of a corpus")
     _add_corpus_args(p)
     return parser
@@ -207,7 +227,18 @@ def cmd_corpus(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "corpus": cmd_corpus}
+def cmd_serve(args) -> int:
+    from .server import serve
+
+    limits = {"max_new_tokens": args.max_new_tokens, "max_prime_chars": args.max_prime_chars,
+              "max_body_bytes": args.max_body_bytes, "max_return_sequences": args.max_return_sequences,
+              "max_queue": args.max_queue, "max_batch": args.max_batch, "request_timeout_s": args.timeout}
+    serve(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, device=args.device, **limits)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "corpus": cmd_corpus,
+            "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

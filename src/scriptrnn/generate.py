@@ -1,7 +1,9 @@
 """Writing text: run the prime once, then one step per new token, streamed.
 
-``ScriptModel.stream`` is the single place text is made; the terminal, the
-Python API and any server read from it.
+A ``Generation`` is one request: its prime, its sampling settings and where each of
+its sequences stands. ``step_together`` advances any number of generations with one
+forward pass, so the terminal (one generation) and the server (many, joining and
+leaving between steps) share a single implementation of how text is made.
 """
 
 from __future__ import annotations
@@ -51,11 +53,18 @@ class ScriptModel:
         if self.newline_id is None:
             if len(ids) == 0:
                 raise ScriptRNNError("this model needs a prime: give --prime with some text")
-            return ids, 0
+            return ids.astype(np.int64), 0
         # Generation starts as if at the start of a line, where speakers' names come.
         return np.concatenate([[self.newline_id], ids]).astype(np.int64), 1
 
     # ------------------------------------------------------------ writing
+
+    def start(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> "Generation":
+        """A new request, its prime already run through the network."""
+        config = replace(config or SamplingConfig(), **settings).validate()
+        generation = Generation(self, prime, config)
+        generation.prefill()
+        return generation
 
     @torch.no_grad()
     def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> Iterator[list[str]]:
@@ -64,40 +73,108 @@ class ScriptModel:
         The first item is the prime as the model read it, so that joining all items
         of a sequence gives its whole text.
         """
-        config = replace(config or SamplingConfig(), **settings).validate()
-        ids, context = self.encode_prime(prime)
-        n = config.num_return_sequences
-        decoders = [self.tokenizer.decoder() for _ in range(n)]
-        prime_text = "".join(decoders[0].step(int(i)) for i in ids[context:])
-        for d in decoders[1:]:
-            for i in ids[context:]:
-                d.step(int(i))
-        yield [prime_text] * n
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(config.seed if config.seed is not None else int(torch.randint(2**62, ()).item()))
-        x = torch.as_tensor(ids, device=self.device).long().unsqueeze(0).expand(n, -1)  # (N, P)
-        logits, state = self.model(x)
-        scores = logits[:, -1]  # (N, V)
-        seen = torch.zeros(n, self.tokenizer.vocab_size, dtype=torch.bool, device=self.device)
-        seen[:, torch.as_tensor(ids, device=self.device).long()] = True
-        processors, greedy = config.processors(), config.greedy
-        lines = torch.zeros(n, dtype=torch.long, device=self.device)
-        active = torch.ones(n, dtype=torch.bool, device=self.device)
-        for _ in range(config.max_new_tokens):
-            token = next_tokens(scores, seen, processors, greedy, generator)  # (N,)
-            yield [d.step(int(t)) if a else "" for d, t, a in zip(decoders, token.tolist(), active.tolist())]
-            seen[torch.arange(n, device=self.device), token] = True
-            if config.stop_after_lines and self.newline_id is not None:
-                lines += (token == self.newline_id) & active
-                active &= lines < config.stop_after_lines
-                if not active.any():
-                    return
-            logits, state = self.model(token.unsqueeze(1), state)  # (N, 1, V)
-            scores = logits[:, -1]
+        generation = self.start(prime, config, **settings)
+        yield [generation.prime_text] * generation.n
+        while True:
+            yield generation.sample()
+            if generation.done:
+                return
+            step_together(self.model, [generation])
 
     def generate(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> list[str]:
         """The whole text of each sequence (prime included)."""
-        pieces: list[list[str]] = []
-        for step in self.stream(prime, config, **settings):
-            pieces.append(step)
+        pieces = list(self.stream(prime, config, **settings))
         return ["".join(column) for column in zip(*pieces)]
+
+
+class Generation:
+    """One request's N sequences: sampling state, text so far, and why each stopped."""
+
+    def __init__(self, script_model: ScriptModel, prime: str, config: SamplingConfig):
+        self.owner = script_model
+        self.config = config
+        self.n = config.num_return_sequences
+        ids, context = script_model.encode_prime(prime)
+        self.prime_ids = ids
+        self.decoders = [script_model.tokenizer.decoder() for _ in range(self.n)]
+        texts = ["".join(d.step(int(i)) for i in ids[context:]) for d in self.decoders]
+        self.prime_text = texts[0]
+        self.prompt_tokens = len(ids) - context
+        self.texts = [""] * self.n  # generated text of each sequence (prime excluded)
+        self.tokens: list[list[int]] = [[] for _ in range(self.n)]
+        self.finish_reasons: list[str | None] = [None] * self.n  # "length" or "stop"
+        self.processors, self.greedy = config.processors(), config.greedy
+        device = script_model.device
+        self.generator = torch.Generator(device=device)
+        seed = config.seed if config.seed is not None else int(torch.randint(2**62, ()).item())
+        self.generator.manual_seed(seed)
+        self.seed = seed
+        self.seen = torch.zeros(self.n, script_model.tokenizer.vocab_size, dtype=torch.bool, device=device)
+        self.seen[:, torch.as_tensor(ids, device=device)] = True
+        self.lines = [0] * self.n
+        self.state = None  # recurrent state (L, N, H), a pair for an LSTM
+        self.scores: torch.Tensor | None = None  # (N, V) scores for the next token
+
+    @property
+    def done(self) -> bool:
+        return all(reason is not None for reason in self.finish_reasons)
+
+    @torch.no_grad()
+    def prefill(self) -> None:
+        """Run the prime once for all N sequences."""
+        x = torch.as_tensor(self.prime_ids, device=self.owner.device).unsqueeze(0).expand(self.n, -1)  # (N, P)
+        logits, self.state = self.owner.model(x)
+        self.scores = logits[:, -1]  # (N, V)
+        if self.config.max_new_tokens == 0:
+            self.finish_reasons = ["length"] * self.n
+
+    def sample(self) -> list[str]:
+        """Pick each running sequence's next token; return the text each one adds."""
+        token = next_tokens(self.scores, self.seen, self.processors, self.greedy, self.generator)  # (N,)
+        self.last_tokens = token
+        self.seen[torch.arange(self.n, device=token.device), token] = True
+        pieces = []
+        for i, t in enumerate(token.tolist()):
+            if self.finish_reasons[i] is not None:
+                pieces.append("")
+                continue
+            piece = self.decoders[i].step(t)
+            self.tokens[i].append(t)
+            self.texts[i] += piece
+            pieces.append(piece)
+            self.finish_reasons[i] = self._finish_reason(i, t)
+        return pieces
+
+    def _finish_reason(self, i: int, token: int) -> str | None:
+        config = self.config
+        if token == self.owner.newline_id:
+            self.lines[i] += 1
+            if config.stop_after_lines and self.lines[i] >= config.stop_after_lines:
+                return "stop"
+        if config.stop and any(s in self.texts[i][-(len(s) + 64):] for s in config.stop):
+            return "stop"
+        if len(self.tokens[i]) >= config.max_new_tokens:
+            return "length"
+        return None
+
+    def cancel(self) -> None:
+        """Stop every sequence now (the reader went away)."""
+        self.finish_reasons = [r or "cancelled" for r in self.finish_reasons]
+
+
+@torch.no_grad()
+def step_together(model: RNNLanguageModel, generations: list[Generation]) -> None:
+    """Feed each generation's last tokens through ``model`` in one batch; store new scores and states."""
+    tokens = torch.cat([g.last_tokens for g in generations]).unsqueeze(1)  # (ΣN, 1)
+    states = [g.state for g in generations]
+    if isinstance(states[0], tuple):
+        state = tuple(torch.cat([s[k] for s in states], dim=1) for k in range(len(states[0])))
+    else:
+        state = torch.cat(states, dim=1)
+    logits, state = model(tokens, state)  # (ΣN, 1, V)
+    start = 0
+    for g in generations:
+        rows = slice(start, start + g.n)
+        g.scores = logits[rows, -1]
+        g.state = tuple(s[:, rows] for s in state) if isinstance(state, tuple) else state[:, rows]
+        start += g.n

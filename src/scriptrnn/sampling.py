@@ -91,6 +91,7 @@ class SamplingConfig:
     num_return_sequences: int = 1
     seed: int | None = None
     stop_after_lines: int | None = None  # stop each sequence after this many new lines
+    stop: list[str] | None = None  # stop a sequence once its new text contains one of these
 
     def validate(self) -> "SamplingConfig":
         if not isinstance(self.max_new_tokens, int) or not 0 <= self.max_new_tokens <= 1_000_000:
@@ -101,6 +102,9 @@ class SamplingConfig:
             raise ScriptRNNError(f"temperature must be 0 (greedy) or positive, got {self.temperature}")
         if self.stop_after_lines is not None and self.stop_after_lines < 1:
             raise ScriptRNNError(f"stop_after_lines must be at least 1, got {self.stop_after_lines}")
+        if self.stop is not None and (not isinstance(self.stop, (list, tuple)) or
+                                      not all(isinstance(s, str) and s for s in self.stop)):
+            raise ScriptRNNError(f"stop must be a list of non-empty strings, got {self.stop!r}")
         self.processors()  # each transform checks its own argument
         return self
 

@@ -1,0 +1,347 @@
+"""The FastAPI app: TGI and OpenAI-style routes, model listing, and the web page.
+
+Every generating route does the same three things: turn its body into a prime and a
+``SamplingConfig``, submit a job to the batcher, and render the job's events in its
+protocol's shape (JSON at the end, or Server-Sent Events as they come).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+import uuid
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+from .. import __version__
+from ..errors import ScriptRNNError
+from ..generate import Generation, ScriptModel
+from ..sampling import SamplingConfig
+from .batcher import Batcher, Event, Job, QueueFull, read_events
+from .schemas import CompletionRequest, ServerLimits, TGIRequest, completion_sampling, tgi_sampling
+
+STATIC = Path(str(resources.files("scriptrnn") / "server" / "static"))
+
+
+class RequestError(Exception):
+    """A bad request, answered with ``status`` and a message naming the field."""
+
+    def __init__(self, message: str, status: int = 422, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.headers = status, headers
+
+
+def model_card(name: str, model: ScriptModel) -> dict:
+    """An OpenAI model entry plus what a scriptrnn user wants to know about it."""
+    m, corpus = model.model.config, model.config.get("corpus", {})
+    val = model.config.get("metrics", {}).get("val", {})
+    return {"id": name, "object": "model", "created": 0, "owned_by": "scriptrnn",
+            "level": model.level, "cell": m.cell, "num_layers": m.num_layers, "hidden_size": m.hidden_size,
+            "embedding_size": m.embedding_size, "vocab_size": m.vocab_size, "parameters": m.parameter_count(),
+            "corpus": corpus.get("name"), "held_out_loss": val.get("loss"), "speakers": model.speakers[:200]}
+
+
+class Service:
+    """The served models, the batcher and the limits: everything a route needs."""
+
+    def __init__(self, models: dict[str, ScriptModel], limits: ServerLimits, api_key: str | None):
+        self.models, self.limits, self.api_key = models, limits, api_key
+        self.default_model = next(iter(models))
+        self.batcher = Batcher(max_queue=limits.max_queue, max_batch=limits.max_batch)
+
+    def model(self, name: str | None) -> ScriptModel:
+        if name is None or name == "" or name == "tgi":
+            return self.models[self.default_model]
+        if name not in self.models:
+            raise RequestError(f"model: unknown model {name!r}; served: {', '.join(self.models)}", status=404)
+        return self.models[name]
+
+    def start(self, model: ScriptModel, prime: str, config: SamplingConfig, loop) -> Job:
+        """Check limits, build the generation, queue it (503 when the queue is full)."""
+        limits = self.limits
+        if config.max_new_tokens > limits.max_new_tokens:
+            raise RequestError(f"max_new_tokens (max_tokens): at most {limits.max_new_tokens}, "
+                               f"got {config.max_new_tokens}")
+        if config.num_return_sequences > limits.max_return_sequences:
+            raise RequestError(f"n / num_return_sequences: at most {limits.max_return_sequences}, "
+                               f"got {config.num_return_sequences}")
+        if len(prime) > limits.max_prime_chars:
+            raise RequestError(f"inputs / prompt: at most {limits.max_prime_chars} characters, got {len(prime)}")
+        try:
+            generation = Generation(model, prime, config.validate())
+        except ScriptRNNError as e:
+            raise RequestError(str(e)) from None
+        job = Job(generation, loop)
+        try:
+            self.batcher.submit(job)
+        except QueueFull:
+            raise RequestError("server busy: too many requests waiting; retry shortly", status=503,
+                               headers={"Retry-After": "1"}) from None
+        return job
+
+    async def collect(self, job: Job) -> list[list[int]]:
+        """Wait for a whole job; returns nothing but raises on error or timeout."""
+        async for event in read_events(job, self.limits.request_timeout_s):
+            if event.kind == "error":
+                raise RequestError(event.message, status=504 if "timed out" in event.message else 500)
+
+
+def _sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+def create_app(models: dict[str, ScriptModel], limits: ServerLimits | None = None,
+               api_key: str | None = None) -> FastAPI:
+    if not models:
+        raise ScriptRNNError("no models to serve")
+    service = Service(models, limits or ServerLimits(), api_key)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        service.batcher.close()  # the worker thread ends with the server
+
+    app = FastAPI(title="scriptrnn", version=__version__, lifespan=lifespan,
+                  description="Write scripts with recurrent networks: TGI and OpenAI-compatible routes.")
+    app.state.service = service
+    _install_guards(app, service)
+    auth = [Depends(_require_key(service))]
+    _add_info_routes(app, service, auth)
+    _add_tgi_routes(app, service, auth)
+    _add_openai_routes(app, service, auth)
+    _add_page(app)
+    return app
+
+
+# ---------------------------------------------------------------- guards
+
+
+def _require_key(service: Service):
+    async def check(request: Request):
+        if service.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        if not secrets.compare_digest(token.encode(), service.api_key.encode()):
+            raise RequestError("missing or wrong API key: send 'Authorization: Bearer KEY'", status=401)
+    return check
+
+
+def _install_guards(app: FastAPI, service: Service) -> None:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > service.limits.max_body_bytes:
+            return _error(f"request body: at most {service.limits.max_body_bytes} bytes", 413)
+        return await call_next(request)
+
+    @app.exception_handler(RequestError)
+    async def request_error(_request, exc: RequestError):
+        return _error(str(exc), exc.status, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return _error(f"{field}: {first.get('msg', 'invalid value')}", 422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request, exc: Exception):
+        return _error(f"internal error ({type(exc).__name__})", 500)  # never a stack trace
+
+
+def _error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
+    # TGI's error shape ({"error", "error_type"}) with OpenAI's nested message beside it.
+    body = {"error": message, "error_type": "validation" if status == 422 else "server",
+            "detail": message, "message": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------- info
+
+
+def _add_info_routes(app: FastAPI, service: Service, auth) -> None:
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/v1/models", dependencies=auth)
+    async def list_models():
+        return {"object": "list", "data": [model_card(n, m) for n, m in service.models.items()]}
+
+    @app.get("/info", dependencies=auth)
+    async def info():
+        limits = service.limits
+        return {"model_id": service.default_model, "models": list(service.models),
+                "router": "scriptrnn", "version": __version__,
+                "max_new_tokens": limits.max_new_tokens, "max_input_length": limits.max_prime_chars,
+                "max_best_of": limits.max_return_sequences, "max_concurrent_requests": limits.max_queue,
+                "max_batch_size": limits.max_batch, "load": service.batcher.load}
+
+
+# ---------------------------------------------------------------- TGI
+
+
+def _add_tgi_routes(app: FastAPI, service: Service, auth) -> None:
+    @app.post("/generate", dependencies=auth)
+    async def generate(body: TGIRequest):
+        return await _tgi_whole(service, body)
+
+    @app.post("/generate_stream", dependencies=auth)
+    async def generate_stream(body: TGIRequest):
+        return _tgi_stream(service, body)
+
+    @app.post("/", dependencies=auth)
+    async def compat(body: TGIRequest):
+        # TGI's compatibility route, which InferenceClient(base_url) posts to.
+        if body.stream:
+            return _tgi_stream(service, body)
+        return [await _tgi_whole(service, body)]
+
+
+def _tgi_job(service: Service, body: TGIRequest) -> Job:
+    config = tgi_sampling(body.parameters, service.limits)
+    return service.start(service.model(body.model), body.inputs, config, asyncio.get_running_loop())
+
+
+def _tgi_details(generation: Generation, i: int = 0) -> dict:
+    vocab = generation.owner.tokenizer
+    tokens = [{"id": t, "text": vocab.decode([t]), "logprob": None, "special": False}
+              for t in generation.tokens[i]]
+    reason = "stop_sequence" if generation.finish_reasons[i] == "stop" else "length"
+    return {"finish_reason": reason, "generated_tokens": len(generation.tokens[i]), "seed": generation.seed,
+            "prefill": [], "tokens": tokens}
+
+
+async def _tgi_whole(service: Service, body: TGIRequest) -> dict:
+    job = _tgi_job(service, body)
+    await service.collect(job)
+    g = job.generation
+    out = {"generated_text": g.texts[0]}
+    if body.parameters.details:
+        out["details"] = _tgi_details(g)
+        if g.n > 1:
+            out["details"]["best_of_sequences"] = [
+                {"generated_text": g.texts[i], **_tgi_details(g, i)} for i in range(1, g.n)]
+    return out
+
+
+def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
+    """TGI's event stream: one event per token of the first sequence, the last with the details."""
+    job = _tgi_job(service, body)  # errors before the stream starts are plain 4xx/5xx answers
+
+    async def events():
+        text, count = "", 0
+        async for event in read_events(job, service.limits.request_timeout_s):
+            if event.kind == "error":
+                yield _sse({"error": event.message, "error_type": "generation"})
+                return
+            if event.kind != "tokens":
+                continue
+            text += event.pieces[0]
+            count += 1
+            reason = event.reasons[0]
+            token = {"id": event.ids[0], "text": event.pieces[0], "logprob": None, "special": False}
+            details = None
+            if reason is not None:
+                details = {"finish_reason": "stop_sequence" if reason == "stop" else "length",
+                           "generated_tokens": count, "seed": job.generation.seed}
+            yield _sse({"index": count, "token": token, "generated_text": text if details else None,
+                        "details": details, "top_tokens": None})
+            if details:
+                return
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+# ---------------------------------------------------------------- OpenAI
+
+
+def _add_openai_routes(app: FastAPI, service: Service, auth) -> None:
+    @app.post("/v1/completions", dependencies=auth)
+    async def completions(body: CompletionRequest):
+        prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt[:1])
+        name = body.model or service.default_model
+        model = service.model(name)
+        config = completion_sampling(body, service.limits)
+        job = service.start(model, prompt, config, asyncio.get_running_loop())
+        meta = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
+                "model": name}
+        if body.stream:
+            return StreamingResponse(_openai_stream(service, job, meta), media_type="text/event-stream")
+        await service.collect(job)
+        return {**meta, "choices": [_choice(job.generation, i, config) for i in range(job.generation.n)],
+                "usage": _usage(job.generation)}
+
+
+def _trim_stop(text: str, stop: list[str] | None) -> str:
+    """OpenAI leaves the stop sequence out of the text."""
+    for s in stop or []:
+        at = text.find(s)
+        if at >= 0:
+            text = text[:at]
+    return text
+
+
+def _choice(g: Generation, i: int, config: SamplingConfig) -> dict:
+    return {"text": _trim_stop(g.texts[i], config.stop), "index": i, "logprobs": None,
+            "finish_reason": "stop" if g.finish_reasons[i] == "stop" else "length"}
+
+
+def _usage(g: Generation) -> dict:
+    completion = sum(len(t) for t in g.tokens)
+    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": completion,
+            "total_tokens": g.prompt_tokens + completion}
+
+
+async def _openai_stream(service: Service, job: Job, meta: dict):
+    """OpenAI's chunks: text as it comes for each of the n choices, then [DONE]."""
+    n, stop = job.generation.n, job.generation.config.stop
+    texts, sent, finished = [""] * n, [0] * n, [False] * n
+    async for event in read_events(job, service.limits.request_timeout_s):
+        if event.kind == "error":
+            yield _sse({"error": {"message": event.message, "type": "server_error"}})
+            return
+        if event.kind != "tokens":
+            continue
+        for i in range(n):
+            if finished[i]:
+                continue
+            texts[i] += event.pieces[i]
+            reason = event.reasons[i]
+            # Hold back text that could be the start of a stop sequence until it is decided.
+            text = _trim_stop(texts[i], stop)
+            ready = len(text) if reason or not stop else max(sent[i], len(text) - max(map(len, stop)) + 1)
+            if reason is not None:
+                finished[i] = True
+                reason = "stop" if reason == "stop" else "length"
+            if ready > sent[i] or reason:
+                yield _sse({**meta, "choices": [{"text": text[sent[i]:ready], "index": i, "logprobs": None,
+                                                 "finish_reason": reason}]})
+                sent[i] = ready
+    yield _sse("[DONE]")
+
+
+# ---------------------------------------------------------------- page
+
+
+def _add_page(app: FastAPI) -> None:
+    # The page and its assets hold no data, so they are served without the API key;
+    # the page asks for the key and sends it with every API call.
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def asset(name: str):
+        path = STATIC / name
+        if "/" in name or ".." in name or not path.is_file():
+            raise RequestError(f"no such file: {name}", status=404)
+        return FileResponse(path)

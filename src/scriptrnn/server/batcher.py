@@ -1,0 +1,159 @@
+"""Continuous batching: every running request advances in one forward pass per step.
+
+An RNN's state is a fixed-size tensor per sequence, so requests can join and leave
+between any two steps. One worker thread owns the models; request handlers hand it
+a ``Job`` and read the job's events from an asyncio queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+
+from ..generate import Generation, step_together
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the server will hold; the client should retry."""
+
+
+@dataclass
+class Event:
+    """What the worker tells a handler; a snapshot, as the generation keeps changing."""
+
+    kind: str  # "tokens", "done" or "error"
+    pieces: list[str] | None = None  # text each sequence added this step ('' once stopped)
+    ids: list[int] | None = None  # the token each sequence drew
+    reasons: list[str | None] | None = None  # why each sequence stopped, None while running
+    message: str = ""
+
+
+class Job:
+    """One request in the batcher: its generation and the queue its handler reads."""
+
+    def __init__(self, generation: Generation, loop: asyncio.AbstractEventLoop):
+        self.generation = generation
+        self.loop = loop
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.cancelled = False
+
+    def emit(self, event: Event) -> None:
+        # Called from the worker thread; the queue belongs to the event loop's thread.
+        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def cancel(self) -> None:
+        """The client went away or timed out: the worker drops this job at its next step."""
+        self.cancelled = True
+
+
+class Batcher:
+    """The worker thread and its two lists: jobs waiting to start and jobs running."""
+
+    def __init__(self, max_queue: int = 64, max_batch: int = 256):
+        self.max_queue = max_queue  # waiting jobs beyond this are refused (503)
+        self.max_batch = max_batch  # sequences stepped together at most
+        self.waiting: deque[Job] = deque()
+        self.running: list[Job] = []
+        self.wake = threading.Condition()
+        self.steps = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="scriptrnn-batcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> None:
+        with self.wake:
+            if len(self.waiting) >= self.max_queue:
+                raise QueueFull()
+            self.waiting.append(job)
+            self.wake.notify()
+
+    def close(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.thread.join(timeout=5)
+
+    @property
+    def load(self) -> dict:
+        return {"waiting": len(self.waiting), "running": len(self.running),
+                "sequences": sum(j.generation.n for j in self.running), "steps": self.steps}
+
+    # ------------------------------------------------------------ worker
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self.wake:
+                while not self.waiting and not self.running and not self.stopping:
+                    self.wake.wait()
+                if self.stopping:
+                    return
+            self._admit()
+            self._sample_and_emit()
+            self._step()
+
+    def _admit(self) -> None:
+        """Start waiting jobs while the batch has room: run each prime once."""
+        while True:
+            with self.wake:
+                room = self.max_batch - sum(j.generation.n for j in self.running)
+                if not self.waiting or self.waiting[0].generation.n > room:
+                    return
+                job = self.waiting.popleft()
+            if job.cancelled:
+                continue
+            try:
+                job.generation.prefill()
+            except Exception as e:  # a bug, not bad input (that is caught before submit)
+                job.emit(Event("error", message=f"internal error: {type(e).__name__}"))
+                continue
+            self.running.append(job)
+
+    def _sample_and_emit(self) -> None:
+        still = []
+        for job in self.running:
+            if job.cancelled:
+                continue
+            generation = job.generation
+            pieces = generation.sample()
+            job.emit(Event("tokens", pieces=pieces, ids=generation.last_tokens.tolist(),
+                           reasons=list(generation.finish_reasons)))
+            if generation.done:
+                job.emit(Event("done"))
+            else:
+                still.append(job)
+        self.running = still
+
+    def _step(self) -> None:
+        """One forward pass per model for all running sequences."""
+        by_model: dict[int, list[Job]] = {}
+        for job in self.running:
+            by_model.setdefault(id(job.generation.owner.model), []).append(job)
+        for jobs in by_model.values():
+            step_together(jobs[0].generation.owner.model, [j.generation for j in jobs])
+        self.steps += 1
+
+
+async def read_events(job: Job, timeout_s: float):
+    """Yield a job's events until it is done; cancel it on timeout or when the reader stops."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                yield Event("error", message=f"request timed out after {timeout_s:g} s")
+                return
+            try:
+                event = await asyncio.wait_for(job.events.get(), timeout=remaining)
+            except asyncio.TimeoutError:
+                continue
+            yield event
+            if event.kind in ("done", "error"):
+                return
+    finally:
+        job.cancel()  # no-op when finished; frees the stream at once when the client left
