@@ -9,7 +9,9 @@ from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
 from scriptrnn.checkpoint import (
     WEIGHTS_FILE,
     load_checkpoint,
+    remove_temporaries,
     save_run_files,
+    save_tensors,
     save_weights,
     write_atomic,
 )
@@ -107,3 +109,91 @@ def test_pretrained_model_ships_and_writes():
     text = scriptrnn.load().generate("", max_new_tokens=80, seed=0)[0]
     assert len(text) == 80
     assert sum(p.stat().st_size for p in scriptrnn.pretrained_dir().iterdir()) < 5 * 1024 * 1024
+
+
+# ------------------------------------------------------------- more formats and damage
+
+def test_config_json_that_is_a_pickle_is_refused_and_never_run(tmp_path):
+    _save_small_run(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for name in ("config.json", "tokenizer.json"):
+        original = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(pickle.dumps(Evil()))
+        with pytest.raises(ScriptRNNError, match=f"{name}: not valid JSON"):
+            load_checkpoint(tmp_path)
+        (tmp_path / name).write_bytes(original)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", "not a safetensors"),
+    (b"\x89HDF\r\n\x1a\n" + b"\x00" * 64, "not a safetensors"),
+    (b"PK\x03\x04" + b"\x00" * 64, "pickle"),
+    (b"", "truncated"),
+])
+def test_weights_in_another_format_are_refused(tmp_path, content, match):
+    _save_small_run(tmp_path)
+    (tmp_path / WEIGHTS_FILE).write_bytes(content)
+    with pytest.raises(ScriptRNNError, match=match):
+        load_checkpoint(tmp_path)
+
+
+def _edit_config(path, edit):
+    config = json.loads((path / "config.json").read_text())
+    edit(config)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c.update(corpus=None), "'corpus' must be a JSON object"),
+    (lambda c: c["corpus"].update(speakers=None), "speakers"),
+    (lambda c: c["corpus"].update(speakers=["jerry", 3]), "speakers"),
+    (lambda c: c.update(training=[1]), "'training' must be a JSON object"),
+    (lambda c: c["model"].update(cell=["lstm"]), "invalid model settings|--cell"),
+    (lambda c: c["model"].update(dropout="0.1"), "invalid model settings"),
+    (lambda c: c["model"].update(tie_weights="yes"), "tie"),
+])
+def test_damaged_config_fields_are_one_line_errors(tmp_path, edit, match):
+    """Each of these escaped as a TypeError or AttributeError before (found by benchmarks/fuzz.py)."""
+    _save_small_run(tmp_path)
+    _edit_config(tmp_path, edit)
+    with pytest.raises(ScriptRNNError, match=match):
+        scriptrnn.load(tmp_path).generate("h", max_new_tokens=2, seed=0)
+
+
+def test_config_asking_for_a_huge_model_is_refused_before_allocating_it(tmp_path):
+    _save_small_run(tmp_path)
+    _edit_config(tmp_path, lambda c: c["model"].update(hidden_size=20_000, num_layers=1))  # ~1.6e9 parameters
+    with pytest.raises(ScriptRNNError, match="do not belong together"):
+        load_checkpoint(tmp_path)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    model = _save_small_run(tmp_path)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["decoder.bias"][3] = float("nan")
+    save_tensors(tmp_path / WEIGHTS_FILE, state)
+    with pytest.raises(ScriptRNNError, match="NaN or infinite"):
+        load_checkpoint(tmp_path)
+
+
+def test_weights_of_a_non_numeric_type_are_refused(tmp_path):
+    model = _save_small_run(tmp_path)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["decoder.bias"] = state["decoder.bias"] > 0
+    save_tensors(tmp_path / WEIGHTS_FILE, state)
+    with pytest.raises(ScriptRNNError, match="torch.bool"):
+        load_checkpoint(tmp_path)
+
+
+def test_remove_temporaries_takes_only_write_atomic_leftovers(tmp_path):
+    (tmp_path / ".resume.safetensors.abc123.tmp").write_bytes(b"half")
+    (tmp_path / "notes.tmp").write_text("mine")
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    assert remove_temporaries(tmp_path) == [".resume.safetensors.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "notes.tmp"]

@@ -71,3 +71,75 @@ def test_sampling_respects_top_k_and_seed():
              for _ in range(2)]
     assert torch.equal(*draws)
     assert not math.isnan(float(scores.sum()))
+
+
+# ------------------------------------------------------------- any scores at all
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+from scriptrnn.sampling import probabilities, safe_softmax  # noqa: E402
+
+INF, NAN = math.inf, math.nan
+ANY_FLOAT32 = st.one_of(st.floats(width=32, allow_nan=True, allow_infinity=True),
+                        st.sampled_from([INF, -INF, NAN, 3.4e38, -3.4e38, 1e30, -1e30, 0.0]))
+SCORES = st.integers(1, 4).flatmap(lambda n: st.integers(1, 12).flatmap(
+    lambda v: arrays("float32", (n, v), elements=ANY_FLOAT32)))
+CONFIGS = st.builds(SamplingConfig,
+                    temperature=st.one_of(st.just(0.0), st.floats(1e-3, 100.0)),
+                    top_k=st.one_of(st.none(), st.integers(1, 20)),
+                    top_p=st.one_of(st.none(), st.floats(1e-6, 1.0, exclude_min=True)),
+                    repetition_penalty=st.one_of(st.none(), st.floats(0.01, 100.0)))
+
+
+def assert_distribution(probs):
+    assert torch.isfinite(probs).all()
+    assert (probs >= 0).all()
+    assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[0], dtype=probs.dtype), atol=1e-5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SCORES, CONFIGS, st.data())
+def test_any_scores_give_a_valid_distribution_and_a_possible_token(scores, config, data):
+    scores = torch.from_numpy(scores)
+    seen = torch.from_numpy(data.draw(arrays(bool, tuple(scores.shape))))
+    processors = config.validate().processors()
+    probs = probabilities(scores, seen, processors)
+    assert_distribution(probs)
+    token = next_tokens(scores, seen, processors, config.greedy, torch.Generator().manual_seed(0))
+    assert token.shape == (scores.shape[0],)
+    if not config.greedy:
+        assert (probs.gather(1, token[:, None]) > 0).all()  # never a token the distribution rules out
+
+
+@settings(max_examples=200, deadline=None)
+@given(SCORES)
+def test_each_transform_keeps_nan_out(scores):
+    scores = torch.from_numpy(scores).nan_to_num(nan=0.0, posinf=INF, neginf=-INF)
+    seen = torch.ones_like(scores, dtype=torch.bool)
+    for process in (RepetitionPenalty(1.3), Temperature(0.01), TopK(2), TopP(0.5)):
+        out = process(seen, scores)
+        assert not torch.isnan(out).any(), process
+        assert_distribution(safe_softmax(out))
+
+
+def test_rows_softmax_cannot_handle():
+    scores = torch.tensor([[-INF, -INF, -INF], [NAN, NAN, NAN], [INF, 1.0, INF], [NAN, 0.0, -INF]])
+    expected = torch.tensor([[1 / 3] * 3, [1 / 3] * 3, [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]])
+    assert torch.allclose(safe_softmax(scores), expected)
+    seen = torch.zeros(4, 3, dtype=torch.bool)
+    for greedy in (False, True):  # plain softmax + multinomial raises on these rows
+        assert next_tokens(scores, seen, SamplingConfig().processors(), greedy, None).shape == (4,)
+
+
+def test_huge_scores_over_a_small_temperature_keep_their_order():
+    scores = torch.tensor([[3e38, 1e38, 0.0]])  # / 0.01 overflows float32
+    config = SamplingConfig(temperature=0.01, top_p=0.9)
+    assert probabilities(scores, torch.zeros(1, 3, dtype=torch.bool), config.processors()).tolist() == [[1, 0, 0]]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True])
+def test_seed_out_of_range_is_refused(seed):
+    with pytest.raises(ScriptRNNError, match="seed"):
+        SamplingConfig(seed=seed).validate()

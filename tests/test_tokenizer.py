@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,85 @@ def test_streaming_decoder_matches_decode():
     ids = tok.encode('kramer: "giddy up," i said.\n')
     decoder = tok.decoder()
     assert "".join(decoder.step(int(i)) for i in ids) == tok.decode(ids)
+
+
+# ------------------------------------------------------------- round trips, any text
+
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SYMBOLS = [".", ",", '"', ";", "!", "?", "(", ")", "-", "\n", ":", "[", "]"]
+SYMBOL_NAMES = set(token_lookup().values()) | {"xxcolon", "xxlbracket", "xxrbracket"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec=None), min_size=1, max_size=200))
+def test_char_level_round_trips_any_unicode(text):
+    tok = CharTokenizer.fit(text)
+    ids = tok.encode(text)
+    assert len(ids) == len(text)
+    assert tok.decode(ids) == text
+    assert tokenizer_from_dict(tok.to_dict()).decode(ids) == text
+
+
+@given(st.text(alphabet=st.characters(categories=["Cs", "Lu", "Zs"]), min_size=1, max_size=20))
+def test_char_level_unknown_characters_are_named_not_crashed(text):
+    tok = CharTokenizer.fit("abc")  # lone surrogates included: a str from JSON can hold them
+    assume(set(text) - set("abc"))
+    with pytest.raises(ScriptRNNError, match="not in the model's vocabulary"):
+        tok.encode(text)
+    assert len(tok.encode(text, strict=False)) == 0
+
+
+def _is_word(w: str, lowercase: bool) -> bool:
+    return (w not in SYMBOL_NAMES and w != UNK and not any(c in SYMBOLS or c.isspace() for c in w)
+            and (w == w.lower() or not lowercase))
+
+
+WORDS = st.text(alphabet=st.characters(categories=["Ll", "Lu", "Nd", "Po", "Lo"], codec=None),
+                min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(WORDS, st.sampled_from(SYMBOLS)), min_size=1, max_size=40), st.booleans(),
+       st.lists(st.sampled_from([" ", "  ", "\t", " \t "]), min_size=40, max_size=40))
+def test_word_level_round_trips_vocabulary_words_and_punctuation(tokens, lowercase, gaps):
+    tokens = [t.lower() if lowercase else t for t in tokens]
+    assume(all(t in SYMBOLS or _is_word(t, lowercase) for t in tokens))
+    # However the words and marks are spaced, they come back as the same tokens...
+    spaced = "".join(t + g for t, g in zip(tokens, gaps))
+    tok = WordTokenizer.fit(spaced, lowercase=lowercase)
+    ids = tok.encode(spaced)
+    assert [tok.names.get(tok.vocab[i], tok.vocab[i]) for i in ids] == tokens
+    # ...and the text decoding writes is a fixed point: it encodes to the same ids and decodes to itself.
+    text = tok.decode(ids)
+    assert list(tok.encode(text)) == list(ids)
+    assert tok.decode(tok.encode(text)) == text
+    again = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
+    assert again.decode(again.encode(text)) == text
+
+
+# ------------------------------------------------------------- damaged tokenizer.json (found by the fuzzer)
+
+@pytest.mark.parametrize("data, match", [
+    ({"level": "char", "vocab": ["", "a"]}, "not one character"),
+    ({"level": "char", "vocab": ["ab", "c"]}, "not one character"),
+    ({"level": "char", "vocab": ["a", "a"]}, "repeats"),
+    ({"level": "word", "vocab": ["a", "b"], "symbols": {".": ["x"]}}, "symbols"),
+    ({"level": "word", "vocab": ["a", "b"], "symbols": {"": None}}, "symbols"),
+    ({"level": "word", "vocab": ["a", "b"], "symbols": {"ab": "xxab"}}, "symbols"),
+    ({"level": "word", "vocab": ["a", "b"], "symbols": {".": "x y"}}, "symbols"),
+    ({"level": "word", "vocab": ["a", "b"], "symbols": {".": "xx", ",": "xx"}}, "symbols"),
+    ({"level": "word", "vocab": ["a", "b"], "symbols": {}, "lowercase": "yes"}, "lowercase"),
+    (["char", "a"], "JSON object"),
+])
+def test_damaged_tokenizer_files_are_one_line_errors(data, match):
+    with pytest.raises(ScriptRNNError, match=match):
+        tokenizer_from_dict(data)
+
+
+def test_char_encoding_a_large_text_is_one_gather():
+    text = "jerry: hello there.\n" * 50_000  # 1 MB: the 100 MB case runs in about a second
+    tok = CharTokenizer.fit(text)
+    ids = tok.encode(text + "\U0010ffff", strict=False)
+    assert len(ids) == len(text) and tok.decode(ids[:20]) == text[:20]

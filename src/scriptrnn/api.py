@@ -5,7 +5,7 @@ The CLI only parses arguments and calls these.
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -14,17 +14,31 @@ from typing import Callable, Sequence
 import torch
 
 from . import __version__
-from .batching import split_ids
-from .checkpoint import CONFIG_FILE, TOKENIZER_FILE, build_model, load_checkpoint, read_config, read_json, save_run_files
+from .batching import split_ids, tokens_needed
+from .checkpoint import (
+    CONFIG_FILE,
+    RESUME_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    build_model,
+    load_checkpoint,
+    read_config,
+    read_json,
+    remove_temporaries,
+    save_run_files,
+)
 from .corpus import Corpus, find_speakers, load_corpus
 from .errors import ScriptRNNError
 from .evaluate import evaluate_loss, loss_report
 from .generate import ScriptModel
 from .model import ModelConfig, RNNLanguageModel
 from .tokenizer import fit_tokenizer, tokenizer_from_dict
-from .trainer import TrainConfig, Trainer, TrainResult, pick_device
+from .reporting import CURVE_FILE, METRICS_FILE
+from .trainer import TrainConfig, Trainer, TrainResult, check_memory, pick_device
 
 PRETRAINED_NAME = "shakespeare-char"
+# What a run writes into --out; --overwrite removes these and nothing else.
+RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE)
 MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent first
 
 # Per-level starting points over the dataclass defaults; anything passed by name wins.
@@ -54,18 +68,26 @@ def _split_settings(settings: dict) -> tuple[dict, dict]:
 
 
 def _prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    has_run = (out / CONFIG_FILE).exists()
-    if resume and not has_run:
-        raise ScriptRNNError(f"--resume: {out} holds no run to resume (no {CONFIG_FILE})")
-    if has_run and not resume:
-        if not overwrite:
-            raise ScriptRNNError(
-                f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it"
-            )
-        shutil.rmtree(out)
     if out.exists() and not out.is_dir():
         raise ScriptRNNError(f"--out {out} is a file, not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        if not (out / CONFIG_FILE).exists():
+            raise ScriptRNNError(f"--resume: {out} holds no run to resume (no {CONFIG_FILE})")
+        remove_temporaries(out)  # left by a run killed while writing
+        return
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise ScriptRNNError(
+            f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it or --overwrite "
+            "to replace it"
+        )
+    try:
+        for name in existing:  # only the run's own files: anything else in the folder stays
+            (out / name).unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out)
+    except OSError as e:
+        raise ScriptRNNError(f"cannot prepare --out {out}: {e.strerror or e}") from None
 
 
 def train(
@@ -89,9 +111,21 @@ def train(
     ``level="word", cell="gru", hidden_size=256, time_budget=5``.
     """
     out = Path(out)
+    created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
         return _resume(out, progress=progress, callbacks=callbacks)
+    try:
+        return _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column, progress, callbacks,
+                      settings)
+    except ScriptRNNError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a refused start leaves nothing behind
+        raise
+
+
+def _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column, progress, callbacks,
+           settings) -> TrainResult:
     paths = [data] if isinstance(data, (str, Path)) else list(data or [])
     source = {"paths": [str(Path(p).resolve()) for p in paths], "corpus": corpus, "genres": list(genres or []),
               "encoding": encoding, "speaker_column": speaker_column, "dialogue_column": dialogue_column}
@@ -104,6 +138,7 @@ def train(
     tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
                               min_count=train_config.min_count)
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
+    check_memory(model_config, pick_device(train_config.device))
     speakers = [s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
     if train_config.level == "word":
         speakers = [s.lower() if train_config.lowercase else s for s in speakers]
@@ -112,9 +147,8 @@ def train(
         "model": model_config.to_dict(),
         "training": vars(train_config),
         "corpus": {"name": text_corpus.name, "characters": len(text_corpus.text), "speakers": speakers,
-                   "source": source},
+                   "source": source, "sha256": _fingerprint(text_corpus.text)},
     }
-    save_run_files(out, config, tokenizer)
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config)
     return _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks)
@@ -126,22 +160,48 @@ def _load_source(source: dict) -> Corpus:
                        dialogue_column=source["dialogue_column"])
 
 
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _resume(out: Path, *, progress: bool, callbacks) -> TrainResult:
     config = read_config(out)
     tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
     train_config = TrainConfig.from_dict(config.get("training", {})).validate()
-    text_corpus = _load_source(config["corpus"]["source"])
+    source = config.get("corpus", {}).get("source")
+    lists, names = ("paths", "genres"), ("corpus", "encoding", "speaker_column", "dialogue_column")
+    if not isinstance(source, dict) or not all(
+            isinstance(source.get(k), list) and all(isinstance(v, str) for v in source[k]) for k in lists) or \
+            not all(isinstance(source.get(k), str) for k in names):
+        raise ScriptRNNError(f"{out / CONFIG_FILE} does not say which corpus the run read; it cannot resume")
+    text_corpus = _load_source(source)
+    # An exact resume needs the very text the run started on.
+    if config["corpus"].get("sha256", _fingerprint(text_corpus.text)) != _fingerprint(text_corpus.text):
+        raise ScriptRNNError(
+            f"the corpus ({', '.join(source['paths']) or source['corpus']}) has changed since this run started; "
+            "--resume needs the same text (start a new run with --overwrite or another --out)"
+        )
     model = build_model(config)
     return _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks, resume=True)
 
 
 def _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks, resume=False):
     ids = tokenizer.encode(text_corpus.text, strict=False)
-    train_ids, val_ids = split_ids(ids, train_config.val_fraction)
+    B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
+    need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
+    if len(ids) < need:
+        unit = "characters" if tokenizer.level == "char" else "tokens"
+        raise ScriptRNNError(
+            f"the corpus has {len(ids):,} {unit} but --batch-size {B} x --seq-len {T} with {fraction:.0%} held "
+            f"out needs at least {need:,}; use a bigger corpus or a smaller --batch-size/--seq-len"
+        )
+    train_ids, val_ids = split_ids(ids, fraction)
     trainer = Trainer(model, train_ids, val_ids, train_config, out, level=tokenizer.level,
-                      progress=progress, callbacks=callbacks)
+                      progress=progress, callbacks=callbacks)  # checks that the text fills one batch
     if resume:
         trainer.load_resume()
+    else:
+        save_run_files(out, config, tokenizer)  # only now: a start refused above leaves no run behind
     result = trainer.fit()
     config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
                          "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),

@@ -9,6 +9,7 @@ course method's one target per window.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -20,14 +21,24 @@ from .errors import ScriptRNNError
 
 def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Train on the start, validate on the end: the held-out text is never trained on."""
-    if not 0.0 < val_fraction < 1.0:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
         raise ScriptRNNError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     n_val = int(len(ids) * val_fraction)
     if n_val < 2 or len(ids) - n_val < 2:
         raise ScriptRNNError(
-            f"the corpus has only {len(ids):,} tokens: too few to hold out {val_fraction:.0%} for validation"
+            f"the corpus has only {len(ids):,} tokens: too few to hold out {val_fraction:.0%} for validation "
+            f"(that needs at least {tokens_needed(1, val_fraction):,})"
         )
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+def tokens_needed(train_tokens: int, val_fraction: float) -> int:
+    """The smallest corpus whose split leaves ``train_tokens`` to train on and 2 to validate."""
+    # Held out is int(n * fraction), so n is within a few of the exact bounds below; walk up to it.
+    n = max(4, train_tokens + 2, math.floor(2 / val_fraction) - 1, math.floor((train_tokens - 1) / (1 - val_fraction)))
+    while int(n * val_fraction) < 2 or n - int(n * val_fraction) < max(2, train_tokens):
+        n += 1
+    return n
 
 
 @dataclass

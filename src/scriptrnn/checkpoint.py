@@ -60,6 +60,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_temporaries(directory: Path) -> list[str]:
+    """Delete the temporary files ``write_atomic`` leaves when its process is killed mid-write."""
+    removed = []
+    for path in Path(directory).glob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
 def _fsync_dir(directory: Path) -> None:
     # The rename itself is only durable once the directory entry is on disk.
     try:
@@ -180,17 +190,33 @@ def read_config(run_dir: Path) -> dict:
             f"{run_dir} was written by a newer scriptrnn (checkpoint format {version}, this version reads "
             f"up to {FORMAT_VERSION}); upgrade scriptrnn"
         )
+    _check_sections(run_dir / CONFIG_FILE, config)
     return config
 
 
-def build_model(config: dict) -> RNNLanguageModel:
+def _check_sections(path: Path, config: dict) -> None:
+    """The parts other modules read must have the types they expect (the file may be hand-edited)."""
+    for section in ("model", "training", "corpus", "metrics"):
+        if section in config and not isinstance(config[section], dict):
+            raise ScriptRNNError(f"{path}: '{section}' must be a JSON object")
+    speakers = config.get("corpus", {}).get("speakers", [])
+    if not isinstance(speakers, list) or not all(isinstance(s, str) for s in speakers):
+        raise ScriptRNNError(f"{path}: corpus 'speakers' must be a list of names")
+
+
+def model_config(config: dict) -> ModelConfig:
+    """The checked ModelConfig of a run's config.json."""
     model_settings = config.get("model")
     if not isinstance(model_settings, dict):
         raise ScriptRNNError("config.json has no 'model' settings")
     try:
-        return RNNLanguageModel(ModelConfig.from_dict(model_settings))
+        return ModelConfig.from_dict(model_settings)
     except TypeError as e:
         raise ScriptRNNError(f"config.json has invalid model settings ({e})") from None
+
+
+def build_model(config: dict) -> RNNLanguageModel:
+    return RNNLanguageModel(model_config(config))
 
 
 def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -210,7 +236,17 @@ def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor],
                 f"{source}: weight {name} has shape {tuple(tensor.shape)} but config.json needs "
                 f"{tuple(expected[name].shape)}"
             )
+        if not (tensor.is_floating_point() or tensor.dtype in _WHOLE_NUMBER_TYPES):
+            raise ScriptRNNError(f"{source}: weight {name} is stored as {tensor.dtype}, not numbers a model uses")
+        if not torch.isfinite(tensor).all():
+            raise ScriptRNNError(
+                f"{source}: weight {name} holds NaN or infinite values (the run diverged or the file is "
+                "damaged); use an earlier checkpoint or retrain with a lower --lr"
+            )
     model.load_state_dict(tensors, strict=False)
+
+
+_WHOLE_NUMBER_TYPES = {torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64}
 
 
 def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="cpu"):
@@ -218,12 +254,20 @@ def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     tokenizer = tokenizer_from_dict(read_json(run_dir / TOKENIZER_FILE, "the vocabulary"))
-    model = build_model(config)
-    if model.config.vocab_size != tokenizer.vocab_size:
+    settings = model_config(config)
+    if settings.vocab_size != tokenizer.vocab_size:
         raise ScriptRNNError(
             f"{run_dir}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
-            f"{model.config.vocab_size}"
+            f"{settings.vocab_size}"
         )
     tensors, _ = load_tensors(run_dir / weights_file)
+    # A damaged config.json can ask for a huge model; don't allocate one the weights can't fill.
+    stored = sum(t.numel() for t in tensors.values())
+    if settings.parameter_count() > 2 * stored + 1_000_000:
+        raise ScriptRNNError(
+            f"{run_dir / weights_file}: holds {stored:,} numbers but config.json describes a model of "
+            f"{settings.parameter_count():,} parameters; the two files do not belong together"
+        )
+    model = RNNLanguageModel(settings)
     load_weights_into(model, tensors, run_dir / weights_file)
     return model.to(device), tokenizer, config

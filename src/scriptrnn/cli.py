@@ -14,7 +14,8 @@ from . import __version__
 from .errors import ScriptRNNError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,12 +71,24 @@ def _add_train_parser(sub) -> None:
         ("--val-fraction", float, "share of the corpus end held out for validation"),
         ("--eval-every", int, "steps between validation checks and checkpoints"),
         ("--eval-tokens", int, "validation tokens per check (the final check uses all)"),
-        ("--save-every", int, "extra resume checkpoints every N steps"),
         ("--patience", int, "early stop after this many checks without improvement"),
         ("--seed", int, "random seed"),
     ]:
         g.add_argument(flag, type=kind, help=f"{text} ({_default_text(flag)})")
+    g.add_argument("--save-every", type=_save_every, metavar="N|Mm",
+                   help="also save a resume checkpoint every N steps (500) or every M minutes (10m); "
+                        "default: only at each --eval-every check")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+
+
+def _save_every(text: str) -> dict:
+    """'500' -> every 500 steps; '10m' (or '10min') -> every 10 minutes."""
+    number = text.strip().lower().removesuffix("min").removesuffix("m")
+    try:
+        value = float(number) if number != text.strip().lower() else int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N steps or M minutes (e.g. 500 or 10m)") from None
+    return {"save_every_minutes" if isinstance(value, float) else "save_every": value}
 
 
 def _default_text(flag: str) -> str:
@@ -158,14 +171,22 @@ def cmd_train(args) -> int:
     from .api import train
 
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
+    settings.update(settings.pop("save_every", {}))
     out = Path(args.resume) if isinstance(args.resume, str) else args.out
-    result = train(args.data, out, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
-                   speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
-                   resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, **settings)
+    try:
+        result = train(args.data, out, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
+                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
+                       resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, **settings)
+    except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
+        from .checkpoint import RESUME_FILE
+
+        hint = f"; resume with: scriptrnn train --resume {out}" if (out / RESUME_FILE).exists() else ""
+        print(f"\nscriptrnn: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if result.stopped_because.startswith("interrupted"):
         print(f"{result.stopped_because} at step {result.steps}; checkpoint saved in {out}.\n"
               f"Resume with: scriptrnn train --resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if "SIGTERM" in result.stopped_because else EXIT_INTERRUPTED
     m = result.metrics
     extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
     print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
@@ -179,6 +200,8 @@ def cmd_generate(args) -> int:
     from .checkpoint import write_atomic
     from .sampling import SamplingConfig
 
+    if args.output:
+        _check_writable(args.output)  # before the work, not after it
     script_model = load(args.model_dir, device=args.device)
     config = SamplingConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -194,6 +217,13 @@ def cmd_generate(args) -> int:
     if args.output:
         write_atomic(args.output, "\n\n".join(texts).encode("utf-8"))
     return 0
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise ScriptRNNError(f"--output {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ScriptRNNError(f"--output {path}: no folder {path.parent}")
 
 
 def _stream_to_terminal(pieces) -> str:
@@ -243,6 +273,8 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evalua
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # (serve is left to uvicorn, which handles its own signals.)
+    restore = _terminate_as_interrupt() if args.command != "serve" else (lambda: None)
     try:
         return COMMANDS[args.command](args)
     except ScriptRNNError as e:
@@ -253,3 +285,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0  # e.g. piped into `head`
+    except OSError as e:  # a full disk, a folder we may not write: the user's to fix, in one line
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"scriptrnn: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        restore()
+
+
+def _terminate_as_interrupt():
+    """SIGTERM ends the command the way Ctrl-C does (training installs its own save-and-stop handler)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)

@@ -240,6 +240,10 @@ def _csv_to_dialogue(text: str, file: Path, speaker_column: str, dialogue_column
     if not text.strip():
         return ""
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    # The csv module refuses fields over 128 KiB by default; a whole speech (or a whole book
+    # in one cell) can be longer, and no field can be longer than the file.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text)))
     try:
         columns = reader.fieldnames or []
         speaker_key = _find_column(columns, speaker_column, file)
@@ -254,6 +258,8 @@ def _csv_to_dialogue(text: str, file: Path, speaker_column: str, dialogue_column
             lines.append(f"{speaker}: {dialogue}" if speaker else dialogue)
     except csv.Error as err:
         raise ScriptRNNError(f"{file}: not valid CSV near line {reader.line_num}: {err}") from None
+    finally:
+        csv.field_size_limit(limit)
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ import torch
 from .errors import ScriptRNNError
 from .model import RNNLanguageModel
 from .sampling import SamplingConfig, next_tokens
+from .tokenizer import UNK
 
 
 class ScriptModel:
@@ -50,6 +51,11 @@ class ScriptModel:
         ids = self.tokenizer.encode(self.prime_text(prime))
         if prime.strip() and len(ids) == 0:
             raise ScriptRNNError(f"nothing in the prime {prime!r} is in the model's vocabulary")
+        unk = getattr(self.tokenizer, "unk_id", None)
+        if unk is not None and len(ids) and (ids == unk).all() and UNK not in prime:
+            # <unk> for every word would be no prime at all, silently.
+            raise ScriptRNNError(f"none of the words in the prime {prime!r} is in the model's vocabulary; "
+                                 "use words from the corpus")
         if self.newline_id is None:
             if len(ids) == 0:
                 raise ScriptRNNError("this model needs a prime: give --prime with some text")

@@ -34,6 +34,8 @@ class ModelConfig:
         _check_size("--embedding-size", self.embedding_size, 1, 65_536)
         if not 0.0 <= self.dropout < 1.0:
             raise ScriptRNNError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.tie_weights, bool):
+            raise ScriptRNNError(f"--tie-weights must be true or false, got {self.tie_weights!r}")
         if self.parameter_count() > 2_000_000_000:
             raise ScriptRNNError(
                 f"that model would have {self.parameter_count():,} parameters; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -53,7 +54,7 @@ class MetricsLog:
         self.path = Path(out_dir) / METRICS_FILE
         self.records: list[dict] = []
         if resume and self.path.exists():
-            self.records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            self.records = _read_records(self.path)
         elif self.path.exists():
             self.path.unlink()
 
@@ -63,11 +64,24 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
     def truncate_after(self, step: int) -> None:
-        """On resume, forget what a killed run logged after its last checkpoint."""
+        """On resume, forget what a killed run logged after its last checkpoint (and any torn last line)."""
         kept = [r for r in self.records if r["step"] <= step]
-        if len(kept) != len(self.records):
+        if len(kept) != len(self.records) or self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
             self.records = kept
             write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def _read_records(path: Path) -> list[dict]:
+    """metrics.jsonl's records; a line a kill cut short (or any other unreadable one) is skipped."""
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
 
 
 def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
@@ -90,7 +104,7 @@ def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    write_atomic(Path(path), image.getvalue())

@@ -71,9 +71,10 @@ class TopP:
 
     def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        probs = safe_softmax(sorted_scores)
+        cumulative = probs.cumsum(dim=-1)
         # Drop a token when the ones before it already reach p; the best token always stays.
-        drop_sorted = (cumulative - sorted_scores.softmax(dim=-1)) >= self.top_p
+        drop_sorted = (cumulative - probs) >= self.top_p
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         return scores.masked_fill(drop, -math.inf)
 
@@ -100,6 +101,9 @@ class SamplingConfig:
             raise ScriptRNNError(f"num_return_sequences must be from 1 to 1024, got {self.num_return_sequences!r}")
         if self.temperature is not None and self.temperature < 0:
             raise ScriptRNNError(f"temperature must be 0 (greedy) or positive, got {self.temperature}")
+        if self.seed is not None and not (isinstance(self.seed, int) and not isinstance(self.seed, bool)
+                                          and 0 <= self.seed < 2**64):
+            raise ScriptRNNError(f"seed must be a whole number from 0 to 2**64 - 1, got {self.seed!r}")
         if self.stop_after_lines is not None and self.stop_after_lines < 1:
             raise ScriptRNNError(f"stop_after_lines must be at least 1, got {self.stop_after_lines}")
         if self.stop is not None and (not isinstance(self.stop, (list, tuple)) or
@@ -128,13 +132,54 @@ class SamplingConfig:
         return steps
 
 
+def safe_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis that is a probability distribution for any scores.
+
+    Plain softmax gives NaN for a row holding +inf (inf - inf) or only -inf (0 / 0),
+    and torch.multinomial then fails. Here NaN counts as -inf, a row with +inf
+    entries shares its mass among them (they are the limit of very large scores),
+    and a row with nothing above -inf is uniform.
+    """
+    if scores.dtype != torch.float64:
+        scores = scores.float()
+    scores = scores.masked_fill(torch.isnan(scores), -math.inf)
+    top = scores.amax(dim=-1, keepdim=True)  # (N, 1)
+    probs = torch.softmax(scores, dim=-1)
+    winners = torch.where(torch.isposinf(top), torch.isposinf(scores), torch.isneginf(top).expand_as(scores))
+    special = ~torch.isfinite(top)  # (N, 1): rows that softmax cannot handle
+    if special.any():
+        uniform = winners.float() / winners.float().sum(dim=-1, keepdim=True)
+        probs = torch.where(special, uniform, probs)
+    return probs
+
+
+def _process(scores: torch.Tensor, seen: torch.Tensor, processors: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw, processed) scores, NaN read as -inf; a row the transforms left all -inf keeps its raw scores."""
+    # float64: large float32 logits over a small temperature stay finite and ordered.
+    raw = scores.double().masked_fill(torch.isnan(scores), -math.inf)
+    processed = raw
+    for process in processors:
+        processed = process(seen, processed)
+    processed = processed.masked_fill(torch.isnan(processed), -math.inf)
+    # Large scores over a small temperature (or times a penalty) can overflow to -inf
+    # everywhere; the untransformed scores are then the best guide left.
+    nothing_left = torch.isneginf(processed).all(dim=-1, keepdim=True)  # (N, 1)
+    return raw, torch.where(nothing_left, raw, processed)
+
+
+def probabilities(scores: torch.Tensor, seen: torch.Tensor, processors: list) -> torch.Tensor:
+    """(N, V) sampling distribution after the transforms; finite, non-negative, rows sum to 1."""
+    return safe_softmax(_process(scores, seen, processors)[1])
+
+
 def next_tokens(scores: torch.Tensor, seen: torch.Tensor, processors: list, greedy: bool,
                 generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row (N,) from scores (N, V), after the transforms (``SamplingConfig.processors()``)."""
-    scores = scores.float()
-    for process in processors:
-        scores = process(seen, scores)
+    """One token per row (N,) from scores (N, V), after the transforms (``SamplingConfig.processors()``).
+
+    Any scores are accepted, NaN and infinities included (a damaged or diverged
+    model must not crash the sampler).
+    """
     if greedy:
-        return scores.argmax(dim=-1)
-    probs = torch.softmax(scores, dim=-1)
+        return _process(scores, seen, processors)[1].argmax(dim=-1)
+    probs = probabilities(scores, seen, processors)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

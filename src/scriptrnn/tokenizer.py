@@ -70,9 +70,10 @@ class CharTokenizer:
     def __init__(self, vocab: Sequence[str]):
         self.vocab = list(vocab)
         self.index = {ch: i for i, ch in enumerate(self.vocab)}
-        # A code point -> id table makes encoding a single numpy gather.
+        # A code point -> id table makes encoding a single numpy gather; its last entry (-1)
+        # stands for every code point beyond the vocabulary's largest.
         codes = np.array([ord(ch) for ch in self.vocab], dtype=np.int64)
-        self._table = np.full(int(codes.max()) + 1 if len(codes) else 1, -1, dtype=np.int64)
+        self._table = np.full(int(codes.max()) + 2 if len(codes) else 1, -1, dtype=np.int32)
         self._table[codes] = np.arange(len(codes))
 
     @classmethod
@@ -84,18 +85,18 @@ class CharTokenizer:
         return len(self.vocab)
 
     def encode(self, text: str, *, strict: bool = True) -> np.ndarray:
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-        inside = codes < len(self._table)
-        ids = np.full(len(codes), -1, dtype=np.int64)
-        ids[inside] = self._table[codes[inside]]
-        if (ids < 0).any():
+        # surrogatepass: a lone surrogate (possible in a str from JSON) is just an unknown character.
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        ids = self._table[np.minimum(codes, len(self._table) - 1)]  # (n,) int32, -1 where unknown
+        unknown = ids < 0
+        if unknown.any():
             if strict:
-                unknown = sorted({text[i] for i in np.flatnonzero(ids < 0)})
+                chars = sorted({text[i] for i in np.flatnonzero(unknown)[:10_000]})
                 raise ScriptRNNError(
-                    f"characters not in the model's vocabulary: {''.join(unknown)!r}; "
+                    f"characters not in the model's vocabulary: {''.join(chars)!r}; "
                     "remove them from the prime"
                 )
-            ids = ids[ids >= 0]
+            ids = ids[~unknown]
         return ids.astype(_ids_dtype(self.vocab_size))
 
     def decoder(self) -> "_CharDecoder":
@@ -219,17 +220,30 @@ class _WordDecoder:
 
 def tokenizer_from_dict(data: dict) -> CharTokenizer | WordTokenizer:
     """Rebuild a tokenizer saved with ``to_dict`` (checked: it comes from a file)."""
+    if not isinstance(data, dict):
+        raise ScriptRNNError("tokenizer.json must hold a JSON object")
     level = data.get("level")
     vocab = data.get("vocab")
     if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab) or not vocab:
         raise ScriptRNNError("tokenizer.json has no valid 'vocab' list")
+    if len(set(vocab)) != len(vocab):
+        raise ScriptRNNError("tokenizer.json: the 'vocab' list repeats a token")
     if level == "char":
+        if not all(len(t) == 1 for t in vocab):
+            bad = next(t for t in vocab if len(t) != 1)
+            raise ScriptRNNError(f"tokenizer.json: char-level vocab entry {bad!r} is not one character")
         return CharTokenizer(vocab)
     if level == "word":
         symbols = data.get("symbols")
-        if not isinstance(symbols, dict):
-            raise ScriptRNNError("tokenizer.json has no valid 'symbols' table")
-        return WordTokenizer(vocab, lowercase=bool(data.get("lowercase", True)), symbols=symbols)
+        lowercase = data.get("lowercase", True)
+        if not isinstance(symbols, dict) or not all(
+            isinstance(k, str) and len(k) == 1 and isinstance(v, str) and v and not any(c.isspace() for c in v)
+            for k, v in symbols.items()
+        ) or len(set(symbols.values())) != len(symbols):
+            raise ScriptRNNError("tokenizer.json has no valid 'symbols' table (one character -> a distinct name)")
+        if not isinstance(lowercase, bool):
+            raise ScriptRNNError(f"tokenizer.json: 'lowercase' must be true or false, got {lowercase!r}")
+        return WordTokenizer(vocab, lowercase=lowercase, symbols=symbols)
     raise ScriptRNNError(f"tokenizer.json has unknown level {level!r} (expected 'char' or 'word')")
 
 

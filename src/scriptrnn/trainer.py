@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -31,7 +32,7 @@ from .checkpoint import (
 )
 from .errors import ScriptRNNError
 from .evaluate import evaluate_loss, loss_report
-from .model import RNNLanguageModel, detach_state
+from .model import ModelConfig, RNNLanguageModel, detach_state
 from .reporting import CURVE_FILE, MetricsLog, ProgressBar, plot_loss_curve
 
 
@@ -59,6 +60,7 @@ class TrainConfig:
     eval_every: int = 200  # steps between validation checks (and checkpoints)
     eval_tokens: int | None = 250_000  # validation tokens per check; the final check uses all
     save_every: int | None = None  # extra resume checkpoints every N steps
+    save_every_minutes: float | None = None  # and/or after this many minutes since the last one
     patience: int | None = 5  # stop after this many checks without a new best; None never stops early
     # --- run
     seed: int = 1234
@@ -68,13 +70,24 @@ class TrainConfig:
         _positive("--seq-len", self.seq_len, 1_000_000)
         _positive("--batch-size", self.batch_size, 1_000_000)
         _positive("--eval-every", self.eval_every, 10**12)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ScriptRNNError(f"--lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0 or self.grad_clip <= 0 or self.warmup_steps < 0:
-            raise ScriptRNNError("--weight-decay and --warmup-steps must be >= 0 and --grad-clip > 0")
-        for name, value in (("--epochs", self.epochs), ("--time-budget", self.time_budget)):
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ScriptRNNError(f"{name} must be a positive number, got {value}")
+        if not (_is_number(self.lr) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ScriptRNNError(f"--lr must be a positive number, got {self.lr!r}")
+        for name, value in (("--weight-decay", self.weight_decay), ("--min-lr-ratio", self.min_lr_ratio)):
+            if not (_is_number(value) and 0 <= value < math.inf):
+                raise ScriptRNNError(f"{name} must be a number >= 0, got {value!r}")
+        if not (_is_number(self.grad_clip) and 0 < self.grad_clip < math.inf):
+            raise ScriptRNNError(f"--grad-clip must be a positive number, got {self.grad_clip!r}")
+        if not (isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool)
+                and 0 <= self.warmup_steps <= 10**12):
+            raise ScriptRNNError(f"--warmup-steps must be a whole number >= 0, got {self.warmup_steps!r}")
+        if not (_is_number(self.val_fraction) and 0 < self.val_fraction < 1):
+            raise ScriptRNNError(f"--val-fraction must be between 0 and 1, got {self.val_fraction!r}")
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**64):
+            raise ScriptRNNError(f"--seed must be a whole number from 0 to 2**64 - 1, got {self.seed!r}")
+        for name, value in (("--epochs", self.epochs), ("--time-budget", self.time_budget),
+                            ("--save-every (minutes)", self.save_every_minutes)):
+            if value is not None and not (_is_number(value) and value > 0 and math.isfinite(value)):
+                raise ScriptRNNError(f"{name} must be a positive number, got {value!r}")
         for name, value in (("--max-steps", self.max_steps), ("--save-every", self.save_every),
                             ("--patience", self.patience), ("--eval-tokens", self.eval_tokens)):
             if value is not None:
@@ -83,12 +96,19 @@ class TrainConfig:
             raise ScriptRNNError("give at least one of --epochs, --max-steps or --time-budget")
         if self.level not in ("char", "word"):
             raise ScriptRNNError(f"--level must be 'char' or 'word', got {self.level!r}")
+        if not isinstance(self.lowercase, bool) or not isinstance(self.device, str):
+            raise ScriptRNNError("lowercase must be true or false and device a name such as 'cpu'")
+        _positive("--min-count", self.min_count, 10**12)
         return self
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _positive(name: str, value, high) -> None:
@@ -101,11 +121,40 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise ScriptRNNError(f"--device {name!r} is not a device name (try cpu, cuda, cuda:1)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ScriptRNNError("--device cuda was asked for but this PyTorch sees no CUDA GPU")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ScriptRNNError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ScriptRNNError("--device mps was asked for but this PyTorch sees no Apple GPU")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ScriptRNNError(f"--device {name!r} cannot train or run a model here; use cpu, cuda or mps")
     return device
+
+
+def check_memory(config: ModelConfig, device: torch.device) -> None:
+    """Refuse a model whose training state cannot fit, before allocating any of it."""
+    # Weights, gradients and AdamW's two moments: four float32 copies of every parameter.
+    needed = config.parameter_count() * 4 * 4
+    if device.type == "cuda":
+        have, where = torch.cuda.get_device_properties(device).total_memory, "the GPU"
+    else:
+        have, where = total_memory(), "this machine"
+    if have and needed > have:
+        raise ScriptRNNError(
+            f"a model of {config.parameter_count():,} parameters needs about {needed / 2**30:.1f} GiB to train "
+            f"but {where} has {have / 2**30:.1f} GiB; choose a smaller --hidden-size, --layers or vocabulary"
+        )
+
+
+def total_memory() -> int | None:
+    """Physical memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 @dataclass
@@ -152,6 +201,7 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self.stop_requested: str | None = None  # set by a signal or a callback; the loop saves and stops
         self.last_val_loss = math.nan
+        self.last_save = time.monotonic()  # for --save-every in minutes
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # Decay only weight matrices: decaying embeddings, biases or gates' offsets hurts RNNs.
@@ -226,9 +276,15 @@ class Trainer:
             if s.step % c.eval_every == 0:
                 self._check(log, bar)
                 s.elapsed_s = time.perf_counter() - started
-            elif c.save_every and s.step % c.save_every == 0:
+            elif self._save_due():
                 self._save_resume()
             self._notify("on_step")
+
+    def _save_due(self) -> bool:
+        c = self.config
+        if c.save_every and self.state.step % c.save_every == 0:
+            return True
+        return bool(c.save_every_minutes) and time.monotonic() - self.last_save >= c.save_every_minutes * 60
 
     def _notify(self, event: str) -> None:
         """Callbacks see the trainer itself (minGPT's way): its state, model, config."""
@@ -263,13 +319,20 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            # Nothing is saved from here on: the checkpoints on disk are the last good state.
+            raise ScriptRNNError(
+                f"training diverged at step {s.step + 1} (loss is {value}); the last checkpoint is kept. "
+                f"Start again with a lower --lr (now {c.lr:g}) or --grad-clip, with --overwrite"
+            )
         self.hidden = detach_state(hidden)
         s.step += 1
         s.tokens_seen += self.batches.tokens_per_batch
         s.window += 1
         if s.window >= self.batches.windows_per_epoch:
             s.epoch, s.window = s.epoch + 1, 0
-        return loss.item()
+        return value
 
     def _check(self, log: MetricsLog, bar: ProgressBar, max_tokens: int | None = -1) -> float:
         """Validate, keep the best weights, write a resume point."""
@@ -329,22 +392,53 @@ class Trainer:
         groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
         meta = {"loop": json.dumps(asdict(self.state)), "param_groups": json.dumps(groups)}
         save_tensors(self.out_dir / RESUME_FILE, tensors, metadata=meta)
+        self.last_save = time.monotonic()
 
     def load_resume(self) -> None:
+        """Restore everything ``_save_resume`` wrote, checking each part against this run."""
         path = self.out_dir / RESUME_FILE
         tensors, meta = load_tensors(path)
         try:
-            loop = json.loads(meta["loop"])
+            self.state = _loop_state(json.loads(meta["loop"]), self.batches.windows_per_epoch)
             groups = json.loads(meta["param_groups"])
-            self.state = LoopState(**loop)
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
-            raise ScriptRNNError(f"{path}: resume state is damaged ({e})") from None
-        model_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        load_weights_into(self.model, model_tensors, path)
-        self.optimizer.load_state_dict(_optimizer_state(tensors, groups, self.optimizer))
-        torch.set_rng_state(tensors["rng.torch"])
-        hidden = [tensors[k].to(self.device) for k in sorted(t for t in tensors if t.startswith("hidden."))]
-        self.hidden = None if not hidden else (tuple(hidden) if len(hidden) == 2 else hidden[0])
+            model_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            load_weights_into(self.model, model_tensors, path)
+            self.optimizer.load_state_dict(_optimizer_state(tensors, groups, self.optimizer))
+            torch.set_rng_state(tensors["rng.torch"])
+            self.hidden = _hidden_state(tensors, self.model.config, self.config.batch_size, self.device)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+            raise ScriptRNNError(f"{path}: resume state is damaged or from another run ({_short(e)})") from None
+
+
+def _short(error: Exception) -> str:
+    return " ".join(str(error).split())[:160] or type(error).__name__
+
+
+def _loop_state(loop: dict, windows_per_epoch: int) -> LoopState:
+    state = LoopState(**loop)
+    counts = (state.step, state.epoch, state.window, state.tokens_seen, state.checks_without_improvement)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+        raise ValueError(f"loop position {loop} is not made of whole numbers >= 0")
+    if not (_is_number(state.elapsed_s) and _is_number(state.best_val_loss) and state.elapsed_s >= 0
+            and not math.isnan(state.best_val_loss)):
+        raise ValueError(f"loop timings {loop} are not numbers")
+    if state.window >= windows_per_epoch:
+        raise ValueError(f"window {state.window} is past the {windows_per_epoch} windows of an epoch "
+                         "(has the corpus changed?)")
+    return state
+
+
+def _hidden_state(tensors: dict, config: ModelConfig, batch_size: int, device):
+    """The carried recurrent state, (L, B, H) each, checked against the model."""
+    hidden = [tensors[k] for k in sorted(t for t in tensors if t.startswith("hidden."))]
+    if not hidden:
+        return None
+    shape = (config.num_layers, batch_size, config.hidden_size)
+    if len(hidden) != (2 if config.cell == "lstm" else 1) or any(
+            tuple(h.shape) != shape or not h.is_floating_point() for h in hidden):
+        raise ValueError(f"carried state does not fit a {config.cell} of shape {shape}")
+    hidden = [h.float().to(device) for h in hidden]
+    return tuple(hidden) if len(hidden) == 2 else hidden[0]
 
 
 def _state_tuple(hidden) -> tuple:
@@ -354,12 +448,30 @@ def _state_tuple(hidden) -> tuple:
 
 
 def _optimizer_state(tensors: dict, groups: list[dict], optimizer: torch.optim.Optimizer) -> dict:
+    """AdamW's state dict from the saved tensors, each slot checked against its parameter."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
             _, index, key = name.split(".", 2)
             state.setdefault(int(index), {})[key] = value
+    for index, slots in state.items():
+        if not 0 <= index < len(params) or set(slots) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError(f"optimizer slot {index} {sorted(slots)} does not fit this model")
+        shape = params[index].shape
+        if slots["exp_avg"].shape != shape or slots["exp_avg_sq"].shape != shape or slots["step"].numel() != 1:
+            raise ValueError(f"optimizer slot {index} has the wrong shape for a parameter of {tuple(shape)}")
+        if not all(t.is_floating_point() for t in slots.values()):
+            raise ValueError(f"optimizer slot {index} is not stored as floating point")
     live = optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(live) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError("optimizer parameter groups do not fit this model")
+    merged = []
     for saved, current in zip(groups, live):
-        saved["params"] = current["params"]
-    return {"state": state, "param_groups": groups}
+        # Only the numbers a run changes come from the file; AdamW's switches are this code's.
+        numbers = {k: saved[k] for k in ("lr", "eps", "weight_decay") if k in saved}
+        betas = saved.get("betas", current["betas"])
+        if not all(_is_number(v) and math.isfinite(v) for v in [*numbers.values(), *betas]) or len(betas) != 2:
+            raise ValueError(f"optimizer settings {numbers} betas {betas} are not finite numbers")
+        merged.append({**current, **numbers, "betas": tuple(betas)})
+    return {"state": state, "param_groups": merged}
