@@ -143,3 +143,9 @@ def test_huge_scores_over_a_small_temperature_keep_their_order():
 def test_seed_out_of_range_is_refused(seed):
     with pytest.raises(ScriptRNNError, match="seed"):
         SamplingConfig(seed=seed).validate()
+
+
+def test_greedy_still_checks_every_setting():
+    for bad in ({"top_k": 0}, {"top_p": 5.0}):
+        with pytest.raises(ScriptRNNError):
+            SamplingConfig(do_sample=False, **bad).validate()

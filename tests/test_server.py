@@ -186,3 +186,50 @@ def test_openai_client(live_server):
     assert len(done.choices[0].text) == 25
     streamed = client.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=25, seed=3, stream=True)
     assert "".join(chunk.choices[0].text for chunk in streamed) == done.choices[0].text
+
+
+def test_n_above_the_batch_size_is_refused_not_stuck(models):
+    with TestClient(create_app(models, ServerLimits(max_batch=2))) as c:
+        response = c.post("/v1/completions", json={"prompt": "A", "n": 3, "max_tokens": 5})
+        assert response.status_code == 422 and "at most 2" in response.json()["message"]
+        assert c.post("/v1/completions", json={"prompt": "A", "n": 2, "max_tokens": 5}).status_code == 200
+
+
+def test_several_prompts_are_refused(client):
+    response = client.post("/v1/completions", json={"prompt": ["A", "B"], "max_tokens": 5})
+    assert response.status_code == 422 and "prompt" in response.json()["message"]
+
+
+def test_a_bare_speaker_continues_with_its_colon(client):
+    whole = client.post("/generate", json={"inputs": "hamlet", "parameters": {"max_new_tokens": 10, "seed": 1,
+                                                                             "details": True}}).json()
+    assert whole["generated_text"].startswith(":")
+    assert "".join(t["text"] for t in whole["details"]["tokens"]) == whole["generated_text"][1:]
+    done = client.post("/v1/completions", json={"prompt": "hamlet", "max_tokens": 10, "seed": 1}).json()
+    assert done["choices"][0]["text"] == whole["generated_text"]
+
+
+def test_a_failing_step_fails_its_requests_and_the_server_goes_on(models, monkeypatch):
+    from scriptrnn.server import batcher
+
+    real = batcher.step_together
+    calls = {"n": 0}
+
+    def fail_once(model, generations):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated out of memory")
+        return real(model, generations)
+
+    monkeypatch.setattr(batcher, "step_together", fail_once)
+    with TestClient(create_app(models)) as c:
+        failed = c.post("/generate", json={"inputs": "A", "parameters": {"max_new_tokens": 5}})
+        assert failed.status_code == 500 and "internal error" in failed.json()["message"]
+        assert "Traceback" not in failed.text
+        ok = c.post("/generate", json={"inputs": "A", "parameters": {"max_new_tokens": 5}})
+        assert ok.status_code == 200 and len(ok.json()["generated_text"]) == 5
+
+
+def test_zero_new_tokens(client):
+    assert client.post("/generate", json={"inputs": "A", "parameters": {"max_new_tokens": 0}}).json() == \
+        {"generated_text": ""}

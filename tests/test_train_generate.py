@@ -129,3 +129,22 @@ def test_resume_continues_to_the_same_weights(tmp_path, dialogue_file):
     for name, tensor in whole.items():
         if name.startswith("model."):
             assert torch.equal(tensor, parts[name]), name
+
+
+def test_resume_refuses_settings_that_would_change_the_run(word_run):
+    _, run = word_run
+    with pytest.raises(ScriptRNNError, match="--lr"):
+        scriptrnn.train(out=run, resume=True, lr=0.5, progress=False)
+
+
+def test_overwrite_with_a_bad_setting_keeps_the_old_run(word_run):
+    _, run = word_run
+    before = (run / WEIGHTS_FILE).read_bytes()
+    with pytest.raises(ScriptRNNError):
+        scriptrnn.train(run.parent / "scripts.txt", run, level="word", overwrite=True, seq_len=10**7, progress=False)
+    assert (run / WEIGHTS_FILE).read_bytes() == before
+
+
+def test_evaluate_defaults_to_the_runs_own_corpus(word_run):
+    _, run = word_run
+    assert scriptrnn.evaluate(run)["loss"] == pytest.approx(scriptrnn.evaluate(run, run.parent / "scripts.txt")["loss"])

@@ -82,12 +82,19 @@ def _prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
             "to replace it"
         )
     try:
-        for name in existing:  # only the run's own files: anything else in the folder stays
-            (out / name).unlink()
         out.mkdir(parents=True, exist_ok=True)
         remove_temporaries(out)
     except OSError as e:
         raise ScriptRNNError(f"cannot prepare --out {out}: {e.strerror or e}") from None
+
+
+def _clear_old_run(out: Path) -> None:
+    """--overwrite: remove the old run's own files (anything else in the folder stays).
+
+    Called only once the new run has passed every check, so a refused start keeps the old run.
+    """
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def train(
@@ -114,7 +121,9 @@ def train(
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        return _resume(out, progress=progress, callbacks=callbacks)
+        if data:
+            raise ScriptRNNError("--resume reads the run's own corpus; leave out DATA")
+        return _resume(out, settings, progress=progress, callbacks=callbacks)
     try:
         return _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column, progress, callbacks,
                       settings)
@@ -164,10 +173,22 @@ def _fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _resume(out: Path, *, progress: bool, callbacks) -> TrainResult:
+# What a resumed run may change: how long it goes on, and where. Anything else would
+# make it a different run than the one being continued.
+RESUME_OVERRIDES = {"max_steps", "epochs", "time_budget", "patience", "save_every", "save_every_minutes", "device"}
+
+
+def _resume(out: Path, settings: dict, *, progress: bool, callbacks) -> TrainResult:
+    refused = sorted(set(settings) - RESUME_OVERRIDES)
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ScriptRNNError(f"--resume continues the run as it was set up; it cannot change {flags} "
+                             "(only --max-steps, --epochs, --time-budget, --patience, --save-every, --device)")
     config = read_config(out)
     tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
-    train_config = TrainConfig.from_dict(config.get("training", {})).validate()
+    training = {**config.get("training", {}), **settings}
+    train_config = TrainConfig.from_dict(training).validate()
+    config["training"] = vars(train_config)
     source = config.get("corpus", {}).get("source")
     lists, names = ("paths", "genres"), ("corpus", "encoding", "speaker_column", "dialogue_column")
     if not isinstance(source, dict) or not all(
@@ -201,7 +222,8 @@ def _fit(out, model, tokenizer, text_corpus, train_config, config, progress, cal
     if resume:
         trainer.load_resume()
     else:
-        save_run_files(out, config, tokenizer)  # only now: a start refused above leaves no run behind
+        _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
+        save_run_files(out, config, tokenizer)
     result = trainer.fit()
     config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
                          "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
@@ -218,16 +240,23 @@ def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptMod
     return ScriptModel(model, tokenizer, config, device=device)
 
 
-def evaluate(run_dir: str | Path | None, data=None, *, corpus: str = "shakespeare", genres=None,
-             encoding: str = "utf-8", held_out: bool = True, device: str = "cpu") -> dict:
+def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None, genres=None,
+             encoding: str = "utf-8", speaker_column: str = "Character", dialogue_column: str = "Dialogue",
+             held_out: bool = True, device: str = "cpu") -> dict:
     """Loss, perplexity (and bits per character at char level) of a model on a corpus.
 
-    With ``held_out`` the model is scored on the last ``val_fraction`` of the text,
-    the part a run on that corpus never trains on; otherwise on all of it.
+    Without ``data`` (or ``corpus``) the model is scored on the corpus it was trained
+    on. With ``held_out`` only the last ``val_fraction`` of the text counts, the part
+    a run on that corpus never trains on; otherwise all of it.
     """
     script_model = load(run_dir, device=device)
     paths = [data] if isinstance(data, (str, Path)) else list(data or [])
-    text = load_corpus(paths or None, corpus=corpus, genres=genres, encoding=encoding).text
+    source = script_model.config.get("corpus", {}).get("source")
+    if not paths and corpus is None and isinstance(source, dict):
+        text = _load_source(source).text
+    else:
+        text = load_corpus(paths or None, corpus=corpus or "shakespeare", genres=genres, encoding=encoding,
+                           speaker_column=speaker_column, dialogue_column=dialogue_column).text
     ids = script_model.tokenizer.encode(text, strict=False)
     if held_out:
         fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)

@@ -36,6 +36,7 @@ TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 RESUME_FILE = "resume.safetensors"
 
+# Reading the umask means setting it; done once at import, before any thread of ours runs.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -48,8 +49,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the user's usual mode
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -135,6 +136,11 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def _refuse_non_safetensors(path: Path, data: bytes) -> None:
+    # A safetensors file opens with its header's length (8 bytes, little-endian) and then '{'.
+    # Check that first: the length's first byte may well be 0x80, pickle's opening byte.
+    header_len = int.from_bytes(data[:8], "little") if len(data) >= 10 else -1
+    if 0 <= header_len <= len(data) - 8 and data[8:9] == b"{":
+        return
     if data[:1] == b"\x80" or data[:2] == b"PK":
         raise ScriptRNNError(
             f"{path}: this is a pickle/PyTorch file, not safetensors; scriptrnn never loads pickles "
@@ -142,9 +148,7 @@ def _refuse_non_safetensors(path: Path, data: bytes) -> None:
         )
     if len(data) < 10:
         raise ScriptRNNError(f"{path}: damaged or truncated safetensors file ({len(data)} bytes)")
-    header_len = int.from_bytes(data[:8], "little")
-    if header_len > len(data) - 8 or data[8:9] != b"{":
-        raise ScriptRNNError(f"{path}: not a safetensors file, or truncated")
+    raise ScriptRNNError(f"{path}: not a safetensors file, or truncated")
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
@@ -163,8 +167,20 @@ def save_run_files(out_dir: Path, config: dict, tokenizer) -> None:
     write_json(out_dir / TOKENIZER_FILE, tokenizer.to_dict())
 
 
-def save_weights(out_dir: Path, model: RNNLanguageModel) -> None:
-    save_tensors(out_dir / WEIGHTS_FILE, unique_tensors(model.state_dict()))
+def save_weights(out_dir: Path, model: RNNLanguageModel, val_loss: float | None = None) -> None:
+    """The best weights, with the validation loss that made them best in the file's metadata."""
+    metadata = None if val_loss is None else {"val_loss": repr(float(val_loss))}
+    save_tensors(out_dir / WEIGHTS_FILE, unique_tensors(model.state_dict()), metadata=metadata)
+
+
+def saved_best_loss(out_dir: Path) -> float | None:
+    """The validation loss stored with model.safetensors, if the file has one."""
+    path = Path(out_dir) / WEIGHTS_FILE
+    try:
+        _, metadata = load_tensors(path)
+        return float(metadata["val_loss"])
+    except (ScriptRNNError, KeyError, ValueError):
+        return None
 
 
 def read_config(run_dir: Path) -> dict:

@@ -124,6 +124,7 @@ def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character")
     p.add_argument("model_dir", type=Path, help="run directory")
     _add_corpus_args(p)
+    p.set_defaults(corpus=None)  # no DATA and no --corpus: score on the corpus the run trained on
     p.add_argument("--all", dest="held_out", action="store_false",
                    help="score the whole text, not only its held-out end")
     p.add_argument("--device", default="cpu")
@@ -240,8 +241,10 @@ def _stream_to_terminal(pieces) -> str:
 def cmd_evaluate(args) -> int:
     from .api import evaluate
 
-    report = evaluate(args.model_dir, args.data, corpus=args.corpus, genres=args.genres,
-                      encoding=args.encoding, held_out=args.held_out, device=args.device)
+    corpus = args.corpus or ("shakespeare" if args.genres else None)  # None: the run's own corpus
+    report = evaluate(args.model_dir, args.data, corpus=corpus, genres=args.genres, encoding=args.encoding,
+                      speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
+                      held_out=args.held_out, device=args.device)
     for key, value in report.items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     return 0

@@ -105,9 +105,14 @@ class Generation:
         self.decoders = [script_model.tokenizer.decoder() for _ in range(self.n)]
         texts = ["".join(d.step(int(i)) for i in ids[context:]) for d in self.decoders]
         self.prime_text = texts[0]
+        # What the model read beyond the caller's prime ('jerry' was read as 'jerry:'): an API
+        # answer that continues the caller's text must start with it.
+        rewritten, typed = script_model.prime_text(prime), prime.rstrip()
+        self.continuation_prefix = rewritten[len(typed):] if rewritten.lower().startswith(typed.lower()) else ""
         self.prompt_tokens = len(ids) - context
         self.texts = [""] * self.n  # generated text of each sequence (prime excluded)
         self.tokens: list[list[int]] = [[] for _ in range(self.n)]
+        self.pieces: list[list[str]] = [[] for _ in range(self.n)]  # the text each token added
         self.finish_reasons: list[str | None] = [None] * self.n  # "length" or "stop"
         self.processors, self.greedy = config.processors(), config.greedy
         device = script_model.device
@@ -116,10 +121,12 @@ class Generation:
         self.generator.manual_seed(seed)
         self.seed = seed
         self.seen = torch.zeros(self.n, script_model.tokenizer.vocab_size, dtype=torch.bool, device=device)
-        self.seen[:, torch.as_tensor(ids, device=device)] = True
+        # The leading line break is context we added, not text to penalise repeating.
+        self.seen[:, torch.as_tensor(ids[context:], device=device)] = True
         self.lines = [0] * self.n
         self.state = None  # recurrent state (L, N, H), a pair for an LSTM
         self.scores: torch.Tensor | None = None  # (N, V) scores for the next token
+        self.last_tokens: torch.Tensor | None = None  # (N,) the tokens drawn at the last step
 
     @property
     def done(self) -> bool:
@@ -146,6 +153,7 @@ class Generation:
                 continue
             piece = self.decoders[i].step(t)
             self.tokens[i].append(t)
+            self.pieces[i].append(piece)
             self.texts[i] += piece
             pieces.append(piece)
             self.finish_reasons[i] = self._finish_reason(i, t)
@@ -162,10 +170,6 @@ class Generation:
         if len(self.tokens[i]) >= config.max_new_tokens:
             return "length"
         return None
-
-    def cancel(self) -> None:
-        """Stop every sequence now (the reader went away)."""
-        self.finish_reasons = [r or "cancelled" for r in self.finish_reasons]
 
 
 @torch.no_grad()

@@ -109,7 +109,11 @@ class SamplingConfig:
         if self.stop is not None and (not isinstance(self.stop, (list, tuple)) or
                                       not all(isinstance(s, str) and s for s in self.stop)):
             raise ScriptRNNError(f"stop must be a list of non-empty strings, got {self.stop!r}")
-        self.processors()  # each transform checks its own argument
+        # Each transform checks its own argument, even those greedy decoding leaves out.
+        for value, make in ((self.temperature, Temperature), (self.top_k, TopK), (self.top_p, TopP)):
+            if value is not None and not (make is Temperature and value == 0):
+                make(value)
+        self.processors()
         return self
 
     @property

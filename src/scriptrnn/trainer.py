@@ -28,6 +28,7 @@ from .checkpoint import (
     load_weights_into,
     save_tensors,
     save_weights,
+    saved_best_loss,
     unique_tensors,
 )
 from .errors import ScriptRNNError
@@ -342,7 +343,7 @@ class Trainer:
         improved = val_loss < s.best_val_loss
         if improved:
             s.best_val_loss, s.checks_without_improvement = val_loss, 0
-            save_weights(self.out_dir, self.model)
+            save_weights(self.out_dir, self.model, val_loss)
         else:
             s.checks_without_improvement += 1
         log.append({"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s})
@@ -387,6 +388,8 @@ class Trainer:
             for key, value in slots.items():
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
         tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":  # dropout on the GPU draws from the GPU's generator
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         for i, h in enumerate(_state_tuple(self.hidden)):
             tensors[f"hidden.{i}"] = h.detach().cpu().contiguous()
         groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
@@ -405,9 +408,16 @@ class Trainer:
             load_weights_into(self.model, model_tensors, path)
             self.optimizer.load_state_dict(_optimizer_state(tensors, groups, self.optimizer))
             torch.set_rng_state(tensors["rng.torch"])
+            if self.device.type == "cuda" and "rng.cuda" in tensors:
+                torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
             self.hidden = _hidden_state(tensors, self.model.config, self.config.batch_size, self.device)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
             raise ScriptRNNError(f"{path}: resume state is damaged or from another run ({_short(e)})") from None
+        # A kill between writing new best weights and the resume point leaves the weights
+        # file ahead: trust it, so that the resumed run never replaces them with worse ones.
+        on_disk = saved_best_loss(self.out_dir)
+        if on_disk is not None and on_disk < self.state.best_val_loss:
+            self.state.best_val_loss = on_disk
 
 
 def _short(error: Exception) -> str:

@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import ScriptRNNError
 from ..generate import Generation, ScriptModel
 from ..sampling import SamplingConfig
-from .batcher import Batcher, Event, Job, QueueFull, read_events
+from .batcher import Batcher, Job, QueueFull, read_events
 from .schemas import CompletionRequest, ServerLimits, TGIRequest, completion_sampling, tgi_sampling
 
 STATIC = Path(str(resources.files("scriptrnn") / "server" / "static"))
@@ -69,9 +69,9 @@ class Service:
         if config.max_new_tokens > limits.max_new_tokens:
             raise RequestError(f"max_new_tokens (max_tokens): at most {limits.max_new_tokens}, "
                                f"got {config.max_new_tokens}")
-        if config.num_return_sequences > limits.max_return_sequences:
-            raise RequestError(f"n / num_return_sequences: at most {limits.max_return_sequences}, "
-                               f"got {config.num_return_sequences}")
+        most = min(limits.max_return_sequences, limits.max_batch)
+        if config.num_return_sequences > most:
+            raise RequestError(f"n / num_return_sequences: at most {most}, got {config.num_return_sequences}")
         if len(prime) > limits.max_prime_chars:
             raise RequestError(f"inputs / prompt: at most {limits.max_prime_chars} characters, got {len(prime)}")
         try:
@@ -86,11 +86,11 @@ class Service:
                                headers={"Retry-After": "1"}) from None
         return job
 
-    async def collect(self, job: Job) -> list[list[int]]:
-        """Wait for a whole job; returns nothing but raises on error or timeout."""
+    async def collect(self, job: Job) -> None:
+        """Wait until a whole job is written; raise on error or timeout."""
         async for event in read_events(job, self.limits.request_timeout_s):
             if event.kind == "error":
-                raise RequestError(event.message, status=504 if "timed out" in event.message else 500)
+                raise RequestError(event.message, status=event.status)
 
 
 def _sse(data: dict | str) -> str:
@@ -182,7 +182,7 @@ def _add_info_routes(app: FastAPI, service: Service, auth) -> None:
         return {"model_id": service.default_model, "models": list(service.models),
                 "router": "scriptrnn", "version": __version__,
                 "max_new_tokens": limits.max_new_tokens, "max_input_length": limits.max_prime_chars,
-                "max_best_of": limits.max_return_sequences, "max_concurrent_requests": limits.max_queue,
+                "max_best_of": limits.max_return_sequences, "max_waiting_requests": limits.max_queue,
                 "max_batch_size": limits.max_batch, "load": service.batcher.load}
 
 
@@ -211,25 +211,36 @@ def _tgi_job(service: Service, body: TGIRequest) -> Job:
     return service.start(service.model(body.model), body.inputs, config, asyncio.get_running_loop())
 
 
-def _tgi_details(generation: Generation, i: int = 0) -> dict:
-    vocab = generation.owner.tokenizer
-    tokens = [{"id": t, "text": vocab.decode([t]), "logprob": None, "special": False}
-              for t in generation.tokens[i]]
-    reason = "stop_sequence" if generation.finish_reasons[i] == "stop" else "length"
-    return {"finish_reason": reason, "generated_tokens": len(generation.tokens[i]), "seed": generation.seed,
-            "prefill": [], "tokens": tokens}
+def _tgi_reason(reason: str | None) -> str:
+    return "stop_sequence" if reason == "stop" else "length"
+
+
+def _openai_reason(reason: str | None) -> str:
+    return "stop" if reason == "stop" else "length"
+
+
+def _answer_text(g: Generation, i: int) -> str:
+    """The text that continues the caller's prime (with the ':' a bare speaker name was read with)."""
+    return g.continuation_prefix + g.texts[i]
+
+
+def _tgi_details(g: Generation, i: int = 0) -> dict:
+    tokens = [{"id": t, "text": piece, "logprob": None, "special": False}
+              for t, piece in zip(g.tokens[i], g.pieces[i])]
+    return {"finish_reason": _tgi_reason(g.finish_reasons[i]), "generated_tokens": len(g.tokens[i]),
+            "seed": g.seed, "input_length": g.prompt_tokens, "prefill": [], "tokens": tokens}
 
 
 async def _tgi_whole(service: Service, body: TGIRequest) -> dict:
     job = _tgi_job(service, body)
     await service.collect(job)
     g = job.generation
-    out = {"generated_text": g.texts[0]}
+    out = {"generated_text": _answer_text(g, 0)}
     if body.parameters.details:
         out["details"] = _tgi_details(g)
         if g.n > 1:
             out["details"]["best_of_sequences"] = [
-                {"generated_text": g.texts[i], **_tgi_details(g, i)} for i in range(1, g.n)]
+                {"generated_text": _answer_text(g, i), **_tgi_details(g, i)} for i in range(1, g.n)]
     return out
 
 
@@ -238,6 +249,7 @@ def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
     job = _tgi_job(service, body)  # errors before the stream starts are plain 4xx/5xx answers
 
     async def events():
+        g = job.generation
         text, count = "", 0
         async for event in read_events(job, service.limits.request_timeout_s):
             if event.kind == "error":
@@ -245,14 +257,15 @@ def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
                 return
             if event.kind != "tokens":
                 continue
-            text += event.pieces[0]
+            piece = (g.continuation_prefix if count == 0 else "") + event.pieces[0]
+            text += piece
             count += 1
             reason = event.reasons[0]
-            token = {"id": event.ids[0], "text": event.pieces[0], "logprob": None, "special": False}
+            token = {"id": event.ids[0], "text": piece, "logprob": None, "special": False}
             details = None
             if reason is not None:
-                details = {"finish_reason": "stop_sequence" if reason == "stop" else "length",
-                           "generated_tokens": count, "seed": job.generation.seed}
+                details = {"finish_reason": _tgi_reason(reason), "generated_tokens": count, "seed": g.seed,
+                           "input_length": g.prompt_tokens}
             yield _sse({"index": count, "token": token, "generated_text": text if details else None,
                         "details": details, "top_tokens": None})
             if details:
@@ -267,7 +280,9 @@ def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
 def _add_openai_routes(app: FastAPI, service: Service, auth) -> None:
     @app.post("/v1/completions", dependencies=auth)
     async def completions(body: CompletionRequest):
-        prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt[:1])
+        if isinstance(body.prompt, list) and len(body.prompt) > 1:
+            raise RequestError("prompt: one prompt per request (send n for several texts from one prompt)")
+        prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
         name = body.model or service.default_model
         model = service.model(name)
         config = completion_sampling(body, service.limits)
@@ -291,8 +306,8 @@ def _trim_stop(text: str, stop: list[str] | None) -> str:
 
 
 def _choice(g: Generation, i: int, config: SamplingConfig) -> dict:
-    return {"text": _trim_stop(g.texts[i], config.stop), "index": i, "logprobs": None,
-            "finish_reason": "stop" if g.finish_reasons[i] == "stop" else "length"}
+    return {"text": _trim_stop(_answer_text(g, i), config.stop), "index": i, "logprobs": None,
+            "finish_reason": _openai_reason(g.finish_reasons[i])}
 
 
 def _usage(g: Generation) -> dict:
@@ -304,7 +319,7 @@ def _usage(g: Generation) -> dict:
 async def _openai_stream(service: Service, job: Job, meta: dict):
     """OpenAI's chunks: text as it comes for each of the n choices, then [DONE]."""
     n, stop = job.generation.n, job.generation.config.stop
-    texts, sent, finished = [""] * n, [0] * n, [False] * n
+    texts, sent, finished = [job.generation.continuation_prefix] * n, [0] * n, [False] * n
     async for event in read_events(job, service.limits.request_timeout_s):
         if event.kind == "error":
             yield _sse({"error": {"message": event.message, "type": "server_error"}})
@@ -321,7 +336,7 @@ async def _openai_stream(service: Service, job: Job, meta: dict):
             ready = len(text) if reason or not stop else max(sent[i], len(text) - max(map(len, stop)) + 1)
             if reason is not None:
                 finished[i] = True
-                reason = "stop" if reason == "stop" else "length"
+                reason = _openai_reason(reason)
             if ready > sent[i] or reason:
                 yield _sse({**meta, "choices": [{"text": text[sent[i]:ready], "index": i, "logprobs": None,
                                                  "finish_reason": reason}]})

@@ -31,6 +31,7 @@ class Event:
     ids: list[int] | None = None  # the token each sequence drew
     reasons: list[str | None] | None = None  # why each sequence stopped, None while running
     message: str = ""
+    status: int = 500  # for "error": the HTTP status a whole-text answer gets
 
 
 class Job:
@@ -80,8 +81,11 @@ class Batcher:
 
     @property
     def load(self) -> dict:
-        return {"waiting": len(self.waiting), "running": len(self.running),
-                "sequences": sum(j.generation.n for j in self.running), "steps": self.steps}
+        with self.wake:
+            running = list(self.running)
+            waiting = len(self.waiting)
+        return {"waiting": waiting, "running": len(running),
+                "sequences": sum(j.generation.n for j in running), "steps": self.steps}
 
     # ------------------------------------------------------------ worker
 
@@ -93,29 +97,42 @@ class Batcher:
                     self.wake.wait()
                 if self.stopping:
                     return
-            self._admit()
-            self._sample_and_emit()
-            self._step()
+            try:
+                self._admit()
+                self._sample_and_emit()
+                self._step()
+            except Exception as e:  # a bug or out of memory: fail these requests, keep serving
+                self._fail_running(f"internal error ({type(e).__name__})")
+
+    def _fail_running(self, message: str) -> None:
+        with self.wake:
+            failed, self.running = self.running, []
+        for job in failed:
+            job.emit(Event("error", message=message))
 
     def _admit(self) -> None:
         """Start waiting jobs while the batch has room: run each prime once."""
         while True:
             with self.wake:
+                while self.waiting and self.waiting[0].cancelled:
+                    self.waiting.popleft()  # gone before it started: never let it block the queue
                 room = self.max_batch - sum(j.generation.n for j in self.running)
                 if not self.waiting or self.waiting[0].generation.n > room:
                     return
                 job = self.waiting.popleft()
-            if job.cancelled:
-                continue
             try:
                 job.generation.prefill()
-            except Exception as e:  # a bug, not bad input (that is caught before submit)
-                job.emit(Event("error", message=f"internal error: {type(e).__name__}"))
+            except Exception as e:  # a bug or out of memory; bad input was refused before submit
+                job.emit(Event("error", message=f"internal error ({type(e).__name__})"))
                 continue
-            self.running.append(job)
+            if job.generation.done:  # nothing to write (max_new_tokens 0)
+                job.emit(Event("done"))
+                continue
+            with self.wake:
+                self.running.append(job)
 
     def _sample_and_emit(self) -> None:
-        still = []
+        still = []  # running is only ever replaced under the lock, so load() can read it
         for job in self.running:
             if job.cancelled:
                 continue
@@ -127,7 +144,8 @@ class Batcher:
                 job.emit(Event("done"))
             else:
                 still.append(job)
-        self.running = still
+        with self.wake:
+            self.running = still
 
     def _step(self) -> None:
         """One forward pass per model for all running sequences."""
@@ -146,7 +164,7 @@ async def read_events(job: Job, timeout_s: float):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                yield Event("error", message=f"request timed out after {timeout_s:g} s")
+                yield Event("error", message=f"request timed out after {timeout_s:g} s", status=504)
                 return
             try:
                 event = await asyncio.wait_for(job.events.get(), timeout=remaining)

@@ -95,7 +95,7 @@ async function generate(event) {
       method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal,
     });
     if (!response.ok) { setStatus(await errorText(response), true); return; }
-    text = await primeAsWritten(prime);
+    text = prime;  // the completion continues the prime (from "jerry" it starts with ":")
     render();
     await readStream(response);
     setStatus(`done: ${text.length} characters`);
@@ -105,13 +105,6 @@ async function generate(event) {
     $("generate").disabled = false; $("stop").disabled = true;
     $("copy").disabled = $("download").disabled = text === "";
   }
-}
-
-// The completion continues the prime; a bare speaker name continues as "name:".
-async function primeAsWritten(prime) {
-  const m = models.find((x) => x.id === $("model").value);
-  const speaker = m && m.speakers.find((s) => s.toLowerCase() === prime.trim().toLowerCase());
-  return speaker ? speaker + ":" : prime;
 }
 
 async function readStream(response) {
