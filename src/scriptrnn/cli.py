@@ -147,6 +147,9 @@ def _add_serve_parser(sub) -> None:
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests waiting before 503")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help="sequences stepped together")
     p.add_argument("--timeout", type=float, default=d.request_timeout_s, help="seconds per request")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch CPU threads (default 1: one-token steps gain nothing from more, and the "
+                        "HTTP side needs a core; see benchmarks/RESULTS.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,7 +269,8 @@ def cmd_serve(args) -> int:
     limits = {"max_new_tokens": args.max_new_tokens, "max_prime_chars": args.max_prime_chars,
               "max_body_bytes": args.max_body_bytes, "max_return_sequences": args.max_return_sequences,
               "max_queue": args.max_queue, "max_batch": args.max_batch, "request_timeout_s": args.timeout}
-    serve(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, device=args.device, **limits)
+    serve(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, device=args.device,
+          threads=args.threads, **limits)
     return 0
 
 

@@ -26,8 +26,9 @@ def load_models(model_dirs, device: str = "cpu") -> dict:
 
 
 def serve(model_dirs, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          device: str = "cpu", **limits) -> None:
+          device: str = "cpu", threads: int | None = 1, **limits) -> None:
     """Load the models and run the app under uvicorn until interrupted."""
+    import torch
     import uvicorn
 
     from ..errors import ScriptRNNError
@@ -37,6 +38,10 @@ def serve(model_dirs, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
             raise ScriptRNNError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if not 0 < port < 65536:
         raise ScriptRNNError(f"--port must be from 1 to 65535, got {port}")
+    if threads is not None:
+        if not 1 <= threads <= 1024:
+            raise ScriptRNNError(f"--threads must be from 1 to 1024, got {threads}")
+        torch.set_num_threads(threads)
     app = create_app(load_models(model_dirs, device), ServerLimits(**limits), api_key=api_key)
     print(f"scriptrnn: serving {', '.join(app.state.service.models)} at http://{host}:{port}/ "
           f"(API docs at /docs)", flush=True)

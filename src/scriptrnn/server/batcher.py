@@ -52,6 +52,20 @@ class Job:
         self.cancelled = True
 
 
+def _deliver(out: list[tuple[Job, Event]]) -> None:
+    """Hand a step's events to their event loops: one wake-up per loop per step, not per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]] = {}
+    for job, event in out:
+        by_loop.setdefault(job.loop, []).append((job, event))
+    for loop, pairs in by_loop.items():
+        loop.call_soon_threadsafe(_put_all, pairs)
+
+
+def _put_all(pairs: list[tuple[Job, Event]]) -> None:
+    for job, event in pairs:
+        job.events.put_nowait(event)
+
+
 class Batcher:
     """The worker thread and its two lists: jobs waiting to start and jobs running."""
 
@@ -133,19 +147,21 @@ class Batcher:
 
     def _sample_and_emit(self) -> None:
         still = []  # running is only ever replaced under the lock, so load() can read it
+        out: list[tuple[Job, Event]] = []
         for job in self.running:
             if job.cancelled:
                 continue
             generation = job.generation
             pieces = generation.sample()
-            job.emit(Event("tokens", pieces=pieces, ids=generation.last_tokens.tolist(),
-                           reasons=list(generation.finish_reasons)))
+            out.append((job, Event("tokens", pieces=pieces, ids=generation.last_tokens.tolist(),
+                                   reasons=list(generation.finish_reasons))))
             if generation.done:
-                job.emit(Event("done"))
+                out.append((job, Event("done")))
             else:
                 still.append(job)
         with self.wake:
             self.running = still
+        _deliver(out)
 
     def _step(self) -> None:
         """One forward pass per model for all running sequences."""
@@ -166,10 +182,13 @@ async def read_events(job: Job, timeout_s: float):
             if remaining <= 0:
                 yield Event("error", message=f"request timed out after {timeout_s:g} s", status=504)
                 return
-            try:
-                event = await asyncio.wait_for(job.events.get(), timeout=remaining)
-            except asyncio.TimeoutError:
-                continue
+            if not job.events.empty():
+                event = job.events.get_nowait()  # behind the worker: no timer needed
+            else:
+                try:
+                    event = await asyncio.wait_for(job.events.get(), timeout=remaining)
+                except asyncio.TimeoutError:
+                    continue
             yield event
             if event.kind in ("done", "error"):
                 return
