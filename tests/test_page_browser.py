@@ -5,15 +5,14 @@ Skipped, with the reason, only where no Chromium can be found or Playwright is m
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 import scriptrnn
 from scriptrnn.server import create_app
+
+from .conftest import live_server
 
 CHROMIUM = os.environ.get("SCRIPTRNN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT_DIR = Path(os.environ.get("SCRIPTRNN_SCREENSHOTS", Path(__file__).parent / ".." / "test-artifacts"))
@@ -23,21 +22,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed 
 
 @pytest.fixture(scope="module")
 def page_url():
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app({"shakespeare-char": scriptrnn.load()})
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app({"shakespeare-char": scriptrnn.load()})) as url:
+        yield url + "/"
 
 
 def test_page_streams_a_scene(page_url):

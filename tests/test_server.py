@@ -1,8 +1,6 @@
 """The HTTP server: in-process API tests, and the real Hugging Face and OpenAI clients over loopback."""
 
 import asyncio
-import socket
-import threading
 import time
 
 import pytest
@@ -10,6 +8,8 @@ from fastapi.testclient import TestClient
 
 import scriptrnn
 from scriptrnn.server import ServerLimits, create_app
+
+from .conftest import live_server
 
 MODEL = "shakespeare-char"
 
@@ -148,27 +148,15 @@ def test_client_disconnect_frees_the_stream(models):
 
 
 @pytest.fixture(scope="module")
-def live_server(models):
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(models), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+def base_url(models):
+    with live_server(create_app(models)) as url:
+        yield url
 
 
-def test_huggingface_inference_client(live_server):
+def test_huggingface_inference_client(base_url):
     from huggingface_hub import InferenceClient
 
-    client = InferenceClient(base_url=live_server)
+    client = InferenceClient(base_url=base_url)
     text = client.text_generation("HAMLET:", max_new_tokens=20, seed=1)
     assert isinstance(text, str) and len(text) == 20
     pieces = list(client.text_generation("HAMLET:", max_new_tokens=12, seed=1, stream=True))
@@ -177,10 +165,10 @@ def test_huggingface_inference_client(live_server):
     assert detailed.details.generated_tokens == 5
 
 
-def test_openai_client(live_server):
+def test_openai_client(base_url):
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{live_server}/v1", api_key="unused")
+    client = OpenAI(base_url=f"{base_url}/v1", api_key="unused")
     assert [m.id for m in client.models.list()] == [MODEL]
     done = client.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=25, seed=3)
     assert len(done.choices[0].text) == 25
