@@ -16,7 +16,7 @@ import torch
 
 from .errors import ScriptRNNError
 from .model import RNNLanguageModel
-from .sampling import SamplingConfig, next_tokens
+from .sampling import SamplingConfig, draw, next_tokens, probabilities, uniforms
 from .tokenizer import UNK
 
 
@@ -143,7 +143,16 @@ class Generation:
 
     def sample(self) -> list[str]:
         """Pick each running sequence's next token; return the text each one adds."""
-        token = next_tokens(self.scores, self.seen, self.processors, self.greedy, self.generator)  # (N,)
+        return self.accept(next_tokens(self.scores, self.seen, self.processors, self.greedy, self.generator))
+
+    @property
+    def sampling_key(self) -> tuple:
+        """Generations with equal keys transform scores the same way (see ``sample_together``)."""
+        c = self.config
+        return (id(self.owner.model), self.greedy, c.temperature, c.top_k, c.top_p, c.repetition_penalty)
+
+    def accept(self, token: torch.Tensor) -> list[str]:
+        """Record the drawn tokens (N,); return the text each running sequence adds."""
         self.last_tokens = token
         self.seen[torch.arange(self.n, device=token.device), token] = True
         pieces = []
@@ -170,6 +179,32 @@ class Generation:
         if len(self.tokens[i]) >= config.max_new_tokens:
             return "length"
         return None
+
+
+@torch.no_grad()
+def sample_together(generations: list[Generation]) -> list[list[str]]:
+    """``g.sample()`` for each generation, with one transform-and-draw per group of equal settings.
+
+    Each generation still draws its own uniforms from its own seeded generator, so its
+    text is the same as when it is sampled alone.
+    """
+    groups: dict[tuple, list[Generation]] = {}
+    for g in generations:
+        groups.setdefault(g.sampling_key, []).append(g)
+    chosen: dict[int, torch.Tensor] = {}
+    for group in groups.values():
+        first = group[0]
+        scores = torch.cat([g.scores for g in group])  # (ΣN, V)
+        seen = torch.cat([g.seen for g in group])
+        if first.greedy:
+            tokens = next_tokens(scores, seen, first.processors, True, None)
+        else:
+            probs = probabilities(scores, seen, first.processors)
+            draws = torch.cat([uniforms(g.n, g.generator, probs.device) for g in group])
+            tokens = draw(probs, draws)
+        for g, part in zip(group, torch.split(tokens, [g.n for g in group])):
+            chosen[id(g)] = part
+    return [g.accept(chosen[id(g)]) for g in generations]
 
 
 @torch.no_grad()

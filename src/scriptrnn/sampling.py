@@ -176,6 +176,22 @@ def probabilities(scores: torch.Tensor, seen: torch.Tensor, processors: list) ->
     return safe_softmax(_process(scores, seen, processors)[1])
 
 
+def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling: row i takes the token where its cumulative probability passes u_i.
+
+    Drawing the uniforms separately lets every request keep its own seeded generator
+    while the server samples all requests of a step in one call.
+    """
+    cdf = probs.double().cumsum(dim=-1)  # (N, V)
+    x = uniforms.double().reshape(-1, 1) * cdf[:, -1:]  # (N, 1)
+    # right=True: the first token whose cumulative mass exceeds x, so zero-probability tokens never win.
+    return torch.searchsorted(cdf, x, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+def uniforms(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    return torch.rand(n, dtype=torch.float64, generator=generator, device=device)
+
+
 def next_tokens(scores: torch.Tensor, seen: torch.Tensor, processors: list, greedy: bool,
                 generator: torch.Generator | None) -> torch.Tensor:
     """One token per row (N,) from scores (N, V), after the transforms (``SamplingConfig.processors()``).
@@ -186,4 +202,4 @@ def next_tokens(scores: torch.Tensor, seen: torch.Tensor, processors: list, gree
     if greedy:
         return _process(scores, seen, processors)[1].argmax(dim=-1)
     probs = probabilities(scores, seen, processors)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return draw(probs, uniforms(len(probs), generator, probs.device))

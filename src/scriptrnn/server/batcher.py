@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..generate import Generation, step_together
+from ..generate import Generation, sample_together, step_together
 
 
 class QueueFull(Exception):
@@ -148,11 +148,10 @@ class Batcher:
     def _sample_and_emit(self) -> None:
         still = []  # running is only ever replaced under the lock, so load() can read it
         out: list[tuple[Job, Event]] = []
-        for job in self.running:
-            if job.cancelled:
-                continue
+        jobs = [job for job in self.running if not job.cancelled]
+        all_pieces = sample_together([job.generation for job in jobs])
+        for job, pieces in zip(jobs, all_pieces):
             generation = job.generation
-            pieces = generation.sample()
             out.append((job, Event("tokens", pieces=pieces, ids=generation.last_tokens.tolist(),
                                    reasons=list(generation.finish_reasons))))
             if generation.done:
