@@ -3,8 +3,9 @@
 The array is laid out as B contiguous streams (one per batch row) and read T
 tokens at a time, so window w+1 of a stream continues exactly where window w
 stopped: the trainer carries the recurrent state across windows and the model
-learns from context longer than T. Every position is a target, unlike the
-course method's one target per window.
+learns from context longer than T. Every position of a window is a target,
+unlike the course method's one target per window (each epoch starts the windows
+at a random offset, so the at most T-1 tokens per stream it skips differ).
 """
 
 from __future__ import annotations

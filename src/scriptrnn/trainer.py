@@ -1,8 +1,8 @@
 """Training: every position of B contiguous streams, state carried across windows.
 
-``train()`` is the whole job (read corpus, tokenize, fit, checkpoint) and what the
-CLI calls; ``Trainer`` is the loop, which knows nothing about corpora or files
-beyond its run directory.
+``Trainer`` is the loop, which knows nothing about corpora or files beyond its run
+directory; ``scriptrnn.api.train()`` is the whole job around it (read the corpus,
+tokenize, fit, checkpoint) and what the CLI calls.
 """
 
 from __future__ import annotations
