@@ -5,7 +5,7 @@ tokens at a time, so window w+1 of a stream continues exactly where window w
 stopped: the trainer carries the recurrent state across windows and the model
 learns from context longer than T. Every position of a window is a target,
 unlike the course method's one target per window (each epoch starts the windows
-at a random offset, so the at most T-1 tokens per stream it skips differ).
+at a random offset, so the fewer than 2T tokens per stream it skips differ).
 """
 
 from __future__ import annotations
