@@ -27,7 +27,7 @@ from .checkpoint import (
     remove_temporaries,
     save_run_files,
 )
-from .corpus import Corpus, find_speakers, load_corpus
+from .corpus import Corpus, as_path_list, find_speakers, load_corpus
 from .errors import ScriptRNNError
 from .evaluate import evaluate_loss, loss_report
 from .generate import ScriptModel
@@ -135,8 +135,8 @@ def train(
 
 def _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column, progress, callbacks,
            settings) -> TrainResult:
-    paths = [data] if isinstance(data, (str, Path)) else list(data or [])
-    source = {"paths": [str(Path(p).resolve()) for p in paths], "corpus": corpus, "genres": list(genres or []),
+    paths = as_path_list(data)
+    source = {"paths": [str(p.resolve()) for p in paths], "corpus": corpus, "genres": list(genres or []),
               "encoding": encoding, "speaker_column": speaker_column, "dialogue_column": dialogue_column}
     text_corpus = _load_source(source)
     level = settings.get("level", TrainConfig.level)
@@ -250,7 +250,7 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
     a run on that corpus never trains on; otherwise all of it.
     """
     script_model = load(run_dir, device=device)
-    paths = [data] if isinstance(data, (str, Path)) else list(data or [])
+    paths = as_path_list(data)
     source = script_model.config.get("corpus", {}).get("source")
     if not paths and corpus is None and isinstance(source, dict):
         text = _load_source(source).text

@@ -79,7 +79,7 @@ def load_corpus(
     dialogue_column: str = "Dialogue",
 ) -> Corpus:
     """The user's files if any are given, otherwise the named built-in corpus."""
-    path_list = _as_path_list(paths)
+    path_list = as_path_list(paths)
     if path_list:
         if genres:
             raise ScriptRNNError(
@@ -107,7 +107,7 @@ def read_corpus(
     dialogue_column: str = "Dialogue",
 ) -> Corpus:
     """Read files and folders into one Corpus, in the order given."""
-    path_list = _as_path_list(paths)
+    path_list = as_path_list(paths)
     if not path_list:
         raise ScriptRNNError("no corpus files given; pass a file or a folder of text files")
     _check_encoding(encoding)
@@ -123,7 +123,7 @@ def read_corpus(
     return Corpus(name=_corpus_name(path_list), text="\n".join(pieces))
 
 
-def _as_path_list(paths: PathLike | Iterable[PathLike] | None) -> list[Path]:
+def as_path_list(paths: PathLike | Iterable[PathLike] | None) -> list[Path]:
     """Accept one path or many; None means none."""
     if paths is None:
         return []

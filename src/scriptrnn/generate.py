@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import ScriptRNNError
-from .model import RNNLanguageModel
+from .model import RNNLanguageModel, state_from_parts, state_parts
 from .sampling import SamplingConfig, draw, next_tokens, probabilities, uniforms
 from .tokenizer import UNK
 
@@ -211,15 +211,12 @@ def sample_together(generations: list[Generation]) -> list[list[str]]:
 def step_together(model: RNNLanguageModel, generations: list[Generation]) -> None:
     """Feed each generation's last tokens through ``model`` in one batch; store new scores and states."""
     tokens = torch.cat([g.last_tokens for g in generations]).unsqueeze(1)  # (ΣN, 1)
-    states = [g.state for g in generations]
-    if isinstance(states[0], tuple):
-        state = tuple(torch.cat([s[k] for s in states], dim=1) for k in range(len(states[0])))
-    else:
-        state = torch.cat(states, dim=1)
+    parts = zip(*(state_parts(g.state) for g in generations))  # per part: one (L, N, H) per generation
+    state = state_from_parts(torch.cat(part, dim=1) for part in parts)  # (L, ΣN, H)
     logits, state = model(tokens, state)  # (ΣN, 1, V)
     start = 0
     for g in generations:
         rows = slice(start, start + g.n)
         g.scores = logits[rows, -1]
-        g.state = tuple(s[:, rows] for s in state) if isinstance(state, tuple) else state[:, rows]
+        g.state = state_from_parts(s[:, rows] for s in state_parts(state))
         start += g.n

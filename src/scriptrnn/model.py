@@ -104,11 +104,22 @@ class RNNLanguageModel(nn.Module):
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
 
 
+def state_parts(state) -> tuple:
+    """The state as a tuple of (L, B, H) tensors: (h, c) for an LSTM, (h,) otherwise, () for None."""
+    if state is None:
+        return ()
+    return state if isinstance(state, tuple) else (state,)
+
+
+def state_from_parts(parts) -> "torch.Tensor | tuple | None":
+    """The inverse of ``state_parts``: what the recurrent layer takes."""
+    parts = tuple(parts)
+    if not parts:
+        return None
+    return parts if len(parts) == 2 else parts[0]
+
+
 def detach_state(state):
     """Cut the graph between windows so backprop stops at the window edge (truncated BPTT)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
+    return state_from_parts(s.detach() for s in state_parts(state))
 

@@ -33,7 +33,7 @@ from .checkpoint import (
 )
 from .errors import ScriptRNNError
 from .evaluate import evaluate_loss, loss_report
-from .model import ModelConfig, RNNLanguageModel, detach_state
+from .model import ModelConfig, RNNLanguageModel, detach_state, state_from_parts, state_parts
 from .reporting import CURVE_FILE, MetricsLog, ProgressBar, plot_loss_curve
 
 
@@ -390,7 +390,7 @@ class Trainer:
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":  # dropout on the GPU draws from the GPU's generator
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        for i, h in enumerate(_state_tuple(self.hidden)):
+        for i, h in enumerate(state_parts(self.hidden)):
             tensors[f"hidden.{i}"] = h.detach().cpu().contiguous()
         groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
         meta = {"loop": json.dumps(asdict(self.state)), "param_groups": json.dumps(groups)}
@@ -447,14 +447,7 @@ def _hidden_state(tensors: dict, config: ModelConfig, batch_size: int, device):
     if len(hidden) != (2 if config.cell == "lstm" else 1) or any(
             tuple(h.shape) != shape or not h.is_floating_point() for h in hidden):
         raise ValueError(f"carried state does not fit a {config.cell} of shape {shape}")
-    hidden = [h.float().to(device) for h in hidden]
-    return tuple(hidden) if len(hidden) == 2 else hidden[0]
-
-
-def _state_tuple(hidden) -> tuple:
-    if hidden is None:
-        return ()
-    return hidden if isinstance(hidden, tuple) else (hidden,)
+    return state_from_parts(h.float().to(device) for h in hidden)
 
 
 def _optimizer_state(tensors: dict, groups: list[dict], optimizer: torch.optim.Optimizer) -> dict:
