@@ -148,3 +148,21 @@ def test_overwrite_with_a_bad_setting_keeps_the_old_run(word_run):
 def test_evaluate_defaults_to_the_runs_own_corpus(word_run):
     _, run = word_run
     assert scriptrnn.evaluate(run)["loss"] == pytest.approx(scriptrnn.evaluate(run, run.parent / "scripts.txt")["loss"])
+
+
+def test_precision_fp32_and_auto_learn_alike(tmp_path, dialogue_file):
+    """bfloat16 arithmetic (auto, where the CPU has it) must not cost quality: same steps, close loss."""
+    settings = dict(TINY_TRAIN, level="char", max_steps=60)
+    fp32 = scriptrnn.train(dialogue_file, tmp_path / "fp32", precision="fp32", **settings)
+    auto = scriptrnn.train(dialogue_file, tmp_path / "auto", precision="auto", **settings)
+    assert abs(fp32.metrics["loss"] - auto.metrics["loss"]) < 0.05 * fp32.metrics["loss"]
+
+
+def test_precision_is_checked():
+    import torch
+
+    from scriptrnn.trainer import autocast_dtype
+
+    assert autocast_dtype("fp32", torch.device("cpu")) is None
+    with pytest.raises(ScriptRNNError, match="--precision must be one of auto, bf16, fp32"):
+        scriptrnn.train(None, "/nonexistent/never", precision="fp16", max_steps=1)

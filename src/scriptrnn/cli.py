@@ -79,6 +79,8 @@ def _add_train_parser(sub) -> None:
                    help="also save a resume checkpoint every N steps (500) or every M minutes (10m); "
                         "default: only at each --eval-every check")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="auto (default): bfloat16 arithmetic where the CPU or GPU has it natively, else fp32")
 
 
 def _save_every(text: str) -> dict:
