@@ -57,6 +57,8 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--dropout", type=float, help="dropout between layers and before the output (default 0.1 char, 0.3 word)")
     g.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
                    help="share input and output embeddings (default: on at word level, off at char level)")
+    g.add_argument("--softmax", choices=["full", "adaptive"],
+                   help="output layer: full (default) or adaptive (faster for large word vocabularies)")
     g = p.add_argument_group("training")
     for flag, kind, text in [
         ("--seq-len", int, "tokens per window; state carries across windows"),

@@ -18,7 +18,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .batching import StreamBatches
 from .checkpoint import (
@@ -33,7 +32,7 @@ from .checkpoint import (
 )
 from .errors import ScriptRNNError
 from .evaluate import evaluate_loss, loss_report
-from .model import ModelConfig, RNNLanguageModel, detach_state, state_from_parts, state_parts
+from .model import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
 from .reporting import CURVE_FILE, MetricsLog, ProgressBar, plot_loss_curve
 
 
@@ -341,8 +340,7 @@ class Trainer:
             group["lr"] = self.learning_rate()
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
                             enabled=self.autocast is not None):
-            logits, hidden = self.model(x, self.hidden)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            loss, hidden = self.model(x, self.hidden, targets=y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
