@@ -79,6 +79,18 @@ def test_cast_mask_at_word_level_masks_speaker_words_and_follows_long_names():
     assert {tok.vocab[i] for i in torch.nonzero(~torch.isinf(scores[0])).flatten().tolist()} == {"witch"}
 
 
+def test_at_a_line_start_the_cast_gets_the_share_of_all_speeches():
+    tok = WordTokenizer.fit("jerry: hi.\ngeorge: no.\nelaine: yes.\n[exit]\n")
+    scores = torch.randn(3, tok.vocab_size, generator=torch.Generator().manual_seed(0))
+    before = torch.softmax(scores, -1)
+    after = torch.softmax(cast_mask(tok, ["jerry", "george"])([CastMask.ROOT] * 3, scores), -1)
+    free = [tok.token_id("["), tok.token_id("\n")]
+    assert torch.allclose(after[:, free], before[:, free], atol=1e-6)  # directions and blank lines as before
+    cast = [tok.token_id("jerry"), tok.token_id("george")]
+    assert torch.allclose(after[:, cast].sum(-1), 1 - before[:, free].sum(-1), atol=1e-6)
+    assert torch.allclose(after[:, cast[0]] / after[:, cast[1]], before[:, cast[0]] / before[:, cast[1]], rtol=1e-4)
+
+
 def test_suppress_tokens():
     scores = SuppressTokens([1, 3], 5)(None, torch.zeros(2, 5))
     assert torch.isinf(scores[:, [1, 3]]).all() and not torch.isinf(scores[:, [0, 2, 4]]).any()

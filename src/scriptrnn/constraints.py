@@ -46,6 +46,11 @@ class CastMask:
     cue's colon, or inside a direction, anything goes until the line break. At word level a
     cue is mostly one word and a colon, so this masks the other speakers' names at line
     starts; at char level it lets the name be spelled one character at a time.
+
+    Masking alone would hand the other speakers' share of a line start to the directions
+    (a model that wants GLOUCESTER next would write "[Enter ...]" lines instead): so at a
+    line start, the chance the model gives to a speech by anyone goes to the cast, in the
+    proportions it gives them, and directions and blank lines keep their own chance.
     """
 
     ROOT, FREE = 0, -1
@@ -66,6 +71,9 @@ class CastMask:
         for node, children in enumerate(self.children):
             self.allowed[node, list(children)] = True
         self.allowed[self.ROOT, [newline_id, *free_starts]] = True
+        self.cue_starts = torch.tensor(sorted(self.children[self.ROOT]), dtype=torch.long)  # first tokens of cues
+        self.speech = torch.ones(vocab_size, dtype=torch.bool)  # (V,) what may start a speech: not these
+        self.speech[[newline_id, *free_starts]] = False
 
     def start(self, n: int) -> list[int]:
         return [self.ROOT] * n  # generation starts where lines start (after the prime's line break)
@@ -82,6 +90,20 @@ class CastMask:
 
     def __call__(self, state: list[int], scores: torch.Tensor) -> torch.Tensor:
         nodes = torch.tensor(state, device=scores.device)  # (N,)
+        scores = self._speeches_to_the_cast(nodes == self.ROOT, scores)
         allowed = self.allowed.to(scores.device)[nodes.clamp(min=0)]  # (N, V)
         forbidden = (nodes >= 0).unsqueeze(1) & ~allowed
         return scores.masked_fill(forbidden, -math.inf)
+
+    def _speeches_to_the_cast(self, at_start: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Raise the cues' first tokens so their share is the whole share of speeches, in log space."""
+        if not at_start.any() or not len(self.cue_starts):
+            return scores
+        rows, starts = scores[at_start], self.cue_starts.to(scores.device)  # (R, V), (C,)
+        speech = torch.logsumexp(rows.masked_fill(~self.speech.to(scores.device), -math.inf), dim=-1)  # (R,)
+        cast = torch.logsumexp(rows[:, starts], dim=-1)  # (R,)
+        lift = torch.nan_to_num(speech - cast, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0.0)
+        rows[:, starts] += lift.unsqueeze(1)
+        scores = scores.clone()
+        scores[at_start] = rows
+        return scores
