@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 import scriptrnn
 from scriptrnn import ScriptRNNError
@@ -161,6 +162,17 @@ def test_generates_in_the_style_asked_for(styled_runs, level):
         assert not any("\ue000" in t or "\ue001" in t for t in texts)  # tags are never written
         greedy = model.generate("", max_new_tokens=40, temperature=0, style=style)[0]
         assert any(w in greedy for w in own) and not any(w in greedy for w in other), greedy
+
+
+def test_a_served_styled_model_never_writes_its_tags(styled_runs):
+    from scriptrnn.generate import Generation
+    from scriptrnn.sampling import SamplingConfig
+
+    model = scriptrnn.load(styled_runs["char"])
+    generation = Generation(model, "", SamplingConfig(max_new_tokens=5).validate())  # as the server builds one
+    generation.prefill()
+    scores = generation.ruled_scores()
+    assert torch.isinf(scores[:, [model.tokenizer.token_id(t) for t in model.styles.values()]]).all()
 
 
 def test_config_and_info_record_the_styles(styled_runs):

@@ -177,7 +177,8 @@ class Generation:
         self.scenes = [0] * self.n
         self.line_has_words = [bool(self.prime_text.rsplit("\n", 1)[-1].strip())] * self.n
         self.scene_has_words = [bool(self.prime_text.strip())] * self.n
-        self.rules = list(rules or [])
+        # No rules given (the server builds generations itself): the model's own, so tags never come out.
+        self.rules = list(rules) if rules is not None else script_model.rules()
         self.rule_states = []
         for rule in self.rules:  # each rule follows the context and prime, token by token
             state = rule.start(self.n)
