@@ -128,8 +128,8 @@ def train(
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        if data:
-            raise ScriptRNNError("--resume reads the run's own corpus; leave out DATA")
+        if data or styles:
+            raise ScriptRNNError("--resume reads the run's own corpus and styles; leave out DATA and --styles")
         return _resume(out, settings, progress=progress, callbacks=callbacks)
     try:
         return _start(data, out, corpus, genres, styles, encoding, speaker_column, dialogue_column, progress,
@@ -251,9 +251,10 @@ def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig):
     B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
     if isinstance(text_corpus, StyledCorpus):
         split = text_corpus.split(fraction)
-        ids = tokenizer.encode(split.train, strict=False), tokenizer.encode(split.val, strict=False)
-        need, have = B * (T + 1) + 1, len(ids[0])  # StreamBatches names the sizes if this is short
-        return ids if have >= need else _too_small("the styles' training text", have, "", need, B, T, tokenizer)
+        train_ids = tokenizer.encode(split.train, strict=False)
+        if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
+            _too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
+        return train_ids, tokenizer.encode(split.val, strict=False)
     ids = tokenizer.encode(text_corpus.text, strict=False)
     need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
     if len(ids) < need:

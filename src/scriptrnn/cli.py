@@ -26,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_corpus_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="*", help="text, dialogue (Name: line) or CSV files, or folders of them; "
-                                            "none: the built-in corpus")
+    p.add_argument("data", nargs="*", help="text, dialogue (Name: line), CSV or .fountain files, or folders of "
+                                            "them; none: the built-in corpus")
     p.add_argument("--corpus", default="shakespeare", help="built-in corpus used when no DATA is given")
     p.add_argument("--genre", nargs="+", dest="genres", metavar="GENRE",
                    help="built-in Shakespeare only: comedies histories problems roman romances tragedies")
