@@ -23,9 +23,9 @@ from .conftest import TINY_TRAIN
 
 def cats_and_dogs(folder):
     """Two styles a tiny model tells apart in seconds: every word differs between them."""
-    cats = "".join(f"tom: meow meow, said the cat.\nfelix: purr. the mouse is mine.\n[the cat sleeps]\n"
+    cats = "".join("tom: meow meow, said the cat.\nfelix: purr. the mouse is mine.\n[the cat sleeps]\n"
                    + ("\n" if i % 7 == 6 else "") for i in range(120))
-    dogs = "".join(f"rex: woof! woof! fetch the ball!\nfido: grr, bark bark.\n[the dog runs]\n"
+    dogs = "".join("rex: woof! woof! fetch the ball!\nfido: grr, bark bark.\n[the dog runs]\n"
                    + ("\n" if i % 7 == 6 else "") for i in range(120))
     (folder / "cats.txt").write_text(cats, encoding="utf-8")
     (folder / "dogs.txt").write_text(dogs, encoding="utf-8")
@@ -122,7 +122,8 @@ def test_every_chunk_is_tagged_and_each_style_holds_out_its_own_end(tmp_path):
     assert tags.count("\ue000") > 3 and tags.count("\ue001") > 3
     assert any(a == b for a, b in zip(tags, tags[1:])) and any(a != b for a, b in zip(tags, tags[1:]))
     merged = interleave([["a1", "a2", "a3"], ["b1", "b2"]])
-    assert [c for c in merged if c[0] == "a"] == ["a1", "a2", "a3"] and [c for c in merged if c[0] == "b"] == ["b1", "b2"]
+    assert [c for c in merged if c[0] == "a"] == ["a1", "a2", "a3"]
+    assert [c for c in merged if c[0] == "b"] == ["b1", "b2"]
     assert merged == interleave([["a1", "a2", "a3"], ["b1", "b2"]])  # seeded: a run's text never changes
 
 
