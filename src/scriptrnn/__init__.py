@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-from .api import evaluate, load, pretrained_dir, train  # noqa: E402
+from .api import evaluate, info, load, pretrained_dir, train  # noqa: E402
 from .errors import ScriptRNNError  # noqa: E402
 from .model import ModelConfig, RNNLanguageModel  # noqa: E402
 from .sampling import SamplingConfig  # noqa: E402
@@ -22,6 +22,7 @@ __all__ = [
     "TrainConfig",
     "create_lookup_tables",
     "evaluate",
+    "info",
     "load",
     "pretrained_dir",
     "token_lookup",
