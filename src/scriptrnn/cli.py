@@ -7,6 +7,7 @@ line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def _add_train_parser(sub) -> None:
                    help="continue the run in DIR (or --out) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write TensorBoard event files (loss, learning rate, tokens/s) into DIR")
     g = p.add_argument_group("tokens")
     g.add_argument("--level", choices=["char", "word"], help="char (default) or word tokens")
     g.add_argument("--keep-case", dest="lowercase", action="store_false", default=None,
@@ -168,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- commands
 
 _NOT_SETTINGS = {"command", "data", "corpus", "genres", "encoding", "speaker_column", "dialogue_column",
-                 "out", "resume", "overwrite", "quiet"}
+                 "out", "resume", "overwrite", "quiet", "tensorboard"}
 
 
 def cmd_train(args) -> int:
@@ -178,9 +181,11 @@ def cmd_train(args) -> int:
     settings.update(settings.pop("save_every", {}))
     out = Path(args.resume) if isinstance(args.resume, str) else args.out
     try:
-        result = train(args.data, out, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
-                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
-                       resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, **settings)
+        with _tensorboard(args.tensorboard) as callbacks:
+            result = train(args.data, out, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
+                           speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
+                           resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
+                           callbacks=callbacks, **settings)
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
         from .checkpoint import RESUME_FILE
 
@@ -197,6 +202,18 @@ def cmd_train(args) -> int:
           f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
           f"model saved in {out}; write with: scriptrnn generate {out}")
     return 0
+
+
+@contextlib.contextmanager
+def _tensorboard(log_dir: Path | None):
+    """The trainer callbacks that --tensorboard asks for (none without it), closed when training ends."""
+    if log_dir is None:
+        yield []
+        return
+    from .reporting import TensorBoardLogger
+
+    with TensorBoardLogger(log_dir) as logger:
+        yield [logger]
 
 
 def cmd_generate(args) -> int:
