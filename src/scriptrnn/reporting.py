@@ -72,6 +72,12 @@ class MetricsLog:
             write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl records (none if it has no log yet)."""
+    path = Path(run_dir) / METRICS_FILE
+    return _read_records(path) if path.exists() else []
+
+
 def _read_records(path: Path) -> list[dict]:
     """metrics.jsonl's records; a line a kill cut short (or any other unreadable one) is skipped."""
     records = []
