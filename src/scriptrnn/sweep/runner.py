@@ -152,7 +152,7 @@ class Sweep:
             self.say(f"sweep: {label}: failed: {outcome['message']}")
         else:
             self.say(f"sweep: {label}: {outcome['status']}, held-out loss {outcome['held_out_loss']:.4f} "
-                     f"after {outcome['steps']} steps in {outcome['wall_clock_s']:.0f} s")
+                     f"after {outcome['steps']} steps in {outcome['wall_clock_s']:.1f} s")
         return outcome
 
     @contextlib.contextmanager
