@@ -97,7 +97,10 @@ class SweepConfig:
 
 def _setting_types() -> dict[str, str]:
     """Setting name -> its annotation ('int', 'float | None', ...), for every trainable setting."""
-    return {f.name: str(f.type) for cls in (ModelConfig, TrainConfig) for f in fields(cls) if f.name != "vocab_size"}
+    def text(kind) -> str:  # a string under `from __future__ import annotations`, else the type itself
+        return kind if isinstance(kind, str) else getattr(kind, "__name__", None) or str(kind)
+
+    return {f.name: text(f.type) for cls in (ModelConfig, TrainConfig) for f in fields(cls) if f.name != "vocab_size"}
 
 
 def default_settings(level: str = "char") -> dict:

@@ -67,13 +67,14 @@ def _of(rows: list[dict], study: str) -> list[dict]:
 def _header(meta: dict) -> list[str]:
     baseline, defaults = meta["baseline"], _defaults(meta["baseline"].get("level", "char"))
     own = {k: v for k, v in baseline.items() if k not in defaults or repr(defaults[k]) != repr(v)}
-    limits = ", ".join(f"{k} = {format_value(v)}{' (minutes)' if k == 'time_budget' else ''}"
-                       for k in ("time_budget", "epochs", "max_steps") if (v := baseline.get(k)) is not None)
+    limits = [f"{k} = {format_value(v)}{' (minutes)' if k == 'time_budget' else ''}"
+              for k in ("time_budget", "epochs", "max_steps") if (v := baseline.get(k)) is not None]
+    until = " or ".join(limits) + (", whichever comes first" if len(limits) > 1 else "")
     return [
         f"Made with `{meta.get('command') or 'scriptrnn sweep'}` (scriptrnn {meta.get('scriptrnn', '?')}) on "
         f"{meta.get('machine', 'this machine')}.",
         f"Corpus: {meta.get('corpus', '?')} ({meta.get('corpus_characters', 0):,} characters). "
-        f"Every run trains until {limits} (the first reached), with seed {baseline.get('seed')}.",
+        f"Every run trains until {until}, with seed {baseline.get('seed')}.",
         "Baseline: " + (", ".join(f"`{k} = {format_value(v)}`" for k, v in own.items()
                                    if k not in ("time_budget", "epochs", "max_steps")) or "scriptrnn's defaults")
         + "; everything else as `scriptrnn train` does by default.",
