@@ -107,7 +107,7 @@ BAD_STUDIES = [
     ("[budget]\nmax_steps = 40\n[[study]]\nkind = 'grid'\nvary = { hidden_size = ['big'] }",
      "hidden_size must be a whole number, got 'big'"),
     ("[budget]\nmax_steps = 40\n[[study]]\nkind = 'one_at_a_time'\nvary = { lr = [1e-3, -1] }",
-     "study 'one-at-a-time', lr=-1.0: --lr must be a positive number"),
+     "study 'one-at-a-time', lr=-1: --lr must be a positive number"),
     ("[budget]\nmax_steps = 40\n[[study]]\nkind = 'one_at_a_time'\nvary = { lr = [] }",
      "lr needs a non-empty list of values"),
     ("[budget]\nmax_steps = 40\n[[study]]\nkind = 'random'\nvary = { lr = [1e-3] }",

@@ -164,9 +164,12 @@ def _add_sweep_parser(sub) -> None:
                    help="a grid study: every combination of the values of all --grid settings")
     p.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                    help="a baseline setting, by its train() name (over the file's [baseline])")
-    p.add_argument("--time-budget", type=float, help="minutes per run (replaces the file's [budget])")
-    p.add_argument("--epochs", type=float, help="epochs per run (replaces the file's [budget])")
-    p.add_argument("--max-steps", type=int, help="steps per run (replaces the file's [budget])")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="minutes per run (replaces the file's [budget])")
+    p.add_argument("--epochs", type=float, metavar="EPOCHS",
+                   help="epochs per run (replaces the file's [budget])")
+    p.add_argument("--max-steps", type=int, metavar="STEPS",
+                   help="steps per run (replaces the file's [budget])")
     p.add_argument("--data", nargs="+", metavar="PATH", help="corpus files or folders (default: the file's, "
                                                               "else the built-in corpus)")
     p.add_argument("--corpus", help="built-in corpus used when no data is given")

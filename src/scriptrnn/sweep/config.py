@@ -350,20 +350,41 @@ def build_config(raw: dict, base: Path = Path(".")) -> SweepConfig:
     return config
 
 
+@dataclass
+class PlannedValue:
+    """One run a one-at-a-time or grid study asks for."""
+
+    parameter: str  # what the study varies: "seq_len", or "hidden_size, cell" in a grid
+    value: str  # its value here, as the tables show it: "64", or "256, gru"
+    label: str  # both, for logs and plot legends: "seq_len=64", "hidden_size=256, cell=gru"
+    settings: dict  # the run's settings: the baseline's with these changes
+
+
+def format_value(value) -> str:
+    """A setting's value as tables and run names show it: 0.001, 1e-05, 256, gru."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def study_runs(study: Study, baseline: dict) -> list[PlannedValue]:
+    """The runs of a one-at-a-time or grid study, in order."""
+    if study.kind == "one_at_a_time":
+        return [PlannedValue(name, format_value(v), f"{name}={format_value(v)}", {**baseline, name: v})
+                for name, values in study.vary.items() for v in values]
+    names = list(study.vary)
+    return [PlannedValue(", ".join(names), ", ".join(format_value(v) for v in combo),
+                         ", ".join(f"{k}={format_value(v)}" for k, v in zip(names, combo)),
+                         {**baseline, **dict(zip(names, combo))})
+            for combo in itertools.product(*study.vary.values())]
+
+
 def study_settings(study: Study, baseline: dict) -> list[tuple[str, dict]]:
     """(where, settings) of every run a study may make; for Optuna each choice and each range end."""
     where = f"study {study.name!r}"
-    if study.kind == "grid":
-        names = list(study.vary)
-        return [(f"{where}, {_label(dict(zip(names, combo)))}", {**baseline, **dict(zip(names, combo))})
-                for combo in itertools.product(*study.vary.values())]
-    choices = study.vary or {k: v if isinstance(v, list) else [v["low"], v["high"]] for k, v in study.space.items()}
-    return [(f"{where}, {name}={value!r}", {**baseline, name: value})
-            for name, values in choices.items() for value in values]
-
-
-def _label(changed: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in changed.items())
+    if study.kind != "optuna":
+        return [(f"{where}, {run.label}", run.settings) for run in study_runs(study, baseline)]
+    ends = {k: v if isinstance(v, list) else [v["low"], v["high"]] for k, v in study.space.items()}
+    return [(f"{where}, {name}={format_value(value)}", {**baseline, name: value})
+            for name, values in ends.items() for value in values]
 
 
 # ---------------------------------------------------------------- the command line

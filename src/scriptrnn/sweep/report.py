@@ -11,19 +11,13 @@ from pathlib import Path
 
 from ..checkpoint import write_atomic
 from ..reporting import read_metrics
+from .config import default_settings, format_value
 
 COLUMNS = ["study", "kind", "parameter", "value", "label", "run", "status", "held_out_loss", "perplexity",
            "bits_per_char", "final_train_loss", "steps", "wall_clock_s", "tokens_per_s", "peak_rss_mib",
            "peak_rss_scope", "gpu_util_percent", "gpu_memory_mib", "device", "resumed", "stopped_because", "message"]
 NOT_AVAILABLE = "n/a"  # what the CSV and the report show for a figure that does not apply (GPU use on a CPU)
 PLOTS_DIR = "plots"
-
-
-def format_value(value) -> str:
-    """A setting's value as tables and run names show it: 0.001, 1e-05, 256, gru."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 # ---------------------------------------------------------------- tables
@@ -65,7 +59,7 @@ def _of(rows: list[dict], study: str) -> list[dict]:
 
 
 def _header(meta: dict) -> list[str]:
-    baseline, defaults = meta["baseline"], _defaults(meta["baseline"].get("level", "char"))
+    baseline, defaults = meta["baseline"], default_settings(meta["baseline"].get("level", "char"))
     own = {k: v for k, v in baseline.items() if k not in defaults or repr(defaults[k]) != repr(v)}
     limits = [f"{k} = {format_value(v)}{' (minutes)' if k == 'time_budget' else ''}"
               for k in ("time_budget", "epochs", "max_steps") if (v := baseline.get(k)) is not None]
@@ -79,12 +73,6 @@ def _header(meta: dict) -> list[str]:
                                    if k not in ("time_budget", "epochs", "max_steps")) or "scriptrnn's defaults")
         + "; everything else as `scriptrnn train` does by default.",
     ]
-
-
-def _defaults(level: str) -> dict:
-    from .config import default_settings
-
-    return default_settings(level)
 
 
 _TABLE = [("parameter", "parameter", None), ("value", "value", None), ("held-out loss", "held_out_loss", ".4f"),
@@ -143,7 +131,8 @@ def conclusions(rows: list[dict], baseline: dict) -> list[str]:
 
 
 def _best_value(parameter: str, tried: list[dict], base: dict | None, baseline: dict) -> str:
-    finished = [r for r in tried if _ok(r)]
+    # A value equal to the baseline's is the baseline's own run: nothing to compare it with.
+    finished = [r for r in tried if _ok(r) and not (base and r.get("run") and r["run"] == base.get("run"))]
     failed = [r["value"] for r in tried if not _ok(r)]
     note = f" ({', '.join(failed)} did not finish)" if failed else ""
     own = format_value(baseline.get(parameter))

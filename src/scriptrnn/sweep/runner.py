@@ -25,8 +25,8 @@ from ..corpus import load_corpus
 from ..errors import ScriptRNNError
 from ..reporting import read_metrics
 from ..trainer import pick_device
-from .config import Study, SweepConfig
-from .report import format_value, write_report, write_tables
+from .config import Study, SweepConfig, format_value, study_runs
+from .report import write_report, write_tables
 from .usage import ResourceMonitor
 
 RUNS_DIR = "runs"
@@ -65,6 +65,7 @@ class Sweep:
 
     def run(self) -> list[dict]:
         """Train (or skip, or resume) every run; write results.csv/.json, report.md and plots/."""
+        pick_device(self.config.baseline["device"])  # no GPU where one is asked for: say so once, up front
         corpus = self._load_corpus()
         self.out.mkdir(parents=True, exist_ok=True)
         self.fingerprint = hashlib.sha256(corpus.text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -92,10 +93,10 @@ class Sweep:
 
             run_optuna(self, study, baseline)
             return
-        for parameter, value, label, settings in study_runs(study, self.config.baseline):
-            planned = self.plan(settings)
-            self.run_one(planned, f"{study.name}: {label}")
-            self.record(study, planned, parameter, value, label)
+        for run in study_runs(study, self.config.baseline):
+            planned = self.plan(run.settings)
+            self.run_one(planned, f"{study.name}: {run.label}")
+            self.record(study, planned, run.parameter, run.value, run.label)
 
     def record(self, study: Study, planned: PlannedRun, parameter: str, value: str, label: str) -> None:
         """One table row: which study, what it varied, and the run's outcome; the tables are rewritten."""
@@ -193,22 +194,6 @@ def _machine() -> str:
 
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores{gpu}, torch {torch.__version__}"
-
-
-def study_runs(study: Study, baseline: dict) -> list[tuple[str, str, str, dict]]:
-    """(parameter, value, label, settings) of each run of a one-at-a-time or grid study."""
-    import itertools
-
-    if study.kind == "one_at_a_time":
-        return [(name, format_value(v), f"{name}={format_value(v)}", {**baseline, name: v})
-                for name, values in study.vary.items() for v in values]
-    names = list(study.vary)
-    runs = []
-    for combo in itertools.product(*study.vary.values()):
-        value = ", ".join(format_value(v) for v in combo)
-        label = ", ".join(f"{k}={format_value(v)}" for k, v in zip(names, combo))
-        runs.append((", ".join(names), value, label, {**baseline, **dict(zip(names, combo))}))
-    return runs
 
 
 def _final_metrics(run_dir: Path) -> dict | None:

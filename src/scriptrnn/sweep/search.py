@@ -16,8 +16,7 @@ from pathlib import Path
 from ..checkpoint import RESUME_FILE, read_json, write_json
 from ..errors import ScriptRNNError
 from ..reporting import read_metrics
-from .config import Study
-from .report import format_value
+from .config import Study, format_value
 
 
 def _optuna():
