@@ -15,7 +15,7 @@ import torch
 import scriptrnn
 from scriptrnn.cli import main
 from scriptrnn.sweep import build_config, read_toml
-from scriptrnn.sweep.config import parse_assignment
+from scriptrnn.sweep.config import format_value, parse_assignment
 from scriptrnn.sweep.report import conclusions
 from scriptrnn.sweep.runner import OUTCOME_FILE
 from scriptrnn.sweep.usage import ResourceMonitor
@@ -91,6 +91,12 @@ def test_command_line_values_are_read_as_toml():
     assert parse_assignment("cell=gru,lstm", "--grid") == ("cell", ["gru", "lstm"])
     assert parse_assignment("tie_weights=true,false", "--vary") == ("tie_weights", [True, False])
     assert parse_assignment(" hidden_size = 128 , 256 ", "--grid") == ("hidden_size", [128, 256])
+
+
+def test_values_are_shown_short_but_never_merged():
+    assert [format_value(v) for v in (1e-3, 3e-3, 1e-05, 0.0030001, 256, "gru")] == [
+        "0.001", "0.003", "1e-05", "0.0030001", "256", "gru"]
+    assert format_value(0.0064664227174145595) == "0.006466"  # drawn by Optuna: four digits
 
 
 def _one_line_error(capsys, argv, match):

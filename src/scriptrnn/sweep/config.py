@@ -362,7 +362,12 @@ class PlannedValue:
 
 def format_value(value) -> str:
     """A setting's value as tables and run names show it: 0.001, 1e-05, 256, gru."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    for digits in (4, 6):  # short, but never showing two values the user wrote as one
+        if float(text := f"{value:.{digits}g}") == value:
+            return text
+    return f"{value:.4g}"  # a value Optuna drew: four digits say enough
 
 
 def study_runs(study: Study, baseline: dict) -> list[PlannedValue]:
