@@ -147,9 +147,18 @@ def check_run_settings(settings: dict, where: str) -> None:
     train = {k: v for k, v in settings.items() if k not in model_keys}
     try:
         TrainConfig(**train).validate()
-        ModelConfig(**model, vocab_size=2).validate()  # the vocabulary comes from the corpus later
     except ScriptRNNError as e:
         raise ScriptRNNError(f"{where}: {e}") from None
+    # The vocabulary comes from the corpus, later. Refuse here only what no vocabulary could make
+    # valid (a char-level one or a word-level one); the rest train() judges when the run starts.
+    errors = []
+    for vocab_size in (100, 50_000):
+        try:
+            ModelConfig(**model, vocab_size=vocab_size).validate()
+            return
+        except ScriptRNNError as e:
+            errors.append(e)
+    raise ScriptRNNError(f"{where}: {errors[0]}")
 
 
 def _settings_table(table, where: str) -> dict:

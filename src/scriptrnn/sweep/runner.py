@@ -24,7 +24,7 @@ from ..checkpoint import CONFIG_FILE, RESUME_FILE, read_json, write_json
 from ..corpus import load_corpus
 from ..errors import ScriptRNNError
 from ..reporting import read_metrics
-from ..trainer import check_memory, pick_device
+from ..trainer import autocast_dtype, check_memory, pick_device
 from .config import Study, SweepConfig, format_value, study_runs
 from .report import write_report, write_tables
 from .usage import ResourceMonitor
@@ -213,15 +213,17 @@ def _warm_up(settings: dict) -> None:
                          vocab_size=64)
     device = pick_device(settings["device"])
     try:
+        config.validate()
         check_memory(config, device)
+        dtype = autocast_dtype(settings["precision"], device)
     except ScriptRNNError:
         return  # the baseline run itself will say why it cannot train
     model = RNNLanguageModel(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters())
     x = torch.randint(0, 64, (settings["batch_size"], settings["seq_len"]), device=device)  # (B, T)
-    for _ in range(3):
-        logits, _ = model(x)  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), x.flatten())
+    for _ in range(3):  # the trainer's own step: same arithmetic, same kernels
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, _ = model(x, targets=x)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
