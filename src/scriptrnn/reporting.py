@@ -71,6 +71,18 @@ class MetricsLog:
             write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
+class DiscardLog:
+    """A MetricsLog that keeps nothing: what the ranks other than 0 of a multi-process run log to."""
+
+    records: list[dict] = []
+
+    def append(self, record: dict) -> None:
+        pass
+
+    def truncate_after(self, step: int) -> None:
+        pass
+
+
 def _read_records(path: Path) -> list[dict]:
     """metrics.jsonl's records; a line a kill cut short (or any other unreadable one) is skipped."""
     records = []
