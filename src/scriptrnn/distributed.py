@@ -163,7 +163,7 @@ def lost_contact(where: Distributed, *, setup: bool = False) -> Iterator[None]:
     try:
         yield
     except RuntimeError as e:
-        if not is_communication_error(e):
+        if not (where.enabled and is_communication_error(e)):
             raise
         timeout = SETUP_TIMEOUT_S if setup else where.timeout_s
         raise LostContact(

@@ -31,7 +31,7 @@ from .checkpoint import (
     saved_best_loss,
     unique_tensors,
 )
-from .distributed import SINGLE, Distributed, LostContact, rank_seed
+from .distributed import SINGLE, Distributed, LostContact, lost_contact, rank_seed
 from .errors import ScriptRNNError
 from .evaluate import loss_report, loss_sums
 from .model import ModelConfig, RNNLanguageModel, detach_state, state_from_parts, state_parts
@@ -256,9 +256,10 @@ class Trainer:
         stopped = None
         restore = self._install_signal_handlers()
         try:
-            stopped = self._loop(log, bar)
-            # An interrupted run exits at once; its resume point is already saved.
-            final = {} if stopped.startswith("interrupted") else self._final_evaluation(log)
+            with lost_contact(self.dist):  # DDP's own all-reduce fails inside backward()
+                stopped = self._loop(log, bar)
+                # An interrupted run exits at once; its resume point is already saved.
+                final = {} if stopped.startswith("interrupted") else self._final_evaluation(log)
         except LostContact as e:
             raise LostContact(f"{e}; the last checkpoint in {self.out_dir} is kept (continue with --resume)") \
                 from None
