@@ -189,14 +189,16 @@ def cmd_train(args) -> int:
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
         from .checkpoint import RESUME_FILE
 
-        hint = f"; resume with: scriptrnn train --resume {out}" if (out / RESUME_FILE).exists() else ""
-        print(f"\nscriptrnn: interrupted{hint}", file=sys.stderr)
+        hint = f"; resume with: scriptrnn train --resume {out}{_under_torchrun()}" \
+            if (out / RESUME_FILE).exists() else ""
+        if is_main_process():
+            print(f"\nscriptrnn: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not is_main_process():  # torchrun: rank 0 reports for all
         return _exit_status(result.stopped_because)
     if result.stopped_because.startswith("interrupted"):
         print(f"{result.stopped_because} at step {result.steps}; checkpoint saved in {out}.\n"
-              f"Resume with: scriptrnn train --resume {out}", file=sys.stderr)
+              f"Resume with: scriptrnn train --resume {out}{_under_torchrun()}", file=sys.stderr)
         return _exit_status(result.stopped_because)
     m = result.metrics
     extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
@@ -204,6 +206,12 @@ def cmd_train(args) -> int:
           f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
           f"model saved in {out}; write with: scriptrnn generate {out}")
     return 0
+
+
+def _under_torchrun() -> str:
+    import os
+
+    return " (under torchrun, with any number of processes)" if os.environ.get("WORLD_SIZE", "1") != "1" else ""
 
 
 def _exit_status(stopped_because: str) -> int:
