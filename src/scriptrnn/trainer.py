@@ -214,7 +214,7 @@ class Trainer:
         self.agreed_save = False  # several processes: a --save-every point, by any rank's clock
         self.last_val_loss = math.nan
         self.last_save = time.monotonic()  # for --save-every in minutes
-        self._started = time.perf_counter()  # the loop's clock starts here, less the time a resumed run had
+        self._started = time.perf_counter()  # when the run began, by this clock; set again as the loop starts
         if dist.rank > 0:
             torch.manual_seed(rank_seed(config.seed, dist.rank))  # dropout differs on each rank, repeatably
 
@@ -256,18 +256,23 @@ class Trainer:
         stopped = None
         restore = self._install_signal_handlers()
         try:
-            with lost_contact(self.dist):  # DDP's own all-reduce fails inside backward()
-                stopped = self._loop(log, bar)
-                # An interrupted run exits at once; its resume point is already saved.
-                final = {} if stopped.startswith("interrupted") else self._final_evaluation(log)
-        except LostContact as e:
-            raise LostContact(f"{e}; the last checkpoint in {self.out_dir} is kept (continue with --resume)") \
-                from None
+            stopped = self._together(self._loop, log, bar)
         finally:
             restore()
             bar.close()
+        # An interrupted run exits at once; its resume point is already saved.
+        final = {} if stopped.startswith("interrupted") else self._together(self._final_evaluation, log)
         return TrainResult(self.out_dir, self.state.step, self.state.elapsed_s, self.state.best_val_loss,
                            final.get("loss", math.nan), stopped, final)
+
+    def _together(self, work: Callable, *args):
+        """``work(*args)``, with a lost peer (DDP's own all-reduce fails inside backward()) as one line."""
+        try:
+            with lost_contact(self.dist):
+                return work(*args)
+        except LostContact as e:
+            raise LostContact(f"{e}; the last checkpoint in {self.out_dir} is kept (continue with --resume)") \
+                from None
 
     def _loop(self, log: MetricsLog, bar: ProgressBar) -> str:
         c, s = self.config, self.state
@@ -490,7 +495,9 @@ class Trainer:
         on_disk = saved_best_loss(self.out_dir)
         if on_disk is not None and on_disk < self.state.best_val_loss:
             self.state.best_val_loss = on_disk
-
+        # Rank 0's figure for all, so that every rank counts checks without improvement alike.
+        mine = self.state.best_val_loss if self.dist.is_main else 0.0
+        self.state.best_val_loss = self.dist.sum([mine], self.device)[0]
 
     def _restore_rng(self, tensors: dict, same_world: bool) -> None:
         """Each rank's saved generators; a rank the saved run did not have gets a fresh seed."""
