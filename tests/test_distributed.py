@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 
 from scriptrnn.checkpoint import RESUME_FILE
 
+from .conftest import DIALOGUE
+
 # Dropout 0, so that one process and two compute the same function and can be compared.
 FLAGS = ["--level", "char", "--hidden-size", "32", "--embedding-size", "16", "--layers", "2", "--dropout", "0",
          "--seq-len", "16", "--batch-size", "8", "--lr", "0.01", "--eval-every", "10", "--eval-tokens", "2000",
@@ -77,12 +79,10 @@ def assert_close_runs(a, b, skip=()):
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory, request):
+def one_process(tmp_path_factory):
     """The reference: 40 steps in one process (no torchrun at all)."""
     folder = tmp_path_factory.mktemp("one")
     data = folder / "scripts.txt"
-    from .conftest import DIALOGUE
-
     data.write_text(DIALOGUE * 60, encoding="utf-8")
     done = run_cli(data, "--out", folder / "run", *FLAGS)
     assert done.returncode == 0, done.stderr
