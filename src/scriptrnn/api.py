@@ -6,11 +6,12 @@ The CLI only parses arguments and calls these.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -29,6 +30,7 @@ from .checkpoint import (
     save_run_files,
 )
 from .corpus import Corpus, as_path_list, find_speakers, load_corpus
+from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .errors import ScriptRNNError
 from .evaluate import evaluate_loss, loss_report
 from .generate import ScriptModel
@@ -36,11 +38,12 @@ from .model import ModelConfig, RNNLanguageModel
 from .tokenizer import fit_tokenizer, tokenizer_from_dict
 from .reporting import CURVE_FILE, METRICS_FILE
 from .styles import StyledCorpus, StyleSource, load_styled_corpus, model_styles, style_facts, style_sources
+from .token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
 from .trainer import TrainConfig, Trainer, TrainResult, check_memory, pick_device
 
 PRETRAINED_NAME = "shakespeare-char"
 # What a run writes into --out; --overwrite removes these and nothing else.
-RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE)
+RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE)
 MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent first
 
 # Per-level starting points over the dataclass defaults; anything passed by name wins.
@@ -99,6 +102,24 @@ def _clear_old_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+@dataclass
+class _Run:
+    """A run ready to fit: what rank 0 prepares, and what the other ranks rebuild from its message."""
+
+    config: dict  # config.json's content
+    train_config: TrainConfig
+    model: RNNLanguageModel
+    tokenizer: object
+    ids: np.ndarray  # the whole corpus as token ids, memory-mapped from the run's token cache
+    cache_key: str
+    resume: bool
+    val_start: int  # ids[:val_start] are trained on, ids[val_start:] held out
+
+    def message(self) -> dict:
+        return {"config": self.config, "tokenizer": self.tokenizer.to_dict(), "cache_key": self.cache_key,
+                "resume": self.resume, "val_start": self.val_start}
+
+
 def train(
     data: str | Path | Sequence[str | Path] | None = None,
     out: str | Path = "runs/latest",
@@ -113,6 +134,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     callbacks: list[Callable[[str, Trainer], None]] | None = None,
+    dist_timeout: float = DEFAULT_TIMEOUT_S,
     **settings,
 ) -> TrainResult:
     """Train a model on ``data`` (files, folders; the built-in corpus when None) into ``out``.
@@ -123,30 +145,78 @@ def train(
     One model for several styles: ``data={"seinfeld": "seinfeld.txt", "simpsons": [...]}``,
     paths written ``"seinfeld.txt:seinfeld"``, a TOML manifest, or ``styles="genre"`` for
     the built-in plays by genre (see styles.py).
+
+    Started by torchrun (several processes), every process calls this alike: rank 0 reads
+    the corpus and writes the run's files, and all train one model with DDP, each on its
+    share of the ``batch_size`` streams. ``dist_timeout`` is how many seconds a process
+    waits for the others before it gives up with an error.
     """
     out = Path(out)
+    with session(dist_timeout) as where:
+        if where.is_main:
+            source = {"corpus": corpus, "genres": genres, "styles": styles, "encoding": encoding,
+                      "speaker_column": speaker_column, "dialogue_column": dialogue_column}
+            run = _tell_the_others(where, lambda: _prepare(data, out, source, resume, overwrite, settings, where))
+        else:
+            run = _follow(out, where)
+        return _fit(out, run, progress, callbacks, where)
+
+
+def _tell_the_others(where: Distributed, prepare: Callable[[], _Run]) -> _Run:
+    """Rank 0's setup, sent to the other ranks; a failure too, so that they stop instead of waiting."""
+    try:
+        run = prepare()
+    except BaseException as e:
+        reason = str(e) if isinstance(e, ScriptRNNError) else f"rank 0 stopped ({type(e).__name__})"
+        try:
+            where.share({"error": reason})
+        except ScriptRNNError:
+            pass  # the others are gone already; rank 0's own error is the one to show
+        raise
+    where.share(run.message())
+    return run
+
+
+def _follow(out: Path, where: Distributed) -> _Run:
+    """Ranks other than 0: rank 0's settings and vocabulary, and the token cache it wrote."""
+    message = where.share(None)
+    if "error" in message:
+        raise EchoedError(message["error"])
+    config = message["config"]
+    train_config = TrainConfig.from_dict(config["training"]).validate()
+    ids = open_cache(out / TOKENS_FILE, message["cache_key"])
+    if ids is None:
+        raise ScriptRNNError(
+            f"rank {where.rank} cannot read {out / TOKENS_FILE}, which rank 0 wrote; with several machines, "
+            "--out must be on a filesystem that they all share"
+        )
+    torch.manual_seed(train_config.seed)  # rank 0's first weights (DDP copies rank 0's to all anyway)
+    return _Run(config, train_config, build_model(config), tokenizer_from_dict(message["tokenizer"]), ids,
+                message["cache_key"], message["resume"], message["val_start"])
+
+
+def _prepare(data, out: Path, source_args: dict, resume: bool, overwrite: bool, settings: dict,
+             where: Distributed) -> _Run:
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        if data or styles:
+        if data or source_args.get("styles"):
             raise ScriptRNNError("--resume reads the run's own corpus and styles; leave out DATA and --styles")
-        return _resume(out, settings, progress=progress, callbacks=callbacks)
+        return _resume(out, settings, where)
     try:
-        return _start(data, out, corpus, genres, styles, encoding, speaker_column, dialogue_column, progress,
-                      callbacks, settings)
+        return _start(data, out, source_args, settings, where)
     except ScriptRNNError:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a refused start leaves nothing behind
         raise
 
 
-def _start(data, out, corpus, genres, styles, encoding, speaker_column, dialogue_column, progress, callbacks,
-           settings) -> TrainResult:
-    sources = style_sources(data, by=styles, genres=genres)
+def _start(data, out: Path, source_args: dict, settings: dict, where: Distributed) -> _Run:
+    source_args = dict(source_args)
+    sources = style_sources(data, by=source_args.pop("styles"), genres=source_args["genres"])
     paths = [] if sources else as_path_list(data)
-    source = {"paths": [str(p.resolve()) for p in paths], "corpus": corpus,
-              "genres": [] if sources else list(genres or []),
-              "encoding": encoding, "speaker_column": speaker_column, "dialogue_column": dialogue_column}
+    source = {"paths": [str(p.resolve()) for p in paths], **source_args,
+              "genres": [] if sources else list(source_args["genres"] or [])}
     if sources:
         source["styles"] = [s.to_dict() for s in sources]
     text_corpus = _load_source(source)
@@ -155,25 +225,43 @@ def _start(data, out, corpus, genres, styles, encoding, speaker_column, dialogue
         raise ScriptRNNError(f"--level must be 'char' or 'word', got {level!r}")
     model_settings, train_settings = _split_settings({**LEVEL_DEFAULTS[level], **settings})
     train_config = TrainConfig(**train_settings).validate()
+    where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
     tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
                               min_count=train_config.min_count)
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
     fold_case = train_config.level == "word" and train_config.lowercase
     speakers = [s.lower() if fold_case else s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
+    fingerprint = _fingerprint(text_corpus.text)
     config = {
         "created_by": f"scriptrnn {__version__}",
         "model": model_config.to_dict(),
         "training": vars(train_config),
         "corpus": {"name": text_corpus.name, "characters": len(text_corpus.text), "speakers": speakers,
-                   "source": source, "sha256": _fingerprint(text_corpus.text)},
+                   "source": source, "sha256": fingerprint},
     }
     if isinstance(text_corpus, StyledCorpus):
         config["corpus"]["styles"] = style_facts(text_corpus, fold_case)
         _check_tags_kept(text_corpus, tokenizer, train_config.min_count)
+    ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
+    del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
+    config["corpus"]["train_tokens"] = val_start
+    _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
+    save_run_files(out, config, tokenizer)
+    key = cache_key(fingerprint, tokenizer)
+    ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config)
-    return _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks)
+    return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
+
+
+def _cache_ids(out: Path, ids: np.ndarray, key: str, vocab_size: int) -> np.memmap:
+    """Write the ids to the run's token cache; the memory-mapped file replaces the array in memory."""
+    write_cache(out / TOKENS_FILE, [ids], key=key, vocab_size=vocab_size)
+    mapped = open_cache(out / TOKENS_FILE, key)
+    if mapped is None:
+        raise ScriptRNNError(f"{out / TOKENS_FILE} could not be read back after writing it; is the disk full?")
+    return mapped
 
 
 def _check_tags_kept(text_corpus: StyledCorpus, tokenizer, min_count: int) -> None:
@@ -201,7 +289,7 @@ def _fingerprint(text: str) -> str:
 RESUME_OVERRIDES = {"max_steps", "epochs", "time_budget", "patience", "save_every", "save_every_minutes", "device"}
 
 
-def _resume(out: Path, settings: dict, *, progress: bool, callbacks) -> TrainResult:
+def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
     refused = sorted(set(settings) - RESUME_OVERRIDES)
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
@@ -211,6 +299,7 @@ def _resume(out: Path, settings: dict, *, progress: bool, callbacks) -> TrainRes
     tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
     training = {**config.get("training", {}), **settings}
     train_config = TrainConfig.from_dict(training).validate()
+    where.rows(train_config.batch_size)  # any number of processes that splits the global batch evenly
     config["training"] = vars(train_config)
     source = config.get("corpus", {}).get("source")
     lists, names = ("paths", "genres"), ("corpus", "encoding", "speaker_column", "dialogue_column")
@@ -220,46 +309,57 @@ def _resume(out: Path, settings: dict, *, progress: bool, callbacks) -> TrainRes
         raise ScriptRNNError(f"{out / CONFIG_FILE} does not say which corpus the run read; it cannot resume")
     text_corpus = _load_source(source)
     # An exact resume needs the very text the run started on.
-    if config["corpus"].get("sha256", _fingerprint(text_corpus.text)) != _fingerprint(text_corpus.text):
+    fingerprint = _fingerprint(text_corpus.text)
+    if config["corpus"].get("sha256", fingerprint) != fingerprint:
         raise ScriptRNNError(
             f"the corpus ({', '.join(source['paths']) or source['corpus']}) has changed since this run started; "
             "--resume needs the same text (start a new run with --overwrite or another --out)"
         )
-    model = build_model(config)
-    return _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks, resume=True)
+    key = cache_key(fingerprint, tokenizer)
+    ids, val_start = open_cache(out / TOKENS_FILE, key), config["corpus"].get("train_tokens")
+    if ids is None or not isinstance(val_start, int) or not 0 < val_start < len(ids):
+        # A run from before the cache, or a cache that is damaged or stale: tokenize again.
+        ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
+        config["corpus"]["train_tokens"] = val_start
+        ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
+    del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
+    return _Run(config, train_config, build_model(config), tokenizer, ids, key, resume=True, val_start=val_start)
 
 
-def _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks, resume=False):
-    train_ids, val_ids = _train_val_ids(text_corpus, tokenizer, train_config)
-    trainer = Trainer(model, train_ids, val_ids, train_config, out, level=tokenizer.level,
-                      progress=progress, callbacks=callbacks)  # checks that the text fills one batch
-    if resume:
+def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) -> TrainResult:
+    train_ids, val_ids = run.ids[: run.val_start], run.ids[run.val_start:]  # views of the memory map
+    trainer = Trainer(run.model, train_ids, val_ids, run.train_config, out, level=run.tokenizer.level,
+                      progress=progress, callbacks=callbacks, dist=where)
+    if run.resume:
         trainer.load_resume()
-    else:
-        _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
-        save_run_files(out, config, tokenizer)
     result = trainer.fit()
-    config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
-                         "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
-                         "stopped_because": result.stopped_because}
-    save_run_files(out, config, tokenizer)
+    if where.is_main:
+        run.config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
+                                 "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
+                                 "stopped_because": result.stopped_because}
+        save_run_files(out, run.config, run.tokenizer)
     return result
 
 
-def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig):
-    """(training, held-out) ids: the corpus's end, or with styles each style's own end."""
+def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig) -> tuple[np.ndarray, int]:
+    """All ids, training text first, and where the held-out part starts.
+
+    Held out is the corpus's end, or with styles each style's own end (put after all the
+    training text, so that one token cache and one split point serve both).
+    """
     B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
     if isinstance(text_corpus, StyledCorpus):
         split = text_corpus.split(fraction)
         train_ids = tokenizer.encode(split.train, strict=False)
         if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
             _too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
-        return train_ids, tokenizer.encode(split.val, strict=False)
+        val_ids = tokenizer.encode(split.val, strict=False)
+        return np.concatenate([train_ids, val_ids]), len(train_ids)
     ids = tokenizer.encode(text_corpus.text, strict=False)
     need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
     if len(ids) < need:
         _too_small("the corpus", len(ids), f" with {fraction:.0%} held out", need, B, T, tokenizer)
-    return split_ids(ids, fraction)
+    return ids, len(split_ids(ids, fraction)[0])
 
 
 def _too_small(what: str, have: int, condition: str, need: int, B: int, T: int, tokenizer):

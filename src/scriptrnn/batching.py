@@ -50,9 +50,14 @@ class StreamBatches:
     batch_size: int  # B
     seq_len: int  # T
     seed: int = 0
+    # This process's streams [lo, hi) of the B (a multi-process run splits them); None: all B.
+    rows: tuple[int, int] | None = None
 
     def __post_init__(self):
         B, T = self.batch_size, self.seq_len
+        lo, hi = self.rows or (0, B)
+        if not 0 <= lo < hi <= B:
+            raise ValueError(f"rows {self.rows} are not a part of {B} streams")
         self.stream_len = (len(self.ids) - 1) // B
         if self.stream_len < T + 1:
             need = B * (T + 1) + 1
@@ -60,7 +65,8 @@ class StreamBatches:
                 f"the training text has {len(self.ids):,} tokens but --batch-size {B} x --seq-len {T} "
                 f"needs at least {need:,}; use a bigger corpus or smaller --batch-size/--seq-len"
             )
-        self.starts = np.arange(B, dtype=np.int64) * self.stream_len  # (B,)
+        # ids may be a memmap of a token cache: only each window is read, and converted to int64.
+        self.starts = np.arange(lo, hi, dtype=np.int64) * self.stream_len  # (B,) or this process's part
         self.offsets_arange = np.arange(T, dtype=np.int64)  # (T,)
 
     @property
@@ -74,7 +80,8 @@ class StreamBatches:
         return random.Random(self.seed * 100_003 + epoch).randint(0, max(0, min(spare, self.seq_len - 1)))
 
     def batch(self, epoch: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Window ``window`` of epoch ``epoch``: inputs and next-token targets, each (B, T) int64."""
+        """Window ``window`` of epoch ``epoch``: inputs and next-token targets, each (B, T) int64
+        (B being this process's rows when ``rows`` is set)."""
         first = self.epoch_offset(epoch) + window * self.seq_len
         idx = self.starts[:, None] + first + self.offsets_arange[None, :]  # (B, T)
         x = torch.from_numpy(np.asarray(self.ids[idx], dtype=np.int64))
@@ -83,4 +90,5 @@ class StreamBatches:
 
     @property
     def tokens_per_batch(self) -> int:
+        """Tokens of one step over all B streams (all processes together)."""
         return self.batch_size * self.seq_len

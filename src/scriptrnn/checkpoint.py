@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -46,12 +47,17 @@ os.umask(_UMASK)
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old file or the new, never half."""
+    write_atomic_with(path, lambda f: f.write(data))
+
+
+def write_atomic_with(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """``write_atomic`` for files too big to hold as one bytes object: ``fill`` writes (and may seek)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-            f.write(data)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

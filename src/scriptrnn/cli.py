@@ -89,6 +89,9 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                    help="auto (default): bfloat16 arithmetic where the CPU or GPU has it natively, else fp32")
+    g = p.add_argument_group("several processes (start with torchrun; see the README)")
+    g.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="how long a process waits for the others before stopping with an error (default 600)")
 
 
 def _save_every(text: str) -> dict:
@@ -220,11 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- commands
 
 _NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "speaker_column", "dialogue_column",
-                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv"}
+                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv", "dist_timeout"}
 
 
 def cmd_train(args) -> int:
     from .api import train
+    from .distributed import is_main_process
 
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     settings.update(settings.pop("save_every", {}))
@@ -235,17 +239,21 @@ def cmd_train(args) -> int:
                            encoding=args.encoding,
                            speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                            resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
-                           callbacks=callbacks, **settings)
+                           callbacks=callbacks, dist_timeout=args.dist_timeout, **settings)
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
         from .checkpoint import RESUME_FILE
 
-        hint = f"; resume with: scriptrnn train --resume {out}" if (out / RESUME_FILE).exists() else ""
-        print(f"\nscriptrnn: interrupted{hint}", file=sys.stderr)
+        hint = f"; resume with: scriptrnn train --resume {out}{_under_torchrun()}" \
+            if (out / RESUME_FILE).exists() else ""
+        if is_main_process():
+            print(f"\nscriptrnn: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if not is_main_process():  # torchrun: rank 0 reports for all
+        return _exit_status(result.stopped_because)
     if result.stopped_because.startswith("interrupted"):
         print(f"{result.stopped_because} at step {result.steps}; checkpoint saved in {out}.\n"
-              f"Resume with: scriptrnn train --resume {out}", file=sys.stderr)
-        return EXIT_TERMINATED if "SIGTERM" in result.stopped_because else EXIT_INTERRUPTED
+              f"Resume with: scriptrnn train --resume {out}{_under_torchrun()}", file=sys.stderr)
+        return _exit_status(result.stopped_because)
     m = result.metrics
     extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
     print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
@@ -264,6 +272,18 @@ def _tensorboard(log_dir: Path | None):
 
     with TensorBoardLogger(log_dir) as logger:
         yield [logger]
+
+
+def _under_torchrun() -> str:
+    import os
+
+    return " (under torchrun, with any number of processes)" if os.environ.get("WORLD_SIZE", "1") != "1" else ""
+
+
+def _exit_status(stopped_because: str) -> int:
+    if not stopped_because.startswith("interrupted"):
+        return 0
+    return EXIT_TERMINATED if "SIGTERM" in stopped_because else EXIT_INTERRUPTED
 
 
 def cmd_generate(args) -> int:
@@ -444,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ScriptRNNError as e:
-        print(f"scriptrnn: error: {e}", file=sys.stderr)
+        if not getattr(e, "echoed", False):  # (rank 0 of a torchrun job printed this one already)
+            print(f"scriptrnn: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\nscriptrnn: interrupted", file=sys.stderr)

@@ -78,6 +78,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return _read_records(path) if path.exists() else []
 
 
+class DiscardLog:
+    """A MetricsLog that keeps nothing: what the ranks other than 0 of a multi-process run log to."""
+
+    records: list[dict] = []
+
+    def append(self, record: dict) -> None:
+        pass
+
+    def truncate_after(self, step: int) -> None:
+        pass
+
+
 def _read_records(path: Path) -> list[dict]:
     """metrics.jsonl's records; a line a kill cut short (or any other unreadable one) is skipped."""
     records = []

@@ -30,10 +30,11 @@ from .checkpoint import (
     saved_best_loss,
     unique_tensors,
 )
+from .distributed import SINGLE, Distributed, LostContact, lost_contact, rank_seed
 from .errors import ScriptRNNError
-from .evaluate import evaluate_loss, loss_report
+from .evaluate import loss_report, loss_sums
 from .model import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
-from .reporting import CURVE_FILE, MetricsLog, ProgressBar, plot_loss_curve
+from .reporting import CURVE_FILE, DiscardLog, MetricsLog, ProgressBar, plot_loss_curve
 
 
 @dataclass
@@ -206,31 +207,44 @@ class TrainResult:
 
 
 class Trainer:
-    """Fits a model on a token array; saves to ``out_dir``; resumable exactly."""
+    """Fits a model on a token array; saves to ``out_dir``; resumable exactly.
+
+    With several processes (``dist``), each trains its own rows of the global batch on
+    a DDP copy of the model; they agree on every decision (stop, save, the clock the
+    schedule follows) once a step, and only rank 0 writes files or shows progress.
+    """
 
     def __init__(self, model: RNNLanguageModel, train_ids: np.ndarray, val_ids: np.ndarray,
                  config: TrainConfig, out_dir: Path, *, level: str, progress: bool = True,
-                 callbacks: list[Callable[[str, "Trainer"], None]] | None = None):
+                 callbacks: list[Callable[[str, "Trainer"], None]] | None = None, dist: Distributed = SINGLE):
         self.config = config
-        self.device = pick_device(config.device)
+        self.dist = dist
+        self.device = dist.device(pick_device(config.device))
         self.model = model.to(self.device)
+        self.train_model = dist.wrap(self.model)  # DDP averages gradients over processes in backward
         self.val_ids = val_ids
         self.level = level
         self.out_dir = Path(out_dir)
-        self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len, config.seed)
+        self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len, config.seed,
+                                     rows=dist.rows(config.batch_size))
         self.optimizer = self._make_optimizer()
         self.autocast = autocast_dtype(config.precision, self.device)
         self.state = LoopState()
         self.hidden = None
-        self.show_progress = progress
+        self.show_progress = progress and dist.is_main
         self.callbacks = list(callbacks or [])
         self.stop_requested: str | None = None  # set by a signal or a callback; the loop saves and stops
         # Set by a callback (a sweep's pruner, say) to end the run as done, with its reason: unlike
         # an interrupt, the run still gets its final evaluation and is not meant to be resumed.
         self.finish_requested: str | None = None
+        self.agreed_stop: str | None = None  # several processes: a stop every rank has heard of
+        self.agreed_save = False  # several processes: a --save-every point, by any rank's clock
         self.last_val_loss = math.nan
         self.last_metrics: dict = {}  # the latest metrics.jsonl record, for "on_metrics" callbacks
         self.last_save = time.monotonic()  # for --save-every in minutes
+        self._started = time.perf_counter()  # when the run began, by this clock; set again as the loop starts
+        if dist.rank > 0:
+            torch.manual_seed(rank_seed(config.seed, dist.rank))  # dropout differs on each rank, repeatably
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # Decay only weight matrices: decaying embeddings, biases or gates' offsets hurts RNNs.
@@ -264,25 +278,34 @@ class Trainer:
     # ------------------------------------------------------------ loop
 
     def fit(self) -> TrainResult:
-        log = MetricsLog(self.out_dir, resume=self.state.step > 0)
+        log = MetricsLog(self.out_dir, resume=self.state.step > 0) if self.dist.is_main else DiscardLog()
         log.truncate_after(self.state.step)
         bar = ProgressBar(self.show_progress, start=self.progress())
         stopped = None
         restore = self._install_signal_handlers()
         try:
-            stopped = self._loop(log, bar)
+            stopped = self._together(self._loop, log, bar)
         finally:
             restore()
             bar.close()
         # An interrupted run exits at once; its resume point is already saved.
-        final = {} if stopped.startswith("interrupted") else self._final_evaluation(log)
+        final = {} if stopped.startswith("interrupted") else self._together(self._final_evaluation, log)
         return TrainResult(self.out_dir, self.state.step, self.state.elapsed_s, self.state.best_val_loss,
                            final.get("loss", math.nan), stopped, final)
+
+    def _together(self, work: Callable, *args):
+        """``work(*args)``, with a lost peer (DDP's own all-reduce fails inside backward()) as one line."""
+        try:
+            with lost_contact(self.dist):
+                return work(*args)
+        except LostContact as e:
+            raise LostContact(f"{e}; the last checkpoint in {self.out_dir} is kept (continue with --resume)") \
+                from None
 
     def _loop(self, log: MetricsLog, bar: ProgressBar) -> str:
         c, s = self.config, self.state
         self.model.train()
-        started = time.perf_counter() - s.elapsed_s
+        self._started = time.perf_counter() - s.elapsed_s
         window_start, window_tokens, recent = time.perf_counter(), 0, []
         while True:
             reason = self._should_stop()
@@ -290,8 +313,7 @@ class Trainer:
                 if reason.startswith("interrupted"):
                     self._save_resume()
                 return reason
-            loss = self._train_step()
-            s.elapsed_s = time.perf_counter() - started
+            loss = self._train_step()  # the loss over all processes; s.elapsed_s is agreed too
             window_tokens += self.batches.tokens_per_batch
             recent.append(loss)
             if s.step % 10 == 0 or s.step == 1:
@@ -304,12 +326,15 @@ class Trainer:
                 window_start, window_tokens, recent = time.perf_counter(), 0, []
             if s.step % c.eval_every == 0:
                 self._check(log, bar)
-                s.elapsed_s = time.perf_counter() - started
+                s.elapsed_s = self._agreed_elapsed()
             elif self._save_due():
                 self._save_resume()
             self._notify("on_step")
 
     def _save_due(self) -> bool:
+        return self.agreed_save if self.dist.enabled else self._save_due_here()
+
+    def _save_due_here(self) -> bool:
         c = self.config
         if c.save_every and self.state.step % c.save_every == 0:
             return True
@@ -319,7 +344,8 @@ class Trainer:
         """Every metrics record goes to metrics.jsonl and to "on_metrics" callbacks (TensorBoard, say)."""
         log.append(record)
         self.last_metrics = record
-        self._notify("on_metrics")
+        if self.dist.is_main:  # one process speaks for a multi-process run (TensorBoard, say)
+            self._notify("on_metrics")
 
     def _notify(self, event: str) -> None:
         """Callbacks see the trainer itself (minGPT's way): its state, model, config."""
@@ -328,8 +354,10 @@ class Trainer:
 
     def _should_stop(self) -> str | None:
         c, s = self.config, self.state
-        if self.stop_requested:
-            return f"interrupted ({self.stop_requested})"
+        # Every input below is the same on every rank, so all stop together.
+        request = self.agreed_stop if self.dist.enabled else self.stop_requested
+        if request:
+            return f"interrupted ({request})"
         if self.finish_requested:
             return self.finish_requested
         if c.max_steps and s.step >= c.max_steps:
@@ -352,18 +380,13 @@ class Trainer:
             group["lr"] = self.learning_rate()
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
                             enabled=self.autocast is not None):
-            loss, hidden = self.model(x, self.hidden, targets=y)
+            # The mean over this process's rows; DDP averages the gradients of the W equal shares,
+            # which is the gradient of the mean over the whole global batch.
+            loss, hidden = self.train_model(x, self.hidden, targets=y)  # B is this process's rows
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            # Nothing is saved from here on: the checkpoints on disk are the last good state.
-            raise ScriptRNNError(
-                f"training diverged at step {s.step + 1} (loss is {value}); the last checkpoint is kept. "
-                f"Start again with a lower --lr (now {c.lr:g}) or --grad-clip, with --overwrite"
-            )
         # Carried in float32 whatever the arithmetic, so resume files and evaluation see one dtype.
         self.hidden = state_from_parts(h.detach().float() for h in state_parts(hidden))
         s.step += 1
@@ -371,23 +394,59 @@ class Trainer:
         s.window += 1
         if s.window >= self.batches.windows_per_epoch:
             s.epoch, s.window = s.epoch + 1, 0
+        value = self._agree_after_step(loss.detach())
+        if not math.isfinite(value):
+            # Nothing is saved from here on: the checkpoints on disk are the last good state.
+            raise ScriptRNNError(
+                f"training diverged at step {s.step} (loss is {value}); the last checkpoint is kept. "
+                f"Start again with a lower --lr (now {c.lr:g}) or --grad-clip, with --overwrite"
+            )
         return value
+
+    def _agree_after_step(self, loss: torch.Tensor) -> float:
+        """The loss over all processes; and, on every rank alike, the clock, stop requests and saves.
+
+        A signal reaches one process, clocks differ, and the schedule follows the clock under
+        --time-budget: one small sum per step keeps every rank taking the same decisions.
+        """
+        elapsed = time.perf_counter() - self._started
+        if not self.dist.enabled:
+            self.state.elapsed_s = elapsed
+            return loss.item()
+        asked = self.stop_requested or ""
+        total = self.dist.sum([loss.item(), elapsed, asked == "SIGTERM", asked == "SIGINT",
+                               asked not in ("", "SIGTERM", "SIGINT"), self._save_due_here()], self.device)
+        W = self.dist.world_size
+        self.state.elapsed_s = total[1] / W
+        names = ["SIGTERM" if total[2] else None, "SIGINT" if total[3] else None,
+                 (asked or "another process stopped") if total[4] else None]
+        self.agreed_stop = next((name for name in names if name), None)
+        self.agreed_save = total[5] > 0
+        return total[0] / W
+
+    def _agreed_elapsed(self) -> float:
+        """Seconds since the run started (its mean over processes: one clock for all)."""
+        elapsed = time.perf_counter() - self._started
+        return self.dist.sum([elapsed], self.device)[0] / self.dist.world_size
 
     def _check(self, log: MetricsLog, bar: ProgressBar, max_tokens: int | None = -1) -> float:
         """Validate, keep the best weights, write a resume point."""
         s = self.state
         tokens = self.config.eval_tokens if max_tokens == -1 else max_tokens
-        val_loss, _ = evaluate_loss(self.model, self.val_ids, max_tokens=tokens, device=self.device)
+        val_loss, _ = self._validation_loss(tokens)  # the same figure on every rank
         improved = val_loss < s.best_val_loss
         if improved:
             s.best_val_loss, s.checks_without_improvement = val_loss, 0
-            save_weights(self.out_dir, self.model, val_loss)
+            if self.dist.is_main:
+                save_weights(self.out_dir, self.model, val_loss)
         else:
             s.checks_without_improvement += 1
         self._log(log, {"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s})
-        bar.write(f"step {s.step}: validation loss {val_loss:.4f}{' (best)' if improved else ''}")
+        if self.dist.is_main:
+            bar.write(f"step {s.step}: validation loss {val_loss:.4f}{' (best)' if improved else ''}")
         self._save_resume()
-        plot_loss_curve(log.records, self.out_dir / CURVE_FILE, title=self.out_dir.name)
+        if self.dist.is_main:
+            plot_loss_curve(log.records, self.out_dir / CURVE_FILE, title=self.out_dir.name)
         self.last_val_loss = val_loss
         self._notify("on_eval")
         return val_loss
@@ -397,10 +456,19 @@ class Trainer:
         if self.state.step % self.config.eval_every != 0:
             # The steps since the last check may hold the best weights yet.
             self._check(log, ProgressBar(False))
-        tensors, _ = load_tensors(self.out_dir / WEIGHTS_FILE)
-        load_weights_into(self.model, tensors, self.out_dir / WEIGHTS_FILE)
-        loss, tokens = evaluate_loss(self.model, self.val_ids, device=self.device)
+        if self.dist.is_main:
+            tensors, _ = load_tensors(self.out_dir / WEIGHTS_FILE)
+            load_weights_into(self.model, tensors, self.out_dir / WEIGHTS_FILE)
+        self.dist.broadcast_(list(self.model.state_dict().values()))  # all score rank 0's best weights
+        loss, tokens = self._validation_loss(None)
         return {**loss_report(loss, self.level), "tokens": tokens}
+
+    def _validation_loss(self, max_tokens: int | None) -> tuple[float, int]:
+        """Held-out loss and positions scored; each process scores its share of the streams."""
+        total, count = loss_sums(self.model, self.val_ids, max_tokens=max_tokens, device=self.device,
+                                 part=(self.dist.rank, self.dist.world_size))
+        total, count = self.dist.sum([total, count], self.device)
+        return total / max(1, count), int(count)
 
     # ------------------------------------------------------------ interrupts
 
@@ -420,20 +488,30 @@ class Trainer:
     # ------------------------------------------------------------ resume state
 
     def _save_resume(self) -> None:
+        # Several processes: the state of all B streams, (L, B, H), and every rank's RNG, so that
+        # any number of processes can continue the run (each slices its own rows back out).
+        hidden = [self.dist.gather_rows(h.detach()) for h in state_parts(self.hidden)]
+        rngs = self.dist.gather(torch.get_rng_state(), self.device)
+        # Dropout on the GPU draws from the GPU's generator.
+        cuda_rngs = self.dist.gather(torch.cuda.get_rng_state(self.device), self.device) \
+            if self.device.type == "cuda" else []
+        self.last_save = time.monotonic()
+        if not self.dist.is_main:
+            return  # weights and optimizer are the same on every rank: rank 0 writes them
         tensors = {f"model.{k}": v for k, v in unique_tensors(self.model.state_dict()).items()}
         opt = self.optimizer.state_dict()
         for index, slots in opt["state"].items():
             for key, value in slots.items():
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        tensors["rng.torch"] = torch.get_rng_state()
-        if self.device.type == "cuda":  # dropout on the GPU draws from the GPU's generator
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        for i, h in enumerate(state_parts(self.hidden)):
-            tensors[f"hidden.{i}"] = h.detach().cpu().contiguous()
+        for name, states in (("rng.torch", rngs), ("rng.cuda", cuda_rngs)):
+            for rank, state in enumerate(states):  # rank 0's under the single-process name
+                tensors[name if rank == 0 else f"{name}.{rank}"] = state
+        for i, h in enumerate(hidden):
+            tensors[f"hidden.{i}"] = h.cpu().contiguous()
         groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
-        meta = {"loop": json.dumps(asdict(self.state)), "param_groups": json.dumps(groups)}
+        meta = {"loop": json.dumps(asdict(self.state)), "param_groups": json.dumps(groups),
+                "world_size": str(self.dist.world_size)}
         save_tensors(self.out_dir / RESUME_FILE, tensors, metadata=meta)
-        self.last_save = time.monotonic()
 
     def load_resume(self) -> None:
         """Restore everything ``_save_resume`` wrote, checking each part against this run."""
@@ -445,10 +523,10 @@ class Trainer:
             model_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             load_weights_into(self.model, model_tensors, path)
             self.optimizer.load_state_dict(_optimizer_state(tensors, groups, self.optimizer))
-            torch.set_rng_state(tensors["rng.torch"])
-            if self.device.type == "cuda" and "rng.cuda" in tensors:
-                torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-            self.hidden = _hidden_state(tensors, self.model.config, self.config.batch_size, self.device)
+            self._restore_rng(tensors, meta.get("world_size", "1") == str(self.dist.world_size))
+            hidden = _hidden_state(tensors, self.model.config, self.config.batch_size, self.device)  # (L, B, H)
+            lo, hi = self.dist.rows(self.config.batch_size)
+            self.hidden = state_from_parts(h[:, lo:hi].contiguous() for h in state_parts(hidden))
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
             raise ScriptRNNError(f"{path}: resume state is damaged or from another run ({_short(e)})") from None
         # A kill between writing new best weights and the resume point leaves the weights
@@ -456,6 +534,20 @@ class Trainer:
         on_disk = saved_best_loss(self.out_dir)
         if on_disk is not None and on_disk < self.state.best_val_loss:
             self.state.best_val_loss = on_disk
+        # Rank 0's figure for all, so that every rank counts checks without improvement alike.
+        mine = self.state.best_val_loss if self.dist.is_main else 0.0
+        self.state.best_val_loss = self.dist.sum([mine], self.device)[0]
+
+    def _restore_rng(self, tensors: dict, same_world: bool) -> None:
+        """Each rank's saved generators; a rank the saved run did not have gets a fresh seed."""
+        rank = self.dist.rank
+        if rank > 0 and not same_world:
+            torch.manual_seed(rank_seed(self.config.seed, rank, self.state.step))
+            return
+        suffix = "" if rank == 0 else f".{rank}"
+        torch.set_rng_state(tensors["rng.torch" + suffix])
+        if self.device.type == "cuda" and "rng.cuda" + suffix in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda" + suffix], self.device)
 
 
 def _short(error: Exception) -> str:
