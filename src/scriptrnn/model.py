@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -102,6 +103,35 @@ class RNNLanguageModel(nn.Module):
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         zeros = torch.zeros(shape, device=device)
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+
+    # Generation's interface (see generate.py): numpy ids in, numpy scores out, state kept on the device.
+
+    @torch.no_grad()
+    def prefill(self, ids: np.ndarray, n: int):
+        """Run a prime (P,) once and copy its state for n sequences: scores (n, V) and the state."""
+        device = self.embedding.weight.device
+        logits, state = self(torch.as_tensor(ids, dtype=torch.int64, device=device)[None])  # (1, P, V)
+        state = state_from_parts(s.repeat(1, n, 1) for s in state_parts(state))  # (L, n, H)
+        return _scores(logits[:, -1]).repeat(n, axis=0), state
+
+    @torch.no_grad()
+    def step(self, tokens: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+        """One token (B,) for the sequences of several states, stepped as one batch.
+
+        Returns scores (B, V) and each state advanced, in the order given.
+        """
+        sizes = [state_parts(s)[0].shape[1] for s in states]
+        parts = zip(*(state_parts(s) for s in states))  # per part: one (L, N, H) per state
+        state = state_from_parts(torch.cat(part, dim=1) for part in parts)  # (L, B, H)
+        x = torch.as_tensor(tokens, dtype=torch.int64, device=self.embedding.weight.device)[:, None]  # (B, 1)
+        logits, state = self(x, state)  # (B, 1, V)
+        split = [s.split(sizes, dim=1) for s in state_parts(state)]  # per part: one (L, N, H) per state
+        return _scores(logits[:, -1]), [state_from_parts(part) for part in zip(*split)]
+
+
+def _scores(logits: torch.Tensor) -> np.ndarray:
+    """(B, V) logits as float32 numpy on the CPU, where sampling happens."""
+    return logits.float().cpu().numpy()
 
 
 def state_parts(state) -> tuple:
