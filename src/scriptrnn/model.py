@@ -104,7 +104,11 @@ class RNNLanguageModel(nn.Module):
         zeros = torch.zeros(shape, device=device)
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
 
-    # Generation's interface (see generate.py): numpy ids in, numpy scores out, state kept on the device.
+    # Generation's interface (see generate.py), shared with runtime.OnnxModel: numpy ids in, numpy
+    # scores out, state kept on the device.
+
+    def parameter_count(self) -> int:
+        return self.config.parameter_count()
 
     @torch.no_grad()
     def prefill(self, ids: np.ndarray, n: int):
