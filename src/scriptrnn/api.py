@@ -34,6 +34,7 @@ from .generate import ScriptModel
 from .model import ModelConfig, RNNLanguageModel
 from .tokenizer import fit_tokenizer, tokenizer_from_dict
 from .reporting import CURVE_FILE, METRICS_FILE
+from .runtime import is_exported
 from .trainer import TrainConfig, Trainer, TrainResult, check_memory, pick_device
 
 PRETRAINED_NAME = "shakespeare-char"
@@ -233,8 +234,15 @@ def _fit(out, model, tokenizer, text_corpus, train_config, config, progress, cal
 
 
 def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptModel:
-    """A trained run (or the built-in Shakespeare model when None), ready to ``.generate()``."""
+    """A trained run (or the built-in Shakespeare model when None), ready to ``.generate()``.
+
+    A directory ``scriptrnn export`` wrote loads too, and runs with onnxruntime.
+    """
     run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
+    if is_exported(run_dir):
+        from .runtime import load as load_exported
+
+        return load_exported(run_dir, device=device)
     device = pick_device(device)
     model, tokenizer, config = load_checkpoint(run_dir, device=device)
     return ScriptModel(model, tokenizer, config, device=device)
@@ -263,5 +271,10 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
         ids = split_ids(ids, fraction)[1]
     if len(ids) < 2:
         raise ScriptRNNError("the evaluation text has fewer than 2 known tokens")
-    loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
+    if isinstance(script_model.model, RNNLanguageModel):
+        loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
+    else:  # an exported model
+        from .runtime import evaluate_loss as evaluate_exported
+
+        loss, tokens = evaluate_exported(script_model.model, ids)
     return {**loss_report(loss, script_model.level), "tokens": tokens}
