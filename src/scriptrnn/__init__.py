@@ -24,7 +24,13 @@ def __getattr__(name: str):
     if name in _NEEDS_TORCH:
         from importlib import import_module
 
-        return getattr(import_module(f".{_NEEDS_TORCH[name]}", __name__), name)
+        try:
+            return getattr(import_module(f".{_NEEDS_TORCH[name]}", __name__), name)
+        except ModuleNotFoundError as e:
+            if e.name != "torch":
+                raise
+            raise ModuleNotFoundError(f"scriptrnn.{name} needs PyTorch: pip install 'scriptrnn[train]' (an exported "
+                                      "model runs without it: scriptrnn.runtime.load)", name="torch") from None
     raise AttributeError(f"module 'scriptrnn' has no attribute {name!r}")
 
 

@@ -332,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         root = (e.name or "").split(".")[0]
         if root not in EXTRA_OF:
             raise
+        hint = " (or give a directory `scriptrnn export` wrote)" if root == "torch" and args.command in (
+            "generate", "serve") else ""
         print(f"scriptrnn: error: `scriptrnn {args.command}` needs {root}, which is not installed here: "
-              f"pip install 'scriptrnn[{EXTRA_OF[root]}]'", file=sys.stderr)
+              f"pip install 'scriptrnn[{EXTRA_OF[root]}]'{hint}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # a full disk, a folder we may not write: the user's to fix, in one line
         where = f" ({e.filename})" if e.filename else ""
