@@ -123,7 +123,7 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--seed", type=int, help="random seed for repeatable text")
     p.add_argument("--output", type=Path, help="also write the text to this file (atomically)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
-    p.add_argument("--threads", type=int, help="onnxruntime threads for an exported model (default: its own)")
+    p.add_argument("--threads", type=int, help="CPU threads of PyTorch or onnxruntime (default: the library's own)")
 
 
 def _add_evaluate_parser(sub) -> None:

@@ -5,8 +5,9 @@ its sequences stands. ``step_together`` advances any number of generations with 
 forward pass, so the terminal (one generation) and the server (many, joining and
 leaving between steps) share a single implementation of how text is made.
 
-No PyTorch here: the model is anything with the two methods below, the PyTorch
-``RNNLanguageModel`` or ``scriptrnn.runtime.OnnxModel``, and scores are numpy arrays.
+No PyTorch here: the model is the PyTorch ``RNNLanguageModel`` or
+``scriptrnn.runtime.OnnxModel``, anything with the two methods below (and a torch
+module's ``to``, ``eval`` and ``parameter_count``), and scores are numpy arrays.
 
     prefill(ids (P,), n) -> scores (n, V), state      the prime run once, for n sequences
     step(tokens (B,), states) -> scores (B, V), states one token for each of several

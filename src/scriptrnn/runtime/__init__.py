@@ -44,6 +44,7 @@ def is_exported(directory) -> bool:
 def load(directory, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
     """An exported model, ready to ``.generate()`` (``threads``: onnxruntime's, None for its default)."""
     directory = Path(directory)
+    _check_threads(threads)
     config = read_export_config(directory)
     tokenizer = tokenizer_from_dict(read_json(directory / TOKENIZER_FILE, "the vocabulary"))
     model = OnnxModel(directory, config, threads=threads)
@@ -54,12 +55,25 @@ def load(directory, *, device: str = "cpu", threads: int | None = None) -> Scrip
 
 
 def load_any(directory, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
-    """An exported directory with onnxruntime; a training run (None: the built-in model) with PyTorch."""
+    """An exported directory with onnxruntime; a training run (None: the built-in model) with PyTorch.
+
+    ``threads``: CPU threads for either library (PyTorch's setting is for the whole process).
+    """
+    _check_threads(threads)
     if directory is not None and is_exported(directory):
         return load(directory, device=device, threads=threads)
-    from ..api import load as load_run  # PyTorch
+    import torch
 
+    from ..api import load as load_run
+
+    if threads is not None:
+        torch.set_num_threads(threads)
     return load_run(directory, device=device)
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and not 1 <= threads <= 1024:
+        raise ScriptRNNError(f"--threads must be from 1 to 1024, got {threads}")
 
 
 def read_export_config(directory: Path) -> dict:

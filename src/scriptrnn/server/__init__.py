@@ -17,7 +17,7 @@ def load_models(model_dirs, device: str = "cpu", threads: int | None = None) -> 
     """
     from pathlib import Path
 
-    from ..runtime import is_exported, load_any
+    from ..runtime import load_any
 
     if not model_dirs:
         from ..api import pretrained_dir  # the built-in model is a training run
@@ -25,10 +25,6 @@ def load_models(model_dirs, device: str = "cpu", threads: int | None = None) -> 
         model_dirs = [pretrained_dir()]
     models = {}
     for directory in model_dirs:
-        if not is_exported(directory) and threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
         name = base = Path(directory).resolve().name
         k = 2
         while name in models:
@@ -49,8 +45,6 @@ def serve(model_dirs, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
             raise ScriptRNNError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if not 0 < port < 65536:
         raise ScriptRNNError(f"--port must be from 1 to 65535, got {port}")
-    if threads is not None and not 1 <= threads <= 1024:
-        raise ScriptRNNError(f"--threads must be from 1 to 1024, got {threads}")
     app = create_app(load_models(model_dirs, device, threads), ServerLimits(**limits), api_key=api_key)
     print(f"scriptrnn: serving {', '.join(app.state.service.models)} at http://{host}:{port}/ "
           f"(API docs at /docs)", flush=True)
