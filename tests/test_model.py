@@ -51,3 +51,35 @@ def test_tied_weights_share_the_embedding():
 def test_bad_sizes_are_named(settings, flag):
     with pytest.raises(ScriptRNNError, match=flag):
         ModelConfig(vocab_size=10, **settings).validate()
+
+
+@pytest.mark.parametrize("vocab_size", [1_000, 5_000, 25_000])
+def test_adaptive_softmax_scores_are_a_distribution_and_its_loss_agrees(vocab_size):
+    config = ModelConfig(vocab_size=vocab_size, softmax="adaptive", hidden_size=16, embedding_size=8, dropout=0.0)
+    model = RNNLanguageModel(config).eval()
+    assert config.parameter_count() == sum(p.numel() for p in model.parameters())
+    x = torch.randint(0, vocab_size, (3, 5))
+    y = torch.randint(0, vocab_size, (3, 5))
+    log_probs, _ = model(x)  # (B, T, V)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(3, 5), atol=1e-4)
+    loss, _ = model(x, targets=y)
+    expected = -log_probs.gather(-1, y[..., None]).mean()
+    assert torch.allclose(loss, expected, atol=1e-4)
+
+
+def test_full_softmax_loss_is_cross_entropy_of_the_logits():
+    model = RNNLanguageModel(ModelConfig(vocab_size=30, hidden_size=16, embedding_size=8, dropout=0.0)).eval()
+    x, y = torch.randint(0, 30, (2, 6)), torch.randint(0, 30, (2, 6))
+    logits, _ = model(x)
+    loss, _ = model(x, targets=y)
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"vocab_size": 500, "softmax": "adaptive"}, "at least 1,000"),
+    ({"vocab_size": 5000, "softmax": "adaptive", "tie_weights": True}, "--no-tie-weights"),
+    ({"vocab_size": 5000, "softmax": "hierarchical"}, "--softmax"),
+])
+def test_adaptive_softmax_settings_are_checked(settings, message):
+    with pytest.raises(ScriptRNNError, match=message):
+        ModelConfig(**settings).validate()

@@ -148,3 +148,41 @@ def test_overwrite_with_a_bad_setting_keeps_the_old_run(word_run):
 def test_evaluate_defaults_to_the_runs_own_corpus(word_run):
     _, run = word_run
     assert scriptrnn.evaluate(run)["loss"] == pytest.approx(scriptrnn.evaluate(run, run.parent / "scripts.txt")["loss"])
+
+
+def test_precision_fp32_and_auto_learn_alike(tmp_path, dialogue_file):
+    """bfloat16 arithmetic (auto, where the CPU has it) must not cost quality: same steps, close loss."""
+    settings = dict(TINY_TRAIN, level="char", max_steps=60)
+    fp32 = scriptrnn.train(dialogue_file, tmp_path / "fp32", precision="fp32", **settings)
+    auto = scriptrnn.train(dialogue_file, tmp_path / "auto", precision="auto", **settings)
+    assert abs(fp32.metrics["loss"] - auto.metrics["loss"]) < 0.05 * fp32.metrics["loss"]
+
+
+def test_precision_is_checked():
+    import torch
+
+    from scriptrnn.trainer import autocast_dtype
+
+    assert autocast_dtype("fp32", torch.device("cpu")) is None
+    with pytest.raises(ScriptRNNError, match="--precision must be one of auto, bf16, fp32"):
+        scriptrnn.train(None, "/nonexistent/never", precision="fp16", max_steps=1)
+
+
+def test_adaptive_softmax_trains_saves_and_generates(tmp_path):
+    """A word model with 1,200 words and an adaptive output layer: train, reload, evaluate, sample."""
+    import random
+
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(1_200)]
+    lines = [f"{rng.choice(['jerry', 'elaine'])}: {' '.join(rng.choices(words[:40], k=4) + rng.choices(words, k=2))}"
+             for _ in range(3_000)]
+    data = tmp_path / "words.txt"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = scriptrnn.train(data, tmp_path / "run", level="word", softmax="adaptive", tie_weights=False,
+                             max_steps=60, lr=1e-2, **TINY_TRAIN)
+    assert result.metrics["loss"] < math.log(1_200)
+    model = scriptrnn.load(tmp_path / "run")
+    assert model.model.config.softmax == "adaptive"
+    assert abs(scriptrnn.evaluate(tmp_path / "run")["loss"] - result.metrics["loss"]) < 1e-4
+    text = model.generate("jerry", max_new_tokens=20, seed=1)[0]
+    assert text.startswith("jerry:") and len(text.split()) > 5

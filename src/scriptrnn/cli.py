@@ -57,6 +57,8 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--dropout", type=float, help="dropout between layers and before the output (default 0.1 char, 0.3 word)")
     g.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
                    help="share input and output embeddings (default: on at word level, off at char level)")
+    g.add_argument("--softmax", choices=["full", "adaptive"],
+                   help="output layer: full (default) or adaptive (faster for large word vocabularies)")
     g = p.add_argument_group("training")
     for flag, kind, text in [
         ("--seq-len", int, "tokens per window; state carries across windows"),
@@ -79,6 +81,8 @@ def _add_train_parser(sub) -> None:
                    help="also save a resume checkpoint every N steps (500) or every M minutes (10m); "
                         "default: only at each --eval-every check")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="auto (default): bfloat16 arithmetic where the CPU or GPU has it natively, else fp32")
 
 
 def _save_every(text: str) -> dict:

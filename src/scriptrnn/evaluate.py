@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .model import RNNLanguageModel
 
@@ -47,8 +46,8 @@ def evaluate_loss(
         idx = base + np.arange(start, min(start + window, n))[None, :]  # (S, T)
         x = torch.from_numpy(np.asarray(ids[idx], dtype=np.int64)).to(device)
         y = torch.from_numpy(np.asarray(ids[idx + 1], dtype=np.int64)).to(device)
-        logits, state = model(x, state)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").item()
+        loss, state = model(x, state, targets=y)  # mean over the window's S*T positions
+        total += loss.item() * y.numel()
         count += y.numel()
     model.train(was_training)
     return total / max(1, count), count

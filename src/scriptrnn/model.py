@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import ScriptRNNError
@@ -25,6 +26,9 @@ class ModelConfig:
     embedding_size: int = 64  # E; characters need few dimensions, words want ~256
     dropout: float = 0.1  # between recurrent layers and before the output layer
     tie_weights: bool = False  # share the output layer with the embedding (adds an H->E projection if H != E)
+    # full: one V-way softmax. adaptive: torch's AdaptiveLogSoftmaxWithLoss (Grave et al. 2017),
+    # frequent words in a small head, rare ones in cheaper clusters; for large word vocabularies.
+    softmax: str = "full"  # full | adaptive
 
     def validate(self) -> "ModelConfig":
         if self.cell not in CELLS:
@@ -37,6 +41,13 @@ class ModelConfig:
             raise ScriptRNNError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.tie_weights, bool):
             raise ScriptRNNError(f"--tie-weights must be true or false, got {self.tie_weights!r}")
+        if self.softmax not in ("full", "adaptive"):
+            raise ScriptRNNError(f"--softmax must be 'full' or 'adaptive', got {self.softmax!r}")
+        if self.softmax == "adaptive" and self.tie_weights:
+            raise ScriptRNNError("--softmax adaptive has its own output layers; use it with --no-tie-weights")
+        if self.softmax == "adaptive" and not adaptive_cutoffs(self.vocab_size):
+            raise ScriptRNNError(f"--softmax adaptive needs a vocabulary of at least {MIN_ADAPTIVE_VOCAB:,} "
+                                 f"tokens (this one has {self.vocab_size:,}); use --softmax full")
         if self.parameter_count() > 2_000_000_000:
             raise ScriptRNNError(
                 f"that model would have {self.parameter_count():,} parameters; "
@@ -51,6 +62,8 @@ class ModelConfig:
         recurrent = sum(gates * H * ((E if i == 0 else H) + H + 2) for i in range(L))
         out_in = E if self.tie_weights else H
         projection = H * E if self.tie_weights and H != E else 0
+        if self.softmax == "adaptive":
+            return V * E + recurrent + _adaptive_parameters(V, H)
         return V * E + recurrent + projection + (0 if self.tie_weights else V * out_in) + V
 
     def to_dict(self) -> dict:
@@ -63,6 +76,31 @@ class ModelConfig:
         if unknown:
             raise ScriptRNNError(f"config.json has unknown model settings: {', '.join(sorted(unknown))}")
         return cls(**data).validate()
+
+
+MIN_ADAPTIVE_VOCAB = 1_000
+ADAPTIVE_DIV_VALUE = 4.0  # each tail cluster's projection is 4x narrower than the last
+
+
+def adaptive_cutoffs(vocab_size: int) -> list[int]:
+    """Head of the ~2k most frequent ids, then clusters to 10k and the rest; [] if V is too small.
+
+    Word ids are numbered most frequent first (tokenizer.create_lookup_tables), so
+    frequency clusters are id ranges.
+    """
+    if vocab_size < MIN_ADAPTIVE_VOCAB:
+        return []
+    return [c for c in (vocab_size // 10 if vocab_size < 20_000 else 2_000, 10_000) if c < vocab_size]
+
+
+def _adaptive_parameters(V: int, H: int) -> int:
+    cutoffs = adaptive_cutoffs(V) + [V]
+    head = H * (cutoffs[0] + len(cutoffs) - 1)
+    tails = 0
+    for i in range(1, len(cutoffs)):
+        width = int(H // ADAPTIVE_DIV_VALUE ** i)
+        tails += H * width + width * (cutoffs[i] - cutoffs[i - 1])
+    return head + tails
 
 
 def _check_size(name: str, value: int, low: int, high: int) -> None:
@@ -84,18 +122,36 @@ class RNNLanguageModel(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.projection = nn.Linear(H, E, bias=False) if config.tie_weights and H != E else None
-        self.decoder = nn.Linear(E if config.tie_weights else H, V)
-        if config.tie_weights:
-            self.decoder.weight = self.embedding.weight
+        if config.softmax == "adaptive":
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(H, V, adaptive_cutoffs(V), div_value=ADAPTIVE_DIV_VALUE)
+        else:
+            self.decoder = nn.Linear(E if config.tie_weights else H, V)
+            if config.tie_weights:
+                self.decoder.weight = self.embedding.weight
 
-    def forward(self, x: torch.Tensor, state=None):
-        """x (B, T) token ids -> logits (B, T, V) and the new recurrent state."""
+    def forward(self, x: torch.Tensor, state=None, targets: torch.Tensor | None = None):
+        """x (B, T) token ids -> logits (B, T, V) and the new recurrent state.
+
+        With ``targets`` (B, T) it returns the mean cross-entropy (nats) instead of
+        the logits: the adaptive softmax then never builds the full (B, T, V) scores.
+        The loss is computed in float32 whatever autocast does to the layers before.
+        """
         emb = self.embedding(x)  # (B, T, E)
         out, state = self.rnn(emb, state)  # (B, T, H)
         out = self.dropout(out)
         if self.projection is not None:
             out = self.projection(out)  # (B, T, E)
-        return self.decoder(out), state  # (B, T, V)
+        if self.config.softmax == "adaptive":
+            flat = out.flatten(0, 1).float()  # (B*T, H)
+            if targets is not None:
+                with torch.autocast(flat.device.type, enabled=False):
+                    return self.adaptive(flat, targets.flatten()).loss, state
+            # log-probabilities work as logits: softmax(log p) = p
+            return self.adaptive.log_prob(flat).view(*x.shape, -1), state  # (B, T, V)
+        logits = self.decoder(out)  # (B, T, V)
+        if targets is not None:
+            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()), state
+        return logits, state
 
     def init_hidden(self, batch_size: int, device=None):
         """Zero state for a batch: (L, B, H), a pair of them for an LSTM."""

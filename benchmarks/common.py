@@ -1,0 +1,115 @@
+"""What every benchmark shares: the corpora, one tokenization and split, the machine, the outputs.
+
+Both scriptrnn and the course baseline read their ids from ``token_split`` so that
+they see the same tokens, the same held-out end and are scored on the same positions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scriptrnn.batching import split_ids
+from scriptrnn.corpus import load_corpus
+from scriptrnn.shakespeare import shakespeare_corpus
+from scriptrnn.tokenizer import fit_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+SHARED_DATA = REPO.parent / "shared" / "data"
+WORK = Path(os.environ.get("SCRIPTRNN_BENCH_WORK", "/tmp/scriptrnn-bench"))  # runs, caches: never committed
+VAL_FRACTION = 0.1
+
+
+@dataclass
+class Corpus:
+    name: str
+    level: str
+    path: Path  # a text file both methods read
+
+
+def corpus(name: str) -> Corpus:
+    """'seinfeld' (word level, ../shared/data) or 'shakespeare-1mb' (char level, from the built-in plays)."""
+    if name == "seinfeld":
+        path = SHARED_DATA / "Seinfeld_Scripts.txt"
+        if not path.exists():
+            raise SystemExit(f"benchmarks need {path} (the shared data folder beside the checkout)")
+        return Corpus(name, "word", path)
+    if name == "shakespeare-1mb":
+        return Corpus(name, "char", shakespeare_1mb())
+    raise SystemExit(f"unknown corpus {name!r}")
+
+
+def shakespeare_1mb() -> Path:
+    """The first ~1,000,000 characters of the built-in corpus, cut at a line end."""
+    path = WORK / "shakespeare_1mb.txt"
+    if not path.exists():
+        text = shakespeare_corpus().text
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text[: text.rfind("\n", 0, 1_000_000) + 1], encoding="utf-8")
+    return path
+
+
+def token_split(c: Corpus):
+    """(tokenizer, train ids, held-out ids) exactly as ``scriptrnn train`` makes them (defaults)."""
+    text = load_corpus([c.path]).text
+    tokenizer = fit_tokenizer(text, c.level)
+    train_ids, val_ids = split_ids(tokenizer.encode(text, strict=False), VAL_FRACTION)
+    return tokenizer, train_ids, val_ids
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+
+
+def matmul_peak(dtype=torch.float32, n: int = 2048, seconds: float = 3.0) -> float:
+    """Dense n x n matmul GFLOP/s: the machine's practical limit for this dtype."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def write_results(name: str, data: dict, markdown: str) -> None:
+    """benchmarks/results/NAME.json and NAME.md (the tables RESULTS.md quotes)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine(), **data}
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    print(markdown)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def nonembedding_params(model: torch.nn.Module) -> int:
+    """Parameters that take part in matrix products per token (all but the embedding table)."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embedding"))
+
+
+def ids_tensor(ids: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(ids, dtype=np.int64))

@@ -1,0 +1,263 @@
+"""scriptrnn against the course method: quality per minute, speed, large vocabularies, scale.
+
+    python benchmarks/prove.py all            # everything, about 80 minutes on 2 cores
+    python benchmarks/prove.py quality --corpus seinfeld
+    python benchmarks/prove.py throughput     # or: generation, softmax, scale
+
+Each part writes benchmarks/results/<part>.json, .md and .png; RESULTS.md quotes them.
+Run nothing else on the machine meanwhile: the figures are wall-clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baseline  # noqa: E402
+from common import RESULTS, WORK, corpus, matmul_peak, nonembedding_params, table, token_split, write_results  # noqa: E402
+
+import scriptrnn  # noqa: E402
+from scriptrnn.generate import ScriptModel  # noqa: E402
+from scriptrnn.model import ModelConfig, RNNLanguageModel  # noqa: E402
+from scriptrnn.reporting import METRICS_FILE  # noqa: E402
+
+
+# ---------------------------------------------------------------- quality per minute
+
+def quality(corpus_name: str, budgets: list[float]) -> dict:
+    """scriptrnn's defaults for each budget; the baseline once, scored at each budget."""
+    c = corpus(corpus_name)
+    tokenizer, train_ids, val_ids = token_split(c)
+    ours = [_our_run(c, minutes, f"quality-{c.name}-{minutes:g}") for minutes in budgets]
+    base = baseline.train(train_ids, val_ids, tokenizer.vocab_size, c.level, sorted({1.0, *budgets}))
+    target = next(b for b in base if b["minutes"] == max(budgets))["loss"]
+    reach = _minutes_to_reach(ours, target)
+    data = {"corpus": c.name, "level": c.level, "vocab_size": tokenizer.vocab_size,
+            "train_tokens": len(train_ids), "held_out_tokens": len(val_ids),
+            "scriptrnn": ours, "baseline": base, "baseline_final_loss": target,
+            "scriptrnn_minutes_to_baseline_final": reach,
+            "speedup": (max(budgets) / reach) if reach else None}
+    _plot_quality(data, RESULTS / f"quality-{c.name}.png")
+    write_results(f"quality-{c.name}", data, _quality_markdown(data))
+    return data
+
+
+def _our_run(c, minutes: float, name: str, **settings) -> dict:
+    out = WORK / name
+    result = scriptrnn.train(c.path, out, level=c.level, time_budget=minutes, overwrite=True, progress=False,
+                             **settings)
+    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines() if line.strip()]
+    curve = [{"minutes": r["elapsed_s"] / 60, "loss": r["val_loss"]} for r in records if "val_loss" in r]
+    rates = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
+    print(f"scriptrnn {c.name} {minutes:g} min {settings}: {result.metrics['loss']:.4f}", flush=True)
+    return {"minutes": minutes, "settings": settings, "loss": result.metrics["loss"], "steps": result.steps,
+            "stopped_because": result.stopped_because, "tokens_per_s_median": float(np.median(rates)),
+            "curve": curve}
+
+
+def _minutes_to_reach(runs: list[dict], target: float) -> float | None:
+    """Earliest wall-clock minute at which any of our runs scored at or below the target."""
+    times = [p["minutes"] for run in runs for p in run["curve"] if p["loss"] <= target]
+    return min(times) if times else None
+
+
+def _quality_markdown(d: dict) -> str:
+    budgets = [r["minutes"] for r in d["scriptrnn"]]
+    base = {b["minutes"]: b for b in d["baseline"]}
+    rows = [[f"{m:g}", f"{r['loss']:.3f}", r["steps"],
+             f"{base[m]['loss']:.3f}" if m in base else "", base[m]["steps"] if m in base else ""]
+            for m, r in zip(budgets, d["scriptrnn"])]
+    unit = "nats/char" if d["level"] == "char" else "nats/word"
+    reach = d["scriptrnn_minutes_to_baseline_final"]
+    verdict = (f"scriptrnn reached the baseline's {max(budgets):g}-minute loss ({d['baseline_final_loss']:.3f}) "
+               f"after **{reach:.2f} minutes: {d['speedup']:.1f}x less time**" if reach else
+               "scriptrnn did not reach the baseline's final loss")
+    detail = ", ".join(f"{b['minutes']:g} min: window {b['window_loss']:.3f} / carried {b['carried_loss']:.3f}"
+                       for b in d["baseline"])
+    return (f"{table(['minutes', f'scriptrnn held-out ({unit})', 'steps', f'baseline held-out ({unit})', 'steps'], rows)}\n\n"
+            f"{verdict}. Baseline scored both ways, the better one counted ({detail}).")
+
+
+def _plot_quality(d: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in d["scriptrnn"]:
+        xs = [p["minutes"] for p in run["curve"]]
+        ax.plot(xs, [p["loss"] for p in run["curve"]], label=f"scriptrnn, {run['minutes']:g}-minute run")
+    ax.plot([b["minutes"] for b in d["baseline"]], [b["loss"] for b in d["baseline"]], "ko--",
+            label="course method (baseline)")
+    ax.set_xlabel("wall-clock minutes of training")
+    ax.set_ylabel(f"held-out loss (nats/{'char' if d['level'] == 'char' else 'word'})")
+    ax.set_title(f"{d['corpus']}: held-out loss against time (2-core CPU)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- large vocabularies
+
+SOFTMAX_VARIANTS = {
+    "full, untied": {"softmax": "full", "tie_weights": False},
+    "full, tied": {"softmax": "full", "tie_weights": True},
+    "adaptive": {"softmax": "adaptive", "tie_weights": False},
+}
+
+
+def softmax(minutes: float) -> dict:
+    c = corpus("seinfeld")
+    runs = {name: _our_run(c, minutes, f"softmax-{i}", **settings)
+            for i, (name, settings) in enumerate(SOFTMAX_VARIANTS.items())}
+    rows = [[name, f"{r['loss']:.3f}", r["steps"], f"{r['tokens_per_s_median']:,.0f}"] for name, r in runs.items()]
+    md = table(["output layer", f"held-out after {minutes:g} min (nats/word)", "steps", "tokens/s"], rows)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, r in runs.items():
+        ax.plot([p["minutes"] for p in r["curve"]], [p["loss"] for p in r["curve"]], label=name)
+    ax.set(xlabel="wall-clock minutes", ylabel="held-out loss (nats/word)", title="Seinfeld, word level: output layers")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "softmax.png", dpi=110)
+    plt.close(fig)
+    data = {"minutes": minutes, "runs": runs}
+    write_results("softmax", data, md)
+    return data
+
+
+# ---------------------------------------------------------------- training throughput
+
+def throughput(seconds: float = 8.0) -> dict:
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    rows, records = [], []
+    for hidden in (256, 512, 1024):
+        for batch in (64, 128):
+            for precision in ("fp32", "bf16"):
+                r = _train_speed(hidden, batch, precision, seconds)
+                r["share_of_fp32_peak"] = r["gflops"] / peaks["fp32"]
+                records.append(r)
+                rows.append([f"2x{hidden}", batch, precision, f"{r['nonembedding_params']:,}",
+                             f"{r['tokens_per_s']:,.0f}", f"{r['gflops']:.0f}", f"{r['share_of_fp32_peak']:.0%}"])
+    md = (f"Dense matmul peak (2048x2048): fp32 **{peaks['fp32']:.0f} GFLOP/s**, bf16 {peaks['bf16']:.0f} GFLOP/s.\n\n"
+          + table(["LSTM", "batch", "arithmetic", "non-embedding params N", "tokens/s", "GFLOP/s (6N per token)",
+                   "of fp32 peak"], rows))
+    _plot_throughput(records)
+    data = {"peak_gflops": peaks, "seq_len": 128, "runs": records}
+    write_results("throughput", data, md)
+    return data
+
+
+def _train_speed(hidden: int, batch: int, precision: str, seconds: float, seq_len: int = 128, vocab: int = 80) -> dict:
+    """The trainer's step (forward with targets, backward, clip, AdamW) on random char ids."""
+    torch.manual_seed(0)
+    model = RNNLanguageModel(ModelConfig(vocab_size=vocab, hidden_size=hidden, num_layers=2, embedding_size=64))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.randint(0, vocab, (batch, seq_len)), torch.randint(0, vocab, (batch, seq_len))
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, _ = model(x, None, targets=y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+    rate = steps * batch * seq_len / (time.perf_counter() - start)
+    n = nonembedding_params(model)
+    return {"hidden": hidden, "layers": 2, "batch": batch, "precision": precision, "nonembedding_params": n,
+            "tokens_per_s": rate, "gflops": 6 * n * rate / 1e9}
+
+
+def _plot_throughput(records: list[dict]) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for precision, marker in (("fp32", "o"), ("bf16", "s")):
+        for batch, style in ((64, "--"), (128, "-")):
+            rs = [r for r in records if r["precision"] == precision and r["batch"] == batch]
+            ax.plot([r["nonembedding_params"] / 1e6 for r in rs], [r["tokens_per_s"] for r in rs], style,
+                    marker=marker, label=f"{precision}, batch {batch}")
+    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters (millions): LSTM 2x256, 2x512, 2x1024",
+           ylabel="training tokens/s", title="Training throughput by model size (2-core CPU, seq-len 128)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "throughput.png", dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- generation speed
+
+def generation(tokens: int = 3000) -> dict:
+    c = corpus("shakespeare-1mb")
+    tokenizer, _, _ = token_split(c)
+    V = tokenizer.vocab_size
+    torch.manual_seed(0)
+    model = RNNLanguageModel(ModelConfig(vocab_size=V, hidden_size=512, num_layers=2, embedding_size=64))
+    ours = ScriptModel(model, tokenizer, {"corpus": {"speakers": []}})
+    rows, data = [], {"model": "LSTM 2x512, char level", "vocab_size": V}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for streams, n in ((1, tokens), (16, tokens // 4)):
+            start = time.perf_counter()
+            texts = ours.generate("ROMEO:", max_new_tokens=n, num_return_sequences=streams, seed=0)
+            rate = sum(len(t) - len("ROMEO:") for t in texts) / (time.perf_counter() - start)
+            data[f"scriptrnn_{streams}_streams_{threads}_threads"] = rate
+            rows.append([f"scriptrnn, {streams} stream{'s' if streams > 1 else ''}", threads, f"{rate:,.0f}"])
+        course = baseline.make_model(V, hidden_dim=512)
+        prime = list(tokenizer.encode("ROMEO:"))
+        start = time.perf_counter()
+        baseline.generate(course, prime, baseline.SEQ_LEN["char"], tokens // 10)
+        rate = (tokens // 10) / (time.perf_counter() - start)
+        data[f"baseline_1_stream_{threads}_threads"] = rate
+        rows.append([f"course method (re-feeds {baseline.SEQ_LEN['char']} chars), 1 stream", threads, f"{rate:,.0f}"])
+    torch.set_num_threads(2)
+    best_ours = max(data["scriptrnn_1_streams_1_threads"], data["scriptrnn_1_streams_2_threads"])
+    best_base = max(data["baseline_1_stream_1_threads"], data["baseline_1_stream_2_threads"])
+    data["one_stream_speedup"] = best_ours / best_base
+    md = (table(["generator (LSTM 2x512)", "threads", "tokens/s"], rows)
+          + f"\n\nOne stream, best thread count each: scriptrnn {best_ours:,.0f} tokens/s, the course method "
+            f"{best_base:,.0f}: **{data['one_stream_speedup']:.0f}x**.")
+    write_results("generation", data, md)
+    return data
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["all", "quality", "softmax", "throughput", "generation"])
+    parser.add_argument("--corpus", nargs="+", default=["shakespeare-1mb", "seinfeld"])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[2, 5, 10], help="minutes")
+    parser.add_argument("--softmax-minutes", type=float, default=3)
+    args = parser.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(torch.get_num_threads())
+    if args.part in ("all", "throughput"):
+        throughput()
+    if args.part in ("all", "generation"):
+        generation()
+    if args.part in ("all", "quality"):
+        for name in args.corpus:
+            quality(name, args.budgets)
+    if args.part in ("all", "softmax"):
+        softmax(args.softmax_minutes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
