@@ -16,16 +16,17 @@ from scriptrnn.sampling import SamplingConfig
 
 from .conftest import DIALOGUE, make_run
 
-CASES = [(cell, level) for cell in ("lstm", "gru", "rnn") for level in ("char", "word")]
+CASES = [(cell, level, "full") for cell in ("lstm", "gru", "rnn") for level in ("char", "word")]
+CASES.append(("lstm", "word", "adaptive"))
 PRIMES = {"char": "jerry: what is the", "word": "george: i am not"}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda case: "-".join(case))
 def pair(request, tmp_path_factory):
-    """(PyTorch model, onnxruntime model, level) for one cell type and level."""
-    cell, level = request.param
+    """(PyTorch model, onnxruntime model, level) for one cell type, level and output layer."""
+    cell, level, softmax = request.param
     folder = tmp_path_factory.mktemp(f"{cell}-{level}")
-    run = make_run(folder / "run", cell, level)
+    run = make_run(folder / "run", cell, level, softmax=softmax)
     export_onnx(run, folder / "onnx")
     return scriptrnn.load(run), load(folder / "onnx", threads=1), level
 
@@ -151,6 +152,9 @@ def test_damaged_exports_are_refused_in_one_line(run, tmp_path):
     config = json.loads((x / "config.json").read_text())
     (x / "config.json").write_text(json.dumps({**config, "format_version": 99}))
     with pytest.raises(ScriptRNNError, match="newer scriptrnn"):
+        load(x)
+    (x / "config.json").write_text(json.dumps({**config, "model": {**config["model"], "hidden_size": 7}}))
+    with pytest.raises(ScriptRNNError, match="does not fit config.json"):
         load(x)
     (x / "config.json").write_text(json.dumps(config))
     (x / MODEL_FILE).write_bytes(b"\x80\x04 not a graph")

@@ -45,8 +45,8 @@ class _Graph(nn.Module):
 
     def forward(self, ids, *state):
         state = state if len(state) == 2 else state[0]  # an LSTM's (h, c), or h
-        logits, state = self.model(ids, state)  # (B, T, V)
-        return (logits[:, -1], *state_parts(state))
+        logits, state = self.model(ids, state, last=True)  # (B, 1, V)
+        return (logits[:, 0], *state_parts(state))
 
 
 def state_names(cell: str) -> list[str]:

@@ -113,16 +113,27 @@ class OnnxModel:
         options.log_severity_level = 3  # errors only: no graph-optimisation chatter on the terminal
         if threads is not None:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.session = _session(onnxruntime, Path(directory) / MODEL_FILE, options)
-        inputs = self.session.get_inputs()
-        self.state_names = [i.name for i in inputs[1:]]
-        self.state_shape = inputs[-1].shape  # [L, "B", H]
-        logits = self.session.get_outputs()[0].shape  # ["B", V]
-        if inputs[0].name != "ids" or not self.state_names or not all(isinstance(d, int) for d in
-                                                                      (logits[-1], *self.state_shape[::2])):
-            raise ScriptRNNError(f"{directory / MODEL_FILE} is not a scriptrnn graph; export the run again")
-        self.vocab_size = logits[-1]
-        self.facts = config["export"]
+        path = Path(directory) / MODEL_FILE
+        self.session = _session(onnxruntime, path, options)
+        self.facts, m = config["export"], config["model"]
+        self.state_names = [i.name for i in self.session.get_inputs()[1:]]
+        self.vocab_size, self.layers, self.hidden = m.get("vocab_size"), m.get("num_layers"), m.get("hidden_size")
+        self._probe(path)
+
+    def _probe(self, path: Path) -> None:
+        """One token through the graph: its inputs, outputs and sizes must be the ones config.json describes."""
+        sizes = (self.vocab_size, self.layers, self.hidden)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
+            raise ScriptRNNError(f"{path.parent / CONFIG_FILE}: the model's vocab_size, num_layers and "
+                                 "hidden_size must be whole numbers")
+        try:
+            logits, states = self.step(np.zeros(1, dtype=np.int64), [self.zero_state(1)])  # (1, V), [(h, c)]
+            fits = logits.shape == (1, self.vocab_size) and states[0][0].shape == (self.layers, 1, self.hidden)
+        except Exception:  # onnxruntime's own error types: inputs the graph does not take
+            fits = False
+        if not fits or self.state_names != self.facts.get("state"):
+            raise ScriptRNNError(f"{path} does not fit {CONFIG_FILE} (its inputs or sizes differ); "
+                                 "export the run again")
 
     def to(self, device) -> "OnnxModel":
         if str(device) not in ("cpu", "auto"):
@@ -153,8 +164,7 @@ class OnnxModel:
         return logits, [tuple(parts) for parts in zip(*split)]
 
     def zero_state(self, batch: int) -> tuple:
-        L, _, H = self.state_shape
-        return tuple(np.zeros((L, batch, H), dtype=np.float32) for _ in self.state_names)
+        return tuple(np.zeros((self.layers, batch, self.hidden), dtype=np.float32) for _ in self.state_names)
 
 
 def _session(onnxruntime, path: Path, options):
