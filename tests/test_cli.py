@@ -39,9 +39,10 @@ def test_train_generate_evaluate_corpus_end_to_end(tmp_path, dialogue_file):
 
 
 def test_generate_with_no_model_uses_the_built_in_one():
-    done = run_cli("generate", "--max-new-tokens", "60", "--seed", "0")
+    # (Enough tokens for a whole line: the command ends on one, dropping a line cut short.)
+    done = run_cli("generate", "--max-new-tokens", "300", "--seed", "0")
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.strip()) > 20
+    assert len(done.stdout.strip()) > 20 and done.stdout.endswith("\n")
 
 
 def _one_line_error(capsys, argv, match):
@@ -169,14 +170,17 @@ def test_model_too_big_for_memory(capsys, tmp_path, dialogue_file, monkeypatch):
 
 
 def test_temperature_zero_is_greedy_text(capsys):
-    assert main(["generate", "--temperature", "0", "--max-new-tokens", "40", "--prime", "ROMEO:"]) == 0
+    # --no-whole-lines: all 40 tokens, though the last line is cut short.
+    assert main(["generate", "--temperature", "0", "--max-new-tokens", "40", "--prime", "ROMEO:",
+                 "--no-whole-lines"]) == 0
     first = capsys.readouterr().out
-    assert main(["generate", "--greedy", "--max-new-tokens", "40", "--prime", "ROMEO:", "--seed", "9"]) == 0
+    assert main(["generate", "--greedy", "--max-new-tokens", "40", "--prime", "ROMEO:", "--seed", "9",
+                 "--no-whole-lines"]) == 0
     assert capsys.readouterr().out == first and len(first) > 40
 
 
 def test_empty_prime_writes_text(capsys):
-    assert main(["generate", "--prime", "", "--max-new-tokens", "30", "--seed", "1"]) == 0
+    assert main(["generate", "--prime", "", "--max-new-tokens", "30", "--seed", "1", "--no-whole-lines"]) == 0
     assert len(capsys.readouterr().out.strip()) > 10
 
 
@@ -196,7 +200,7 @@ def test_prime_of_only_unknown_words(capsys, tmp_path):
     with_unk = _word_model(tmp_path / "unk", min_count=2)  # rare words become <unk>
     _one_line_error(capsys, ["generate", with_unk, "--prime", "bania babka", "--max-new-tokens", "5"],
                     "none of the words")
-    assert main(["generate", str(with_unk), "--prime", "jerry: babka", "--max-new-tokens", "5"]) == 0
+    assert main(["generate", str(with_unk), "--prime", "jerry: babka", "--max-new-tokens", "5", "--no-whole-lines"]) == 0
     plain = _word_model(tmp_path / "plain")
     _one_line_error(capsys, ["generate", plain, "--prime", "bania", "--max-new-tokens", "5"], "'bania'")
 

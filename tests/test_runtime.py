@@ -65,6 +65,9 @@ def test_seeded_sampled_text_is_identical(pair):
     settings = dict(max_new_tokens=100, seed=11, temperature=0.9, top_k=20, top_p=0.95, repetition_penalty=1.1,
                     num_return_sequences=3)
     assert onnx_model.generate("elaine", **settings) == torch_model.generate("elaine", **settings)
+    # The script rules (constraints.py) apply to the scores of either library alike.
+    cast = dict(settings, cast="jerry,george", speaker="george", max_lines=3)
+    assert onnx_model.generate("", **cast) == torch_model.generate("", **cast)
 
 
 def test_requests_stepped_together_write_what_each_writes_alone(pair):

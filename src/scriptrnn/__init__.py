@@ -16,7 +16,7 @@ from .tokenizer import create_lookup_tables, token_lookup  # noqa: E402
 
 # Imported on first use: these need PyTorch, and `scriptrnn.runtime` (an exported model
 # with onnxruntime) must import without it.
-_NEEDS_TORCH = {"evaluate": "api", "load": "api", "pretrained_dir": "api", "train": "api",
+_NEEDS_TORCH = {"evaluate": "api", "info": "api", "load": "api", "pretrained_dir": "api", "train": "api",
                 "ModelConfig": "model", "RNNLanguageModel": "model", "TrainConfig": "trainer"}
 
 
@@ -58,6 +58,7 @@ __all__ = [
     "TrainConfig",
     "create_lookup_tables",
     "evaluate",
+    "info",
     "load",
     "pretrained_dir",
     "token_lookup",

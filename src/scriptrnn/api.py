@@ -22,6 +22,7 @@ from .checkpoint import (
     WEIGHTS_FILE,
     build_model,
     load_checkpoint,
+    model_config,
     read_config,
     read_json,
     remove_temporaries,
@@ -34,7 +35,8 @@ from .generate import ScriptModel
 from .model import ModelConfig, RNNLanguageModel
 from .tokenizer import fit_tokenizer, tokenizer_from_dict
 from .reporting import CURVE_FILE, METRICS_FILE
-from .runtime import is_exported
+from .runtime import is_exported, read_export_config
+from .styles import StyledCorpus, StyleSource, load_styled_corpus, model_styles, style_facts, style_sources
 from .trainer import TrainConfig, Trainer, TrainResult, check_memory, pick_device
 
 PRETRAINED_NAME = "shakespeare-char"
@@ -104,6 +106,7 @@ def train(
     *,
     corpus: str = "shakespeare",
     genres: Sequence[str] | None = None,
+    styles: str | None = None,
     encoding: str = "utf-8",
     speaker_column: str = "Character",
     dialogue_column: str = "Dialogue",
@@ -117,28 +120,36 @@ def train(
 
     ``settings`` are ModelConfig and TrainConfig fields by name, e.g.
     ``level="word", cell="gru", hidden_size=256, time_budget=5``.
+
+    One model for several styles: ``data={"seinfeld": "seinfeld.txt", "simpsons": [...]}``,
+    paths written ``"seinfeld.txt:seinfeld"``, a TOML manifest, or ``styles="genre"`` for
+    the built-in plays by genre (see styles.py).
     """
     out = Path(out)
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        if data:
-            raise ScriptRNNError("--resume reads the run's own corpus; leave out DATA")
+        if data or styles:
+            raise ScriptRNNError("--resume reads the run's own corpus and styles; leave out DATA and --styles")
         return _resume(out, settings, progress=progress, callbacks=callbacks)
     try:
-        return _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column, progress, callbacks,
-                      settings)
+        return _start(data, out, corpus, genres, styles, encoding, speaker_column, dialogue_column, progress,
+                      callbacks, settings)
     except ScriptRNNError:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a refused start leaves nothing behind
         raise
 
 
-def _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column, progress, callbacks,
+def _start(data, out, corpus, genres, styles, encoding, speaker_column, dialogue_column, progress, callbacks,
            settings) -> TrainResult:
-    paths = as_path_list(data)
-    source = {"paths": [str(p.resolve()) for p in paths], "corpus": corpus, "genres": list(genres or []),
+    sources = style_sources(data, by=styles, genres=genres)
+    paths = [] if sources else as_path_list(data)
+    source = {"paths": [str(p.resolve()) for p in paths], "corpus": corpus,
+              "genres": [] if sources else list(genres or []),
               "encoding": encoding, "speaker_column": speaker_column, "dialogue_column": dialogue_column}
+    if sources:
+        source["styles"] = [s.to_dict() for s in sources]
     text_corpus = _load_source(source)
     level = settings.get("level", TrainConfig.level)
     if level not in LEVEL_DEFAULTS:
@@ -149,9 +160,8 @@ def _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column,
                               min_count=train_config.min_count)
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
-    speakers = [s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
-    if train_config.level == "word":
-        speakers = [s.lower() if train_config.lowercase else s for s in speakers]
+    fold_case = train_config.level == "word" and train_config.lowercase
+    speakers = [s.lower() if fold_case else s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
     config = {
         "created_by": f"scriptrnn {__version__}",
         "model": model_config.to_dict(),
@@ -159,12 +169,25 @@ def _start(data, out, corpus, genres, encoding, speaker_column, dialogue_column,
         "corpus": {"name": text_corpus.name, "characters": len(text_corpus.text), "speakers": speakers,
                    "source": source, "sha256": _fingerprint(text_corpus.text)},
     }
+    if isinstance(text_corpus, StyledCorpus):
+        config["corpus"]["styles"] = style_facts(text_corpus, fold_case)
+        _check_tags_kept(text_corpus, tokenizer, train_config.min_count)
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config)
     return _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks)
 
 
+def _check_tags_kept(text_corpus: StyledCorpus, tokenizer, min_count: int) -> None:
+    for name, tag in text_corpus.styles.items():
+        if tokenizer.token_id(tag) is None:
+            raise ScriptRNNError(f"style {name!r} has fewer than --min-count {min_count} chunks, so its tag would "
+                                 "become <unk>; give it more text or lower --min-count")
+
+
 def _load_source(source: dict) -> Corpus:
+    if source.get("styles"):
+        return load_styled_corpus([StyleSource.from_dict(s) for s in source["styles"]], encoding=source["encoding"],
+                                  speaker_column=source["speaker_column"], dialogue_column=source["dialogue_column"])
     return load_corpus(source["paths"] or None, corpus=source["corpus"], genres=source["genres"] or None,
                        encoding=source["encoding"], speaker_column=source["speaker_column"],
                        dialogue_column=source["dialogue_column"])
@@ -208,16 +231,7 @@ def _resume(out: Path, settings: dict, *, progress: bool, callbacks) -> TrainRes
 
 
 def _fit(out, model, tokenizer, text_corpus, train_config, config, progress, callbacks, resume=False):
-    ids = tokenizer.encode(text_corpus.text, strict=False)
-    B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
-    need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
-    if len(ids) < need:
-        unit = "characters" if tokenizer.level == "char" else "tokens"
-        raise ScriptRNNError(
-            f"the corpus has {len(ids):,} {unit} but --batch-size {B} x --seq-len {T} with {fraction:.0%} held "
-            f"out needs at least {need:,}; use a bigger corpus or a smaller --batch-size/--seq-len"
-        )
-    train_ids, val_ids = split_ids(ids, fraction)
+    train_ids, val_ids = _train_val_ids(text_corpus, tokenizer, train_config)
     trainer = Trainer(model, train_ids, val_ids, train_config, out, level=tokenizer.level,
                       progress=progress, callbacks=callbacks)  # checks that the text fills one batch
     if resume:
@@ -231,6 +245,30 @@ def _fit(out, model, tokenizer, text_corpus, train_config, config, progress, cal
                          "stopped_because": result.stopped_because}
     save_run_files(out, config, tokenizer)
     return result
+
+
+def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig):
+    """(training, held-out) ids: the corpus's end, or with styles each style's own end."""
+    B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
+    if isinstance(text_corpus, StyledCorpus):
+        split = text_corpus.split(fraction)
+        train_ids = tokenizer.encode(split.train, strict=False)
+        if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
+            _too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
+        return train_ids, tokenizer.encode(split.val, strict=False)
+    ids = tokenizer.encode(text_corpus.text, strict=False)
+    need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
+    if len(ids) < need:
+        _too_small("the corpus", len(ids), f" with {fraction:.0%} held out", need, B, T, tokenizer)
+    return split_ids(ids, fraction)
+
+
+def _too_small(what: str, have: int, condition: str, need: int, B: int, T: int, tokenizer):
+    unit = "characters" if tokenizer.level == "char" else "tokens"
+    raise ScriptRNNError(
+        f"{what} has {have:,} {unit} but --batch-size {B} x --seq-len {T}{condition} needs at least {need:,}; "
+        "use a bigger corpus or a smaller --batch-size/--seq-len"
+    )
 
 
 def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptModel:
@@ -248,6 +286,24 @@ def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptMod
     return ScriptModel(model, tokenizer, config, device=device)
 
 
+def info(run_dir: str | Path | None = None) -> dict:
+    """What a run (or an exported model) is, from its config.json alone: level, cell, sizes, corpus, loss,
+    styles, speakers."""
+    run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
+    config = read_export_config(run_dir) if is_exported(run_dir) else read_config(run_dir)
+    tokenizer = tokenizer_from_dict(read_json(run_dir / TOKENIZER_FILE, "the vocabulary"))
+    settings, corpus = model_config(config), config.get("corpus", {})
+    known_styles = model_styles(config, tokenizer)  # checked: tags that the vocabulary holds
+    styles = [{k: v for k, v in entry.items() if k != "tag"} for entry in corpus.get("styles", [])
+              if entry.get("name") in known_styles]
+    return {"run": str(run_dir), "level": tokenizer.level, "cell": settings.cell, "layers": settings.num_layers,
+            "hidden_size": settings.hidden_size, "embedding_size": settings.embedding_size,
+            "vocab_size": settings.vocab_size, "parameters": settings.parameter_count(),
+            "corpus": corpus.get("name"), "characters": corpus.get("characters"),
+            "held_out": config.get("metrics", {}).get("val", {}), "styles": styles,
+            "speakers": list(corpus.get("speakers", []))}
+
+
 def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None, genres=None,
              encoding: str = "utf-8", speaker_column: str = "Character", dialogue_column: str = "Dialogue",
              held_out: bool = True, device: str = "cpu") -> dict:
@@ -260,15 +316,28 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
     script_model = load(run_dir, device=device)
     paths = as_path_list(data)
     source = script_model.config.get("corpus", {}).get("source")
+    fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
     if not paths and corpus is None and isinstance(source, dict):
-        text = _load_source(source).text
+        own = _load_source(source)
+        if isinstance(own, StyledCorpus) and held_out:
+            return _evaluate_styles(script_model, own.split(fraction))
+        text = own.text
     else:
         text = load_corpus(paths or None, corpus=corpus or "shakespeare", genres=genres, encoding=encoding,
                            speaker_column=speaker_column, dialogue_column=dialogue_column).text
     ids = script_model.tokenizer.encode(text, strict=False)
-    if held_out:
-        fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
-        ids = split_ids(ids, fraction)[1]
+    return _score(script_model, split_ids(ids, fraction)[1] if held_out else ids)
+
+
+def _evaluate_styles(script_model: ScriptModel, split) -> dict:
+    """The held-out ends of all styles together (what training validated on), then each alone."""
+    report = _score(script_model, script_model.tokenizer.encode(split.val, strict=False))
+    report["styles"] = {name: _score(script_model, script_model.tokenizer.encode(text, strict=False))
+                        for name, text in split.val_by_style.items()}
+    return report
+
+
+def _score(script_model: ScriptModel, ids) -> dict:
     if len(ids) < 2:
         raise ScriptRNNError("the evaluation text has fewer than 2 known tokens")
     if isinstance(script_model.model, RNNLanguageModel):

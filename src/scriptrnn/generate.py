@@ -22,8 +22,11 @@ from typing import Iterator
 
 import numpy as np
 
+from .constraints import SuppressTokens
 from .errors import ScriptRNNError
 from .sampling import SamplingConfig, Uniforms, draw, next_tokens, probabilities, random_seed
+from .speakers import cast_mask, resolve_cast, resolve_speaker, speaker_prime
+from .styles import model_styles, style_tag
 from .tokenizer import UNK
 
 
@@ -38,6 +41,7 @@ class ScriptModel:
         corpus = config.get("corpus", {})
         self.speakers: list[str] = list(corpus.get("speakers", []))
         self.newline_id = tokenizer.token_id("\n")
+        self.styles: dict[str, str] = model_styles(config, tokenizer)  # style name -> its tag character
 
     @property
     def level(self) -> str:
@@ -53,8 +57,8 @@ class ScriptModel:
             return by_lower[stripped.lower()] + ":"
         return prime
 
-    def encode_prime(self, prime: str) -> tuple[np.ndarray, int]:
-        """Prime ids with a leading line break for context, and how many ids are context only."""
+    def encode_prime(self, prime: str, style: str | None = None) -> tuple[np.ndarray, int]:
+        """Prime ids after context (the style's tag, a line break), and how many ids are context only."""
         ids = self.tokenizer.encode(self.prime_text(prime))
         if prime.strip() and len(ids) == 0:
             raise ScriptRNNError(f"nothing in the prime {prime!r} is in the model's vocabulary")
@@ -63,29 +67,58 @@ class ScriptModel:
             # <unk> for every word would be no prime at all, silently.
             raise ScriptRNNError(f"none of the words in the prime {prime!r} is in the model's vocabulary; "
                                  "use words from the corpus")
+        context = []
+        if style is not None:
+            # In training a tag comes after the blank line that ends the chunk before; the same
+            # few tokens here put a state that starts from nothing closer to the one it had there.
+            tag = self.tokenizer.token_id(style_tag(self.styles, style))
+            context = [tag] if self.newline_id is None else [self.newline_id, self.newline_id, tag]
         if self.newline_id is None:
-            if len(ids) == 0:
+            if len(ids) == 0 and not context:
                 raise ScriptRNNError("this model needs a prime: give --prime with some text")
-            return ids.astype(np.int64), 0
-        # Generation starts as if at the start of a line, where speakers' names come.
-        return np.concatenate([[self.newline_id], ids]).astype(np.int64), 1
+        else:
+            context.append(self.newline_id)  # start as at the start of a line, where speakers' names come
+        return np.concatenate([context, ids]).astype(np.int64), len(context)
 
     # ------------------------------------------------------------ writing
 
-    def start(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> "Generation":
-        """A new request, its prime already run through the network."""
+    def start(self, prime: str = "", config: SamplingConfig | None = None, *, style: str | None = None,
+              speaker: str | None = None, cast=None, **settings) -> "Generation":
+        """A new request, its prime already run through the network.
+
+        ``style`` writes in one of the model's styles; ``speaker`` starts with that speaker's
+        line (the prime, if any, is what they say first); ``cast`` ('jerry,george' or a list)
+        keeps every generated line to those speakers.
+        """
         config = replace(config or SamplingConfig(), **settings).validate()
-        generation = Generation(self, prime, config)
+        if speaker is not None:
+            prime = speaker_prime(resolve_speaker(speaker, self.speakers), prime)
+        generation = Generation(self, prime, config, style=style, rules=self.rules(cast))
         generation.prefill()
         return generation
+
+    def rules(self, cast=None) -> list:
+        """The hard rules on next tokens (constraints.py): never a style tag; the cast if one is given."""
+        rules: list = []
+        if self.styles:
+            tags = [self.tokenizer.token_id(tag) for tag in self.styles.values()]
+            rules.append(SuppressTokens(tags, self.tokenizer.vocab_size))
+        if cast is not None:
+            rules.append(cast_mask(self.tokenizer, resolve_cast(cast, self.speakers)))
+        return rules
 
     def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> Iterator[list[str]]:
         """Yield, step by step, the text each of the N sequences adds ('' once it has stopped).
 
         The first item is the prime as the model read it, so that joining all items
-        of a sequence gives its whole text.
+        of a sequence gives its whole text. With ``whole_lines`` the text comes a whole
+        line at a time, and a last line cut short by ``max_new_tokens`` never comes.
         """
         generation = self.start(prime, config, **settings)
+        steps = self._steps(generation)
+        yield from _whole_lines(steps, generation.n) if generation.config.whole_lines else steps
+
+    def _steps(self, generation: "Generation") -> Iterator[list[str]]:
         yield [generation.prime_text] * generation.n
         while True:
             yield generation.sample()
@@ -99,14 +132,28 @@ class ScriptModel:
         return ["".join(column) for column in zip(*pieces)]
 
 
+def _whole_lines(steps: Iterator[list[str]], n: int) -> Iterator[list[str]]:
+    """Hold each sequence's text back until its line ends; what is left over at the end is dropped."""
+    pending = [""] * n
+    for step in steps:
+        out = []
+        for i, piece in enumerate(step):
+            pending[i] += piece
+            cut = pending[i].rfind("\n") + 1
+            out.append(pending[i][:cut])
+            pending[i] = pending[i][cut:]
+        yield out
+
+
 class Generation:
     """One request's N sequences: sampling state, text so far, and why each stopped."""
 
-    def __init__(self, script_model: ScriptModel, prime: str, config: SamplingConfig):
+    def __init__(self, script_model: ScriptModel, prime: str, config: SamplingConfig, *, style: str | None = None,
+                 rules: list | None = None):
         self.owner = script_model
         self.config = config
         self.n = config.num_return_sequences
-        ids, context = script_model.encode_prime(prime)
+        ids, context = script_model.encode_prime(prime, style)
         self.prime_ids = ids
         self.decoders = [script_model.tokenizer.decoder() for _ in range(self.n)]
         texts = ["".join(d.step(int(i)) for i in ids[context:]) for d in self.decoders]
@@ -127,6 +174,20 @@ class Generation:
         # The leading line break is context we added, not text to penalise repeating.
         self.seen[:, ids[context:]] = True
         self.lines = [0] * self.n
+        # For max_lines / max_scenes: lines with words, scenes ended, and whether the current
+        # line and scene have words yet (the prime's count).
+        self.script_lines = [0] * self.n
+        self.scenes = [0] * self.n
+        self.line_has_words = [bool(self.prime_text.rsplit("\n", 1)[-1].strip())] * self.n
+        self.scene_has_words = [bool(self.prime_text.strip())] * self.n
+        # No rules given (the server builds generations itself): the model's own, so tags never come out.
+        self.rules = list(rules) if rules is not None else script_model.rules()
+        self.rule_states = []
+        for rule in self.rules:  # each rule follows the context and prime, token by token
+            state = rule.start(self.n)
+            for token in ids.tolist():
+                state = rule.advance(state, [token] * self.n)
+            self.rule_states.append(state)
         self.state = None  # recurrent state, the model's own kind: (L, N, H), a pair for an LSTM
         self.scores: np.ndarray | None = None  # (N, V) scores for the next token
         self.last_tokens: np.ndarray | None = None  # (N,) the tokens drawn at the last step
@@ -143,7 +204,14 @@ class Generation:
 
     def sample(self) -> list[str]:
         """Pick each running sequence's next token; return the text each one adds."""
-        return self.accept(next_tokens(self.scores, self.seen, self.processors, self.greedy, self.generator))
+        return self.accept(next_tokens(self.ruled_scores(), self.seen, self.processors, self.greedy, self.generator))
+
+    def ruled_scores(self) -> np.ndarray:
+        """The next token's scores (N, V) with what the rules forbid at -inf."""
+        scores = self.scores
+        for rule, state in zip(self.rules, self.rule_states):
+            scores = rule(state, scores)
+        return scores
 
     @property
     def sampling_key(self) -> tuple:
@@ -155,8 +223,10 @@ class Generation:
         """Record the drawn tokens (N,); return the text each running sequence adds."""
         self.last_tokens = token
         self.seen[np.arange(self.n), token] = True
+        drawn = token.tolist()
+        self.rule_states = [rule.advance(state, drawn) for rule, state in zip(self.rules, self.rule_states)]
         pieces = []
-        for i, t in enumerate(token.tolist()):
+        for i, t in enumerate(drawn):
             if self.finish_reasons[i] is not None:
                 pieces.append("")
                 continue
@@ -174,11 +244,28 @@ class Generation:
             self.lines[i] += 1
             if config.stop_after_lines and self.lines[i] >= config.stop_after_lines:
                 return "stop"
+            if self._script_done(i):
+                return "stop"
+        elif self.pieces[i][-1].strip():
+            self.line_has_words[i] = True
         if config.stop and any(s in self.texts[i][-(len(s) + 64):] for s in config.stop):
             return "stop"
         if len(self.tokens[i]) >= config.max_new_tokens:
             return "length"
         return None
+
+    def _script_done(self, i: int) -> bool:
+        """Count the line that just ended (a blank line ends a scene); True when a script limit is met."""
+        config = self.config
+        if self.line_has_words[i]:
+            self.script_lines[i] += 1
+            self.scene_has_words[i], self.line_has_words[i] = True, False
+            return bool(config.max_lines and self.script_lines[i] >= config.max_lines)
+        if self.scene_has_words[i]:
+            self.scenes[i] += 1
+            self.scene_has_words[i] = False
+            return bool(config.max_scenes and self.scenes[i] >= config.max_scenes)
+        return False
 
 
 def sample_together(generations: list[Generation]) -> list[list[str]]:
@@ -193,7 +280,7 @@ def sample_together(generations: list[Generation]) -> list[list[str]]:
     chosen: dict[int, np.ndarray] = {}
     for group in groups.values():
         first = group[0]
-        scores = np.concatenate([g.scores for g in group])  # (ΣN, V)
+        scores = np.concatenate([g.ruled_scores() for g in group])  # (ΣN, V)
         seen = np.concatenate([g.seen for g in group])
         if first.greedy:
             tokens = next_tokens(scores, seen, first.processors, True, None)

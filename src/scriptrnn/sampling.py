@@ -101,6 +101,11 @@ class SamplingConfig:
     seed: int | None = None
     stop_after_lines: int | None = None  # stop each sequence after this many new lines
     stop: list[str] | None = None  # stop a sequence once its new text contains one of these
+    # Script-shaped stops: lines with words in them (speeches, directions), and scenes, which
+    # a blank line ends (the layout of the plays and of Fountain screenplays read here).
+    max_lines: int | None = None
+    max_scenes: int | None = None
+    whole_lines: bool = False  # stream()/generate(): drop a last line cut short by max_new_tokens
 
     def validate(self) -> "SamplingConfig":
         if not isinstance(self.max_new_tokens, int) or not 0 <= self.max_new_tokens <= 1_000_000:
@@ -114,6 +119,12 @@ class SamplingConfig:
             raise ScriptRNNError(f"seed must be a whole number from 0 to 2**64 - 1, got {self.seed!r}")
         if self.stop_after_lines is not None and self.stop_after_lines < 1:
             raise ScriptRNNError(f"stop_after_lines must be at least 1, got {self.stop_after_lines}")
+        for name in ("max_lines", "max_scenes"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ScriptRNNError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if not isinstance(self.whole_lines, bool):
+            raise ScriptRNNError(f"whole_lines must be true or false, got {self.whole_lines!r}")
         if self.stop is not None and (not isinstance(self.stop, (list, tuple)) or
                                       not all(isinstance(s, str) and s for s in self.stop)):
             raise ScriptRNNError(f"stop must be a list of non-empty strings, got {self.stop!r}")

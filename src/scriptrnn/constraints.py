@@ -1,0 +1,119 @@
+"""Hard rules on the next token, written like sampling.py's transforms.
+
+A rule turns scores (N, V) into scores with the tokens it forbids at -inf. Unlike the
+sampling transforms, a rule may depend on where each sequence stands (at the start of a
+line, halfway through a speaker's name), so it keeps a small state per sequence:
+
+    state = rule.start(n)
+    state = rule.advance(state, tokens)   # after every token read or drawn, (N,) ids
+    scores = rule(state, scores)          # before the sampling transforms
+
+Generation applies rules before repetition penalty, temperature, top-k and top-p, so the
+transforms reshape only what the rules allow. Like the transforms, rules work on numpy
+arrays, so exported models (``scriptrnn.runtime``, no PyTorch) follow them too.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+class SuppressTokens:
+    """Never draw these tokens (a model's style tags: the prime chooses the style, not the model)."""
+
+    def __init__(self, token_ids: Iterable[int], vocab_size: int):
+        self.mask = np.zeros(vocab_size, dtype=bool)  # (V,)
+        self.mask[list(token_ids)] = True
+
+    def start(self, n: int) -> None:
+        return None
+
+    def advance(self, state, tokens: Sequence[int]) -> None:
+        return None
+
+    def __call__(self, state, scores: np.ndarray) -> np.ndarray:
+        return np.where(self.mask, -np.inf, scores)
+
+
+class CastMask:
+    """Every line starts with an allowed speaker's cue, a [direction], or ends at once (a blank line).
+
+    The cues (``jerry:`` as token ids) form a trie, and each sequence's state is its node:
+    ROOT at a line start, FREE once the line is past its start. At ROOT the next token must
+    begin a cue, open a direction or end the line; inside a cue it must continue one; after a
+    cue's colon, or inside a direction, anything goes until the line break. At word level a
+    cue is mostly one word and a colon, so this masks the other speakers' names at line
+    starts; at char level it lets the name be spelled one character at a time.
+
+    Masking alone would hand the other speakers' share of a line start to the directions
+    (a model that wants GLOUCESTER next would write "[Enter ...]" lines instead): so at a
+    line start, the chance the model gives to a speech by anyone goes to the cast, in the
+    proportions it gives them, and directions and blank lines keep their own chance.
+    """
+
+    ROOT, FREE = 0, -1
+
+    def __init__(self, cues: Sequence[Sequence[int]], newline_id: int, free_starts: Sequence[int], vocab_size: int):
+        self.children: list[dict[int, int]] = [{}]  # node -> {token: next node}
+        self.complete: set[int] = set()  # nodes a whole cue (its colon included) ends at
+        for cue in cues:
+            node = self.ROOT
+            for token in cue:
+                if token not in self.children[node]:
+                    self.children.append({})
+                    self.children[node][token] = len(self.children) - 1
+                node = self.children[node][token]
+            self.complete.add(node)
+        self.newline_id = newline_id
+        self.allowed = np.zeros((len(self.children), vocab_size), dtype=bool)  # (nodes, V)
+        for node, children in enumerate(self.children):
+            self.allowed[node, list(children)] = True
+        self.allowed[self.ROOT, [newline_id, *free_starts]] = True
+        self.cue_starts = np.array(sorted(self.children[self.ROOT]), dtype=np.int64)  # first tokens of cues
+        self.speech = np.ones(vocab_size, dtype=bool)  # (V,) what may start a speech: not these
+        self.speech[[newline_id, *free_starts]] = False
+
+    def start(self, n: int) -> list[int]:
+        return [self.ROOT] * n  # generation starts where lines start (after the prime's line break)
+
+    def advance(self, state: list[int], tokens: Sequence[int]) -> list[int]:
+        return [self._next(node, int(token)) for node, token in zip(state, tokens)]
+
+    def _next(self, node: int, token: int) -> int:
+        if token == self.newline_id:
+            return self.ROOT
+        following = self.children[node].get(token) if node != self.FREE else None
+        # Off the trie (a direction, the cue's colon passed, or a prime the user wrote): free.
+        return self.FREE if following is None or following in self.complete else following
+
+    def __call__(self, state: list[int], scores: np.ndarray) -> np.ndarray:
+        nodes = np.asarray(state, dtype=np.int64)  # (N,)
+        scores = self._speeches_to_the_cast(nodes == self.ROOT, scores)
+        allowed = self.allowed[np.maximum(nodes, 0)]  # (N, V)
+        forbidden = (nodes >= 0)[:, None] & ~allowed
+        return np.where(forbidden, -np.inf, scores)
+
+    def _speeches_to_the_cast(self, at_start: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Raise the cues' first tokens so their share is the whole share of speeches, in log space."""
+        if not at_start.any() or not len(self.cue_starts):
+            return scores
+        rows, starts = scores[at_start], self.cue_starts  # (R, V) (a copy), (C,)
+        speech = _logsumexp(np.where(self.speech, rows, -np.inf))  # (R,)
+        cast = _logsumexp(rows[:, starts])  # (R,)
+        with np.errstate(invalid="ignore"):  # inf - inf: nothing to lift
+            lift = np.nan_to_num(speech - cast, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
+        rows[:, starts] += lift[:, None].astype(rows.dtype)
+        scores = scores.copy()
+        scores[at_start] = rows
+        return scores
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """log(sum(exp(x))) over the last axis, (R, K) -> (R,), as torch.logsumexp: -inf for a row of -inf."""
+    top = x.max(axis=-1)  # (R,)
+    finite = np.isfinite(top)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = np.exp(x - np.where(finite, top, 0.0)[:, None]).sum(axis=-1)
+        return np.where(finite, top + np.log(total), top)

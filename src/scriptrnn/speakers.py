@@ -1,0 +1,56 @@
+"""The speakers a model knows, and writing with them: ``--speaker`` and ``--cast``.
+
+A run records its corpus's speakers (most speeches first) in config.json at train time;
+names given by the user are matched against that list without regard to case and spacing,
+and anything else is refused with the names the model does know.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .constraints import CastMask
+from .errors import ScriptRNNError
+
+SHOWN_IN_ERRORS = 20
+
+
+def _key(name: str) -> str:
+    return " ".join(name.split()).lower()
+
+
+def resolve_speaker(name: str, known: list[str]) -> str:
+    """The model's own spelling of ``name`` ('Jerry' -> 'jerry', 'first witch' -> 'FIRST WITCH')."""
+    if not known:
+        raise ScriptRNNError("this model knows no speakers (its corpus has no 'NAME: line' lines), so --speaker "
+                             "and --cast have no one to choose")
+    by_key = {_key(s): s for s in known}
+    if _key(name) not in by_key:
+        shown = ", ".join(known[:SHOWN_IN_ERRORS])
+        more = f", ... ({len(known)} in all; scriptrnn info lists them)" if len(known) > SHOWN_IN_ERRORS else ""
+        raise ScriptRNNError(f"unknown speaker {name.strip()!r}; this model knows: {shown}{more}")
+    return by_key[_key(name)]
+
+
+def resolve_cast(cast: str | Iterable[str], known: list[str]) -> list[str]:
+    """'jerry,george' or ['jerry', 'george'] -> the model's spellings, each once."""
+    names = cast.split(",") if isinstance(cast, str) else list(cast)
+    names = [n for n in names if n.strip()]
+    if not names:
+        raise ScriptRNNError("--cast needs at least one speaker, e.g. --cast jerry,george,elaine")
+    return list(dict.fromkeys(resolve_speaker(n, known) for n in names))
+
+
+def speaker_prime(name: str, prime: str = "") -> str:
+    """The start of ``name``'s line; a prime then becomes the first words they say."""
+    return f"{name}: {prime.strip()}" if prime.strip() else f"{name}:"
+
+
+def cast_mask(tokenizer, names: list[str]) -> CastMask:
+    """A CastMask that keeps line starts to the cues of ``names`` (as this tokenizer spells them)."""
+    newline = tokenizer.token_id("\n")
+    if newline is None:
+        raise ScriptRNNError("this model has no line breaks in its vocabulary, so it has no lines to cast")
+    cues = [[int(i) for i in tokenizer.encode(f"{name}:", strict=False)] for name in names]
+    direction = tokenizer.token_id("[")
+    return CastMask(cues, newline, [direction] if direction is not None else [], tokenizer.vocab_size)
