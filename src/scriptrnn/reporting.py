@@ -1,4 +1,4 @@
-"""What a training run shows and leaves behind: progress bar, metrics log, loss curve."""
+"""What a training run shows and leaves behind: progress bar, metrics log, loss curve, TensorBoard events."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .checkpoint import write_atomic
+from .errors import ScriptRNNError
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
@@ -71,6 +72,12 @@ class MetricsLog:
             write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl records (none if it has no log yet)."""
+    path = Path(run_dir) / METRICS_FILE
+    return _read_records(path) if path.exists() else []
+
+
 def _read_records(path: Path) -> list[dict]:
     """metrics.jsonl's records; a line a kill cut short (or any other unreadable one) is skipped."""
     records = []
@@ -108,3 +115,46 @@ def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
     fig.savefig(image, format="png")
     plt.close(fig)
     write_atomic(Path(path), image.getvalue())
+
+
+class TensorBoardLogger:
+    """A trainer callback that writes every metrics record as TensorBoard scalars (``--tensorboard DIR``).
+
+    Use it as a context manager so that the event file is flushed and closed however the run ends.
+    """
+
+    TAGS = {"train_loss": "train/loss", "lr": "train/lr", "tokens_per_s": "train/tokens_per_s",
+            "val_loss": "validation/loss"}
+
+    def __init__(self, log_dir: str | Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ScriptRNNError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        self.log_dir = Path(log_dir)
+        self._make_writer = SummaryWriter
+        self.writer = None
+
+    def __call__(self, event: str, trainer) -> None:
+        if event != "on_metrics":
+            return
+        record = trainer.last_metrics
+        if self.writer is None:
+            # purge_step hides what an earlier session logged from this step on: after a resume,
+            # the steps a killed run logged past its checkpoint are trained (and logged) again.
+            self.writer = self._make_writer(str(self.log_dir), purge_step=record["step"])
+        for key, tag in self.TAGS.items():
+            if key in record:
+                self.writer.add_scalar(tag, record[key], record["step"])
+        if "val_loss" in record:
+            self.writer.flush()  # checks are rare; make each visible at once
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> "TensorBoardLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -225,7 +225,11 @@ class Trainer:
         self.show_progress = progress
         self.callbacks = list(callbacks or [])
         self.stop_requested: str | None = None  # set by a signal or a callback; the loop saves and stops
+        # Set by a callback (a sweep's pruner, say) to end the run as done, with its reason: unlike
+        # an interrupt, the run still gets its final evaluation and is not meant to be resumed.
+        self.finish_requested: str | None = None
         self.last_val_loss = math.nan
+        self.last_metrics: dict = {}  # the latest metrics.jsonl record, for "on_metrics" callbacks
         self.last_save = time.monotonic()  # for --save-every in minutes
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -295,8 +299,8 @@ class Trainer:
                 p = self.progress()
                 eta = s.elapsed_s * (1 - p) / p if p > 0 else None
                 bar.update(p, step=s.step, loss=float(np.mean(recent)), tokens_per_s=rate, eta_s=eta)
-                log.append({"step": s.step, "epoch": s.epoch, "train_loss": float(np.mean(recent)),
-                            "lr": self.learning_rate(), "tokens_per_s": rate, "elapsed_s": s.elapsed_s})
+                self._log(log, {"step": s.step, "epoch": s.epoch, "train_loss": float(np.mean(recent)),
+                                "lr": self.learning_rate(), "tokens_per_s": rate, "elapsed_s": s.elapsed_s})
                 window_start, window_tokens, recent = time.perf_counter(), 0, []
             if s.step % c.eval_every == 0:
                 self._check(log, bar)
@@ -311,6 +315,12 @@ class Trainer:
             return True
         return bool(c.save_every_minutes) and time.monotonic() - self.last_save >= c.save_every_minutes * 60
 
+    def _log(self, log: MetricsLog, record: dict) -> None:
+        """Every metrics record goes to metrics.jsonl and to "on_metrics" callbacks (TensorBoard, say)."""
+        log.append(record)
+        self.last_metrics = record
+        self._notify("on_metrics")
+
     def _notify(self, event: str) -> None:
         """Callbacks see the trainer itself (minGPT's way): its state, model, config."""
         for callback in self.callbacks:
@@ -320,6 +330,8 @@ class Trainer:
         c, s = self.config, self.state
         if self.stop_requested:
             return f"interrupted ({self.stop_requested})"
+        if self.finish_requested:
+            return self.finish_requested
         if c.max_steps and s.step >= c.max_steps:
             return f"reached --max-steps {c.max_steps}"
         if c.epochs and s.epoch + s.window / self.batches.windows_per_epoch >= c.epochs:
@@ -372,7 +384,7 @@ class Trainer:
             save_weights(self.out_dir, self.model, val_loss)
         else:
             s.checks_without_improvement += 1
-        log.append({"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s})
+        self._log(log, {"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s})
         bar.write(f"step {s.step}: validation loss {val_loss:.4f}{' (best)' if improved else ''}")
         self._save_resume()
         plot_loss_curve(log.records, self.out_dir / CURVE_FILE, title=self.out_dir.name)
