@@ -54,3 +54,31 @@ def live_server(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def make_run(directory: Path, cell: str = "lstm", level: str = "char", seed: int = 0, softmax: str = "full") -> Path:
+    """A run directory holding an untrained model, in seconds: for tests of what happens after training.
+
+    Weights are scaled up from their initial values so the model is confident (few near-ties
+    between tokens) and its state moves; dropout is on so that only eval mode gives its scores.
+    An adaptive softmax needs 1,000 words or more: the dialogue's, and made-up ones.
+    """
+    from scriptrnn.checkpoint import save_run_files, save_weights
+    from scriptrnn.model import ModelConfig, RNNLanguageModel
+    from scriptrnn.tokenizer import fit_tokenizer
+
+    text = DIALOGUE + (" ".join(f"w{i}" for i in range(1_200)) if softmax == "adaptive" else "")
+    tokenizer = fit_tokenizer(text, level)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, num_layers=2, hidden_size=24,
+                         embedding_size=16, dropout=0.2, softmax=softmax,
+                         tie_weights=level == "word" and softmax == "full")  # word: tied + projection
+    torch.manual_seed(seed)
+    model = RNNLanguageModel(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    save_run_files(directory, {"model": config.to_dict(), "training": {"level": level, "val_fraction": 0.1},
+                               "corpus": {"name": "tiny", "speakers": ["jerry", "george", "elaine", "kramer"]}},
+                   tokenizer)
+    save_weights(directory, model)
+    return directory

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
+from scriptrnn.model import state_parts
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -83,3 +84,15 @@ def test_full_softmax_loss_is_cross_entropy_of_the_logits():
 def test_adaptive_softmax_settings_are_checked(settings, message):
     with pytest.raises(ScriptRNNError, match=message):
         ModelConfig(**settings).validate()
+
+
+@pytest.mark.parametrize("settings", [{"vocab_size": 30}, {"vocab_size": 1_500, "softmax": "adaptive"},
+                                      {"vocab_size": 30, "tie_weights": True, "cell": "gru"}])
+def test_last_gives_the_last_positions_logits_and_the_same_state(settings):
+    model = RNNLanguageModel(ModelConfig(hidden_size=16, embedding_size=8, **settings)).eval()
+    x = torch.randint(0, settings["vocab_size"], (2, 7))
+    full, full_state = model(x)
+    last, last_state = model(x, last=True)
+    assert last.shape == (2, 1, settings["vocab_size"])
+    assert torch.allclose(last[:, 0], full[:, -1], atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(state_parts(full_state), state_parts(last_state)))

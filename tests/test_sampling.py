@@ -1,36 +1,36 @@
 import math
 
+import numpy as np
 import pytest
-import torch
 
 from scriptrnn import SamplingConfig, ScriptRNNError
-from scriptrnn.sampling import RepetitionPenalty, Temperature, TopK, TopP, next_tokens
+from scriptrnn.sampling import RepetitionPenalty, Temperature, TopK, TopP, Uniforms, next_tokens
 
-NONE_SEEN = torch.zeros(1, 5, dtype=torch.bool)
+NONE_SEEN = np.zeros((1, 5), dtype=bool)
 
 
 def test_temperature_divides():
-    scores = torch.tensor([[1.0, 2.0, 4.0, 0.0, -2.0]])
-    assert torch.allclose(Temperature(2.0)(NONE_SEEN, scores), scores / 2)
+    scores = np.array([[1.0, 2.0, 4.0, 0.0, -2.0]])
+    assert np.allclose(Temperature(2.0)(NONE_SEEN, scores), scores / 2)
 
 
 def test_top_k_keeps_k_best():
-    scores = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
+    scores = np.array([[1.0, 5.0, 3.0, 4.0, 2.0]])
     kept = TopK(2)(NONE_SEEN, scores)
-    assert torch.isfinite(kept).tolist() == [[False, True, False, True, False]]
+    assert np.isfinite(kept).tolist() == [[False, True, False, True, False]]
 
 
 def test_top_p_keeps_the_nucleus_and_always_the_best():
-    probs = torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]])
-    kept = TopP(0.75)(NONE_SEEN, probs.log())
-    assert torch.isfinite(kept).tolist() == [[True, True, False, False, False]]
-    kept = TopP(0.01)(NONE_SEEN, probs.log())
-    assert torch.isfinite(kept).tolist() == [[True, False, False, False, False]]
+    probs = np.array([[0.5, 0.3, 0.1, 0.06, 0.04]])
+    kept = TopP(0.75)(NONE_SEEN, np.log(probs))
+    assert np.isfinite(kept).tolist() == [[True, True, False, False, False]]
+    kept = TopP(0.01)(NONE_SEEN, np.log(probs))
+    assert np.isfinite(kept).tolist() == [[True, False, False, False, False]]
 
 
 def test_repetition_penalty_lowers_seen_tokens_only():
-    scores = torch.tensor([[2.0, -2.0, 2.0, -2.0, 0.0]])
-    seen = torch.tensor([[True, True, False, False, False]])
+    scores = np.array([[2.0, -2.0, 2.0, -2.0, 0.0]])
+    seen = np.array([[True, True, False, False, False]])
     out = RepetitionPenalty(2.0)(seen, scores)
     assert out.tolist() == [[1.0, -4.0, 2.0, -2.0, 0.0]]
 
@@ -51,8 +51,8 @@ def test_order_is_penalty_temperature_top_k_top_p():
 
 def test_temperature_zero_is_greedy():
     config = SamplingConfig(temperature=0.0).validate()
-    scores = torch.tensor([[0.1, 3.0, 0.2], [5.0, 0.0, 1.0]])
-    seen = torch.zeros(2, 3, dtype=torch.bool)
+    scores = np.array([[0.1, 3.0, 0.2], [5.0, 0.0, 1.0]])
+    seen = np.zeros((2, 3), dtype=bool)
     assert next_tokens(scores, seen, config.processors(), config.greedy, None).tolist() == [1, 0]
 
 
@@ -63,14 +63,20 @@ def test_negative_temperature_is_refused():
 
 def test_sampling_respects_top_k_and_seed():
     config = SamplingConfig(top_k=1)
-    scores = torch.randn(64, 10)
-    seen = torch.zeros(64, 10, dtype=torch.bool)
-    g = torch.Generator().manual_seed(0)
-    assert torch.equal(next_tokens(scores, seen, config.processors(), False, g), scores.argmax(-1))
-    draws = [next_tokens(scores, seen, SamplingConfig().processors(), False, torch.Generator().manual_seed(7))
-             for _ in range(2)]
-    assert torch.equal(*draws)
-    assert not math.isnan(float(scores.sum()))
+    scores = np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32)
+    seen = np.zeros((64, 10), dtype=bool)
+    assert np.array_equal(next_tokens(scores, seen, config.processors(), False, Uniforms(0)), scores.argmax(-1))
+    draws = [next_tokens(scores, seen, SamplingConfig().processors(), False, Uniforms(7)) for _ in range(2)]
+    assert np.array_equal(*draws)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 + 5, 2**64 - 1])
+def test_a_seed_draws_what_torch_rand_drew(seed):
+    # Earlier versions drew with torch.rand: a seed must keep writing the same text.
+    torch = pytest.importorskip("torch")
+    mine, theirs = Uniforms(seed), torch.Generator().manual_seed(seed)
+    for n in (1, 3, 16, 1024):
+        assert np.array_equal(mine(n), torch.rand(n, dtype=torch.float64, generator=theirs).numpy())
 
 
 # ------------------------------------------------------------- any scores at all
@@ -94,49 +100,55 @@ CONFIGS = st.builds(SamplingConfig,
 
 
 def assert_distribution(probs):
-    assert torch.isfinite(probs).all()
+    assert np.isfinite(probs).all()
     assert (probs >= 0).all()
-    assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[0], dtype=probs.dtype), atol=1e-5)
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
 @settings(max_examples=300, deadline=None)
 @given(SCORES, CONFIGS, st.data())
 def test_any_scores_give_a_valid_distribution_and_a_possible_token(scores, config, data):
-    scores = torch.from_numpy(scores)
-    seen = torch.from_numpy(data.draw(arrays(bool, tuple(scores.shape))))
+    seen = data.draw(arrays(bool, scores.shape))
     processors = config.validate().processors()
     probs = probabilities(scores, seen, processors)
     assert_distribution(probs)
-    token = next_tokens(scores, seen, processors, config.greedy, torch.Generator().manual_seed(0))
+    token = next_tokens(scores, seen, processors, config.greedy, Uniforms(0))
     assert token.shape == (scores.shape[0],)
     if not config.greedy:
-        assert (probs.gather(1, token[:, None]) > 0).all()  # never a token the distribution rules out
+        assert (np.take_along_axis(probs, token[:, None], axis=1) > 0).all()  # never a ruled-out token
 
 
 @settings(max_examples=200, deadline=None)
 @given(SCORES)
 def test_each_transform_keeps_nan_out(scores):
-    scores = torch.from_numpy(scores).nan_to_num(nan=0.0, posinf=INF, neginf=-INF)
-    seen = torch.ones_like(scores, dtype=torch.bool)
+    scores = np.nan_to_num(scores, nan=0.0, posinf=INF, neginf=-INF).astype(np.float64)
+    seen = np.ones_like(scores, dtype=bool)
     for process in (RepetitionPenalty(1.3), Temperature(0.01), TopK(2), TopP(0.5)):
         out = process(seen, scores)
-        assert not torch.isnan(out).any(), process
+        assert not np.isnan(out).any(), process
         assert_distribution(safe_softmax(out))
 
 
 def test_rows_softmax_cannot_handle():
-    scores = torch.tensor([[-INF, -INF, -INF], [NAN, NAN, NAN], [INF, 1.0, INF], [NAN, 0.0, -INF]])
-    expected = torch.tensor([[1 / 3] * 3, [1 / 3] * 3, [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]])
-    assert torch.allclose(safe_softmax(scores), expected)
-    seen = torch.zeros(4, 3, dtype=torch.bool)
-    for greedy in (False, True):  # plain softmax + multinomial raises on these rows
+    scores = np.array([[-INF, -INF, -INF], [NAN, NAN, NAN], [INF, 1.0, INF], [NAN, 0.0, -INF]])
+    expected = np.array([[1 / 3] * 3, [1 / 3] * 3, [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]])
+    assert np.allclose(safe_softmax(scores), expected)
+    seen = np.zeros((4, 3), dtype=bool)
+    for greedy in (False, True):  # plain softmax and a draw fail on these rows
         assert next_tokens(scores, seen, SamplingConfig().processors(), greedy, None).shape == (4,)
 
 
 def test_huge_scores_over_a_small_temperature_keep_their_order():
-    scores = torch.tensor([[3e38, 1e38, 0.0]])  # / 0.01 overflows float32
+    scores = np.array([[3e38, 1e38, 0.0]], dtype=np.float32)  # / 0.01 overflows float32
     config = SamplingConfig(temperature=0.01, top_p=0.9)
-    assert probabilities(scores, torch.zeros(1, 3, dtype=torch.bool), config.processors()).tolist() == [[1, 0, 0]]
+    assert probabilities(scores, np.zeros((1, 3), dtype=bool), config.processors()).tolist() == [[1, 0, 0]]
+
+
+def test_zero_probability_tokens_are_never_drawn():
+    probs = np.array([[0.0, 0.5, 0.0, 0.5, 0.0]] * 3)
+    from scriptrnn.sampling import draw
+
+    assert draw(probs, np.array([0.0, 0.5, 1.0 - 2**-53])).tolist() == [1, 3, 3]
 
 
 @pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True])

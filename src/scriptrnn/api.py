@@ -37,6 +37,7 @@ from .generate import ScriptModel
 from .model import ModelConfig, RNNLanguageModel
 from .tokenizer import fit_tokenizer, tokenizer_from_dict
 from .reporting import CURVE_FILE, METRICS_FILE
+from .runtime import is_exported, read_export_config
 from .styles import StyledCorpus, StyleSource, load_styled_corpus, model_styles, style_facts, style_sources
 from .token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
 from .trainer import TrainConfig, Trainer, TrainResult, check_memory, pick_device
@@ -371,17 +372,25 @@ def _too_small(what: str, have: int, condition: str, need: int, B: int, T: int, 
 
 
 def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptModel:
-    """A trained run (or the built-in Shakespeare model when None), ready to ``.generate()``."""
+    """A trained run (or the built-in Shakespeare model when None), ready to ``.generate()``.
+
+    A directory ``scriptrnn export`` wrote loads too, and runs with onnxruntime.
+    """
     run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
+    if is_exported(run_dir):
+        from .runtime import load as load_exported
+
+        return load_exported(run_dir, device=device)
     device = pick_device(device)
     model, tokenizer, config = load_checkpoint(run_dir, device=device)
     return ScriptModel(model, tokenizer, config, device=device)
 
 
 def info(run_dir: str | Path | None = None) -> dict:
-    """What a run is, from its config.json alone: level, cell, sizes, corpus, loss, styles, speakers."""
+    """What a run (or an exported model) is, from its config.json alone: level, cell, sizes, corpus, loss,
+    styles, speakers."""
     run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
-    config = read_config(run_dir)
+    config = read_export_config(run_dir) if is_exported(run_dir) else read_config(run_dir)
     tokenizer = tokenizer_from_dict(read_json(run_dir / TOKENIZER_FILE, "the vocabulary"))
     settings, corpus = model_config(config), config.get("corpus", {})
     known_styles = model_styles(config, tokenizer)  # checked: tags that the vocabulary holds
@@ -431,5 +440,10 @@ def _evaluate_styles(script_model: ScriptModel, split) -> dict:
 def _score(script_model: ScriptModel, ids) -> dict:
     if len(ids) < 2:
         raise ScriptRNNError("the evaluation text has fewer than 2 known tokens")
-    loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
+    if isinstance(script_model.model, RNNLanguageModel):
+        loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
+    else:  # an exported model
+        from .runtime import evaluate_loss as evaluate_exported
+
+        loss, tokens = evaluate_exported(script_model.model, ids)
     return {**loss_report(loss, script_model.level), "tokens": tokens}

@@ -16,10 +16,7 @@ fsync'd and renamed, so a crash at any moment leaves the previous complete file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -27,84 +24,23 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .errors import ScriptRNNError
+# Re-exported: the file helpers need no PyTorch and moved to files.py for the runtime.
+from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json, write_atomic  # noqa: F401
+from .files import remove_temporaries, write_atomic_with  # noqa: F401
 from .model import ModelConfig, RNNLanguageModel
 from .tokenizer import tokenizer_from_dict
 
 FORMAT_NAME = "scriptrnn-checkpoint"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 RESUME_FILE = "resume.safetensors"
 
-# Reading the umask means setting it; done once at import, before any thread of ours runs.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
-
-# ---------------------------------------------------------------- atomic files
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old file or the new, never half."""
-    write_atomic_with(path, lambda f: f.write(data))
-
-
-def write_atomic_with(path: Path, fill: Callable[[BinaryIO], object]) -> None:
-    """``write_atomic`` for files too big to hold as one bytes object: ``fill`` writes (and may seek)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def remove_temporaries(directory: Path) -> list[str]:
-    """Delete the temporary files ``write_atomic`` leaves when its process is killed mid-write."""
-    removed = []
-    for path in Path(directory).glob(".*.tmp"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
-    return removed
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself is only durable once the directory entry is on disk.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# ---------------------------------------------------------------- JSON
 
 
 def write_json(path: Path, data: dict) -> None:
     write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ScriptRNNError(f"{path.parent}: missing {path.name} ({what}); is this a complete scriptrnn run?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ScriptRNNError(f"{path}: not valid JSON ({e}); the file is damaged") from None
-    if not isinstance(data, dict):
-        raise ScriptRNNError(f"{path}: expected a JSON object")
-    return data
 
 
 # ---------------------------------------------------------------- tensors
@@ -212,18 +148,8 @@ def read_config(run_dir: Path) -> dict:
             f"{run_dir} was written by a newer scriptrnn (checkpoint format {version}, this version reads "
             f"up to {FORMAT_VERSION}); upgrade scriptrnn"
         )
-    _check_sections(run_dir / CONFIG_FILE, config)
+    check_sections(run_dir / CONFIG_FILE, config)
     return config
-
-
-def _check_sections(path: Path, config: dict) -> None:
-    """The parts other modules read must have the types they expect (the file may be hand-edited)."""
-    for section in ("model", "training", "corpus", "metrics"):
-        if section in config and not isinstance(config[section], dict):
-            raise ScriptRNNError(f"{path}: '{section}' must be a JSON object")
-    speakers = config.get("corpus", {}).get("speakers", [])
-    if not isinstance(speakers, list) or not all(isinstance(s, str) for s in speakers):
-        raise ScriptRNNError(f"{path}: corpus 'speakers' must be a list of names")
 
 
 def model_config(config: dict) -> ModelConfig:

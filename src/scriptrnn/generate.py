@@ -4,6 +4,15 @@ A ``Generation`` is one request: its prime, its sampling settings and where each
 its sequences stands. ``step_together`` advances any number of generations with one
 forward pass, so the terminal (one generation) and the server (many, joining and
 leaving between steps) share a single implementation of how text is made.
+
+No PyTorch here: the model is the PyTorch ``RNNLanguageModel`` or
+``scriptrnn.runtime.OnnxModel``, anything with the two methods below (and a torch
+module's ``to``, ``eval`` and ``parameter_count``), and scores are numpy arrays.
+
+    prefill(ids (P,), n) -> scores (n, V), state      the prime run once, for n sequences
+    step(tokens (B,), states) -> scores (B, V), states one token for each of several
+                                                      generations' sequences; their states
+                                                      (opaque to this module) in and out
 """
 
 from __future__ import annotations
@@ -12,12 +21,10 @@ from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from .constraints import SuppressTokens
 from .errors import ScriptRNNError
-from .model import RNNLanguageModel, state_from_parts, state_parts
-from .sampling import SamplingConfig, draw, next_tokens, probabilities, uniforms
+from .sampling import SamplingConfig, Uniforms, draw, next_tokens, probabilities, random_seed
 from .speakers import cast_mask, resolve_cast, resolve_speaker, speaker_prime
 from .styles import model_styles, style_tag
 from .tokenizer import UNK
@@ -26,11 +33,11 @@ from .tokenizer import UNK
 class ScriptModel:
     """A trained model with its tokenizer and run facts, ready to write."""
 
-    def __init__(self, model: RNNLanguageModel, tokenizer, config: dict, device="cpu"):
-        self.model = model.to(device).eval()
+    def __init__(self, model, tokenizer, config: dict, device="cpu"):
+        self.model = model.to(device).eval()  # an RNNLanguageModel or a runtime.OnnxModel
         self.tokenizer = tokenizer
         self.config = config
-        self.device = torch.device(device)
+        self.device = device
         corpus = config.get("corpus", {})
         self.speakers: list[str] = list(corpus.get("speakers", []))
         self.newline_id = tokenizer.token_id("\n")
@@ -100,7 +107,6 @@ class ScriptModel:
             rules.append(cast_mask(self.tokenizer, resolve_cast(cast, self.speakers)))
         return rules
 
-    @torch.no_grad()
     def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> Iterator[list[str]]:
         """Yield, step by step, the text each of the N sequences adds ('' once it has stopped).
 
@@ -162,14 +168,11 @@ class Generation:
         self.pieces: list[list[str]] = [[] for _ in range(self.n)]  # the text each token added
         self.finish_reasons: list[str | None] = [None] * self.n  # "length" or "stop"
         self.processors, self.greedy = config.processors(), config.greedy
-        device = script_model.device
-        self.generator = torch.Generator(device=device)
-        seed = config.seed if config.seed is not None else int(torch.randint(2**62, ()).item())
-        self.generator.manual_seed(seed)
-        self.seed = seed
-        self.seen = torch.zeros(self.n, script_model.tokenizer.vocab_size, dtype=torch.bool, device=device)
+        self.seed = config.seed if config.seed is not None else random_seed()
+        self.generator = Uniforms(self.seed)
+        self.seen = np.zeros((self.n, script_model.tokenizer.vocab_size), dtype=bool)  # (N, V)
         # The leading line break is context we added, not text to penalise repeating.
-        self.seen[:, torch.as_tensor(ids[context:], device=device)] = True
+        self.seen[:, ids[context:]] = True
         self.lines = [0] * self.n
         # For max_lines / max_scenes: lines with words, scenes ended, and whether the current
         # line and scene have words yet (the prime's count).
@@ -185,20 +188,17 @@ class Generation:
             for token in ids.tolist():
                 state = rule.advance(state, [token] * self.n)
             self.rule_states.append(state)
-        self.state = None  # recurrent state (L, N, H), a pair for an LSTM
-        self.scores: torch.Tensor | None = None  # (N, V) scores for the next token
-        self.last_tokens: torch.Tensor | None = None  # (N,) the tokens drawn at the last step
+        self.state = None  # recurrent state, the model's own kind: (L, N, H), a pair for an LSTM
+        self.scores: np.ndarray | None = None  # (N, V) scores for the next token
+        self.last_tokens: np.ndarray | None = None  # (N,) the tokens drawn at the last step
 
     @property
     def done(self) -> bool:
         return all(reason is not None for reason in self.finish_reasons)
 
-    @torch.no_grad()
     def prefill(self) -> None:
         """Run the prime once for all N sequences."""
-        x = torch.as_tensor(self.prime_ids, device=self.owner.device).unsqueeze(0).expand(self.n, -1)  # (N, P)
-        logits, self.state = self.owner.model(x)
-        self.scores = logits[:, -1]  # (N, V)
+        self.scores, self.state = self.owner.model.prefill(self.prime_ids, self.n)  # (N, V)
         if self.config.max_new_tokens == 0:
             self.finish_reasons = ["length"] * self.n
 
@@ -206,7 +206,7 @@ class Generation:
         """Pick each running sequence's next token; return the text each one adds."""
         return self.accept(next_tokens(self.ruled_scores(), self.seen, self.processors, self.greedy, self.generator))
 
-    def ruled_scores(self) -> torch.Tensor:
+    def ruled_scores(self) -> np.ndarray:
         """The next token's scores (N, V) with what the rules forbid at -inf."""
         scores = self.scores
         for rule, state in zip(self.rules, self.rule_states):
@@ -219,10 +219,10 @@ class Generation:
         c = self.config
         return (id(self.owner.model), self.greedy, c.temperature, c.top_k, c.top_p, c.repetition_penalty)
 
-    def accept(self, token: torch.Tensor) -> list[str]:
+    def accept(self, token: np.ndarray) -> list[str]:
         """Record the drawn tokens (N,); return the text each running sequence adds."""
         self.last_tokens = token
-        self.seen[torch.arange(self.n, device=token.device), token] = True
+        self.seen[np.arange(self.n), token] = True
         drawn = token.tolist()
         self.rule_states = [rule.advance(state, drawn) for rule, state in zip(self.rules, self.rule_states)]
         pieces = []
@@ -268,7 +268,6 @@ class Generation:
         return False
 
 
-@torch.no_grad()
 def sample_together(generations: list[Generation]) -> list[list[str]]:
     """``g.sample()`` for each generation, with one transform-and-draw per group of equal settings.
 
@@ -278,32 +277,26 @@ def sample_together(generations: list[Generation]) -> list[list[str]]:
     groups: dict[tuple, list[Generation]] = {}
     for g in generations:
         groups.setdefault(g.sampling_key, []).append(g)
-    chosen: dict[int, torch.Tensor] = {}
+    chosen: dict[int, np.ndarray] = {}
     for group in groups.values():
         first = group[0]
-        scores = torch.cat([g.ruled_scores() for g in group])  # (ΣN, V)
-        seen = torch.cat([g.seen for g in group])
+        scores = np.concatenate([g.ruled_scores() for g in group])  # (ΣN, V)
+        seen = np.concatenate([g.seen for g in group])
         if first.greedy:
             tokens = next_tokens(scores, seen, first.processors, True, None)
         else:
             probs = probabilities(scores, seen, first.processors)
-            draws = torch.cat([uniforms(g.n, g.generator, probs.device) for g in group])
-            tokens = draw(probs, draws)
-        for g, part in zip(group, torch.split(tokens, [g.n for g in group])):
+            tokens = draw(probs, np.concatenate([g.generator(g.n) for g in group]))
+        for g, part in zip(group, np.split(tokens, np.cumsum([g.n for g in group])[:-1])):
             chosen[id(g)] = part
     return [g.accept(chosen[id(g)]) for g in generations]
 
 
-@torch.no_grad()
-def step_together(model: RNNLanguageModel, generations: list[Generation]) -> None:
+def step_together(model, generations: list[Generation]) -> None:
     """Feed each generation's last tokens through ``model`` in one batch; store new scores and states."""
-    tokens = torch.cat([g.last_tokens for g in generations]).unsqueeze(1)  # (ΣN, 1)
-    parts = zip(*(state_parts(g.state) for g in generations))  # per part: one (L, N, H) per generation
-    state = state_from_parts(torch.cat(part, dim=1) for part in parts)  # (L, ΣN, H)
-    logits, state = model(tokens, state)  # (ΣN, 1, V)
+    tokens = np.concatenate([g.last_tokens for g in generations])  # (ΣN,)
+    scores, states = model.step(tokens, [g.state for g in generations])  # (ΣN, V)
     start = 0
-    for g in generations:
-        rows = slice(start, start + g.n)
-        g.scores = logits[rows, -1]
-        g.state = state_from_parts(s[:, rows] for s in state_parts(state))
+    for g, state in zip(generations, states):
+        g.scores, g.state = scores[start:start + g.n], state
         start += g.n

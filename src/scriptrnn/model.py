@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -128,15 +129,19 @@ class RNNLanguageModel(nn.Module):
             if config.tie_weights:
                 self.decoder.weight = self.embedding.weight
 
-    def forward(self, x: torch.Tensor, state=None, targets: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, state=None, targets: torch.Tensor | None = None, *, last: bool = False):
         """x (B, T) token ids -> logits (B, T, V) and the new recurrent state.
 
         With ``targets`` (B, T) it returns the mean cross-entropy (nats) instead of
         the logits: the adaptive softmax then never builds the full (B, T, V) scores.
         The loss is computed in float32 whatever autocast does to the layers before.
+        With ``last``, only the last position's logits (B, 1, V): generation needs no
+        more, and a long prime then costs one output layer per row, not T.
         """
         emb = self.embedding(x)  # (B, T, E)
         out, state = self.rnn(emb, state)  # (B, T, H)
+        if last:
+            out = out[:, -1:]  # (B, 1, H)
         out = self.dropout(out)
         if self.projection is not None:
             out = self.projection(out)  # (B, T, E)
@@ -146,7 +151,7 @@ class RNNLanguageModel(nn.Module):
                 with torch.autocast(flat.device.type, enabled=False):
                     return self.adaptive(flat, targets.flatten()).loss, state
             # log-probabilities work as logits: softmax(log p) = p
-            return self.adaptive.log_prob(flat).view(*x.shape, -1), state  # (B, T, V)
+            return self.adaptive.log_prob(flat).view(*out.shape[:2], -1), state  # (B, T, V)
         logits = self.decoder(out)  # (B, T, V)
         if targets is not None:
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()), state
@@ -158,6 +163,39 @@ class RNNLanguageModel(nn.Module):
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         zeros = torch.zeros(shape, device=device)
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+
+    # Generation's interface (see generate.py), shared with runtime.OnnxModel: numpy ids in, numpy
+    # scores out, state kept on the device.
+
+    def parameter_count(self) -> int:
+        return self.config.parameter_count()
+
+    @torch.no_grad()
+    def prefill(self, ids: np.ndarray, n: int):
+        """Run a prime (P,) once and copy its state for n sequences: scores (n, V) and the state."""
+        device = self.embedding.weight.device
+        logits, state = self(torch.as_tensor(ids, dtype=torch.int64, device=device)[None], last=True)  # (1, 1, V)
+        state = state_from_parts(s.repeat(1, n, 1) for s in state_parts(state))  # (L, n, H)
+        return _scores(logits[:, -1]).repeat(n, axis=0), state
+
+    @torch.no_grad()
+    def step(self, tokens: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+        """One token (B,) for the sequences of several states, stepped as one batch.
+
+        Returns scores (B, V) and each state advanced, in the order given.
+        """
+        sizes = [state_parts(s)[0].shape[1] for s in states]
+        parts = zip(*(state_parts(s) for s in states))  # per part: one (L, N, H) per state
+        state = state_from_parts(torch.cat(part, dim=1) for part in parts)  # (L, B, H)
+        x = torch.as_tensor(tokens, dtype=torch.int64, device=self.embedding.weight.device)[:, None]  # (B, 1)
+        logits, state = self(x, state, last=True)  # (B, 1, V)
+        split = [s.split(sizes, dim=1) for s in state_parts(state)]  # per part: one (L, N, H) per state
+        return _scores(logits[:, -1]), [state_from_parts(part) for part in zip(*split)]
+
+
+def _scores(logits: torch.Tensor) -> np.ndarray:
+    """(B, V) logits as float32 numpy on the CPU, where sampling happens."""
+    return logits.float().cpu().numpy()
 
 
 def state_parts(state) -> tuple:

@@ -1,17 +1,22 @@
-"""Sampling as a pipeline of small transforms ``(ids, scores) -> scores``.
+"""Sampling as a pipeline of small transforms ``(seen, scores) -> scores``, on numpy arrays.
 
 The order follows Hugging Face's ``generate``: repetition penalty, then
 temperature, top-k, top-p. Each transform checks its own argument and names
 the parameter in its error, so the CLI, the Python API and a server all give the
 same message for the same mistake.
+
+Numpy, not PyTorch: the PyTorch model and the onnxruntime one (``scriptrnn.runtime``,
+installed without PyTorch) hand their scores here, so both write the same text for
+the same scores and seed.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from .errors import ScriptRNNError
 
@@ -27,9 +32,9 @@ class RepetitionPenalty:
             raise ScriptRNNError(f"repetition_penalty must be a positive number, got {penalty}")
         self.penalty = penalty
 
-    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        penalised = torch.where(scores > 0, scores / self.penalty, scores * self.penalty)
-        return torch.where(seen, penalised, scores)
+    def __call__(self, seen: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        penalised = np.where(scores > 0, scores / self.penalty, scores * self.penalty)
+        return np.where(seen, penalised, scores)
 
 
 class Temperature:
@@ -43,8 +48,9 @@ class Temperature:
             )
         self.temperature = temperature
 
-    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return scores / self.temperature
+    def __call__(self, seen: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # overflow to inf is handled by safe_softmax
+            return scores / self.temperature
 
 
 class TopK:
@@ -55,10 +61,11 @@ class TopK:
             raise ScriptRNNError(f"top_k must be a whole number of at least 1, got {top_k!r}")
         self.top_k = top_k
 
-    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        k = min(self.top_k, scores.shape[-1])
-        kth = torch.topk(scores, k, dim=-1).values[..., -1:]  # (N, 1)
-        return scores.masked_fill(scores < kth, -math.inf)
+    def __call__(self, seen: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        V = scores.shape[-1]
+        k = min(self.top_k, V)
+        kth = np.partition(scores, V - k, axis=-1)[..., V - k : V - k + 1]  # (N, 1): the k-th best
+        return np.where(scores < kth, -np.inf, scores)
 
 
 class TopP:
@@ -69,14 +76,15 @@ class TopP:
             raise ScriptRNNError(f"top_p must be in (0, 1], got {top_p}")
         self.top_p = top_p
 
-    def __call__(self, seen: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-        probs = safe_softmax(sorted_scores)
-        cumulative = probs.cumsum(dim=-1)
+    def __call__(self, seen: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        order = np.argsort(-scores, axis=-1, kind="stable")  # (N, V) best first
+        probs = safe_softmax(np.take_along_axis(scores, order, axis=-1))
+        cumulative = probs.cumsum(axis=-1)
         # Drop a token when the ones before it already reach p; the best token always stays.
         drop_sorted = (cumulative - probs) >= self.top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        return scores.masked_fill(drop, -math.inf)
+        drop = np.empty_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        return np.where(drop, -np.inf, scores)
 
 
 @dataclass
@@ -147,70 +155,101 @@ class SamplingConfig:
         return steps
 
 
-def safe_softmax(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last axis that is a probability distribution for any scores.
+def safe_softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis that is a probability distribution for any scores (float64).
 
     Plain softmax gives NaN for a row holding +inf (inf - inf) or only -inf (0 / 0),
-    and torch.multinomial then fails. Here NaN counts as -inf, a row with +inf
-    entries shares its mass among them (they are the limit of very large scores),
-    and a row with nothing above -inf is uniform.
+    and the draw then fails. Here NaN counts as -inf, a row with +inf entries
+    shares its mass among them (they are the limit of very large scores), and a row
+    with nothing above -inf is uniform.
     """
-    if scores.dtype != torch.float64:
-        scores = scores.float()
-    scores = scores.masked_fill(torch.isnan(scores), -math.inf)
-    top = scores.amax(dim=-1, keepdim=True)  # (N, 1)
-    probs = torch.softmax(scores, dim=-1)
-    winners = torch.where(torch.isposinf(top), torch.isposinf(scores), torch.isneginf(top).expand_as(scores))
-    special = ~torch.isfinite(top)  # (N, 1): rows that softmax cannot handle
-    if special.any():
-        uniform = winners.float() / winners.float().sum(dim=-1, keepdim=True)
-        probs = torch.where(special, uniform, probs)
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    top = scores.max(axis=-1, keepdims=True)  # (N, 1)
+    special = ~np.isfinite(top)  # (N, 1): rows that softmax cannot handle
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # special rows are replaced below
+        exp = np.exp(scores - np.where(special, 0.0, top))
+        probs = exp / exp.sum(axis=-1, keepdims=True)
+        if special.any():
+            winners = np.where(np.isposinf(top), np.isposinf(scores), np.isneginf(top))  # (N, V)
+            probs = np.where(special, winners / winners.sum(axis=-1, keepdims=True), probs)
     return probs
 
 
-def _process(scores: torch.Tensor, seen: torch.Tensor, processors: list) -> tuple[torch.Tensor, torch.Tensor]:
+def _process(scores: np.ndarray, seen: np.ndarray, processors: list) -> tuple[np.ndarray, np.ndarray]:
     """(raw, processed) scores, NaN read as -inf; a row the transforms left all -inf keeps its raw scores."""
     # float64: large float32 logits over a small temperature stay finite and ordered.
-    raw = scores.double().masked_fill(torch.isnan(scores), -math.inf)
+    raw = np.asarray(scores, dtype=np.float64)
+    raw = np.where(np.isnan(raw), -np.inf, raw)
     processed = raw
     for process in processors:
         processed = process(seen, processed)
-    processed = processed.masked_fill(torch.isnan(processed), -math.inf)
+    processed = np.where(np.isnan(processed), -np.inf, processed)
     # Large scores over a small temperature (or times a penalty) can overflow to -inf
     # everywhere; the untransformed scores are then the best guide left.
-    nothing_left = torch.isneginf(processed).all(dim=-1, keepdim=True)  # (N, 1)
-    return raw, torch.where(nothing_left, raw, processed)
+    nothing_left = np.isneginf(processed).all(axis=-1, keepdims=True)  # (N, 1)
+    return raw, np.where(nothing_left, raw, processed)
 
 
-def probabilities(scores: torch.Tensor, seen: torch.Tensor, processors: list) -> torch.Tensor:
+def probabilities(scores: np.ndarray, seen: np.ndarray, processors: list) -> np.ndarray:
     """(N, V) sampling distribution after the transforms; finite, non-negative, rows sum to 1."""
     return safe_softmax(_process(scores, seen, processors)[1])
 
 
-def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+def draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Inverse-CDF sampling: row i takes the token where its cumulative probability passes u_i.
 
     Drawing the uniforms separately lets every request keep its own seeded generator
     while the server samples all requests of a step in one call.
     """
-    cdf = probs.double().cumsum(dim=-1)  # (N, V)
-    x = uniforms.double().reshape(-1, 1) * cdf[:, -1:]  # (N, 1)
-    # right=True: the first token whose cumulative mass exceeds x, so zero-probability tokens never win.
-    return torch.searchsorted(cdf, x, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+    cdf = np.cumsum(probs, axis=-1, dtype=np.float64)  # (N, V)
+    x = np.asarray(uniforms, dtype=np.float64).reshape(-1, 1) * cdf[:, -1:]  # (N, 1)
+    # The first token whose cumulative mass exceeds x (a right-sided search): zero-probability
+    # tokens never win. Counting is the search, row by row, as cdf never decreases.
+    return np.minimum((cdf <= x).sum(axis=-1), probs.shape[-1] - 1)
 
 
-def uniforms(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    return torch.rand(n, dtype=torch.float64, generator=generator, device=device)
+class Uniforms:
+    """One request's random numbers in [0, 1), repeatable from its seed.
+
+    Mersenne Twister seeded the way PyTorch seeds its CPU generator, with PyTorch's
+    53-bit doubles: the numbers ``torch.rand(n, dtype=torch.float64)`` gives after
+    ``manual_seed(seed)``, which earlier versions drew with. So a seed writes the same
+    text as before, with or without PyTorch installed.
+    """
+
+    def __init__(self, seed: int):
+        self.bits = np.random.MT19937()
+        self.bits.state = {"bit_generator": "MT19937", "state": {"key": _mt19937_key(seed), "pos": 624}}
+
+    def __call__(self, n: int) -> np.ndarray:
+        raw = self.bits.random_raw(2 * n).reshape(n, 2)  # (n, 2): 32-bit outputs, high half first
+        return (((raw[:, 0] & 0x1FFFFF) << 32) | raw[:, 1]).astype(np.float64) * 2.0**-53
 
 
-def next_tokens(scores: torch.Tensor, seen: torch.Tensor, processors: list, greedy: bool,
-                generator: torch.Generator | None) -> torch.Tensor:
+def _mt19937_key(seed: int) -> np.ndarray:
+    """The generator's state after the reference ``init_genrand`` of the seed's low 32 bits (as PyTorch)."""
+    key = np.empty(624, dtype=np.uint32)
+    x = key[0] = seed & 0xFFFFFFFF
+    for i in range(1, 624):
+        x = (1812433253 * (x ^ (x >> 30)) + i) & 0xFFFFFFFF
+        key[i] = x
+    return key
+
+
+def random_seed() -> int:
+    """A seed for a request that gave none (reported back, so its text can be repeated)."""
+    return secrets.randbits(62)
+
+
+def next_tokens(scores: np.ndarray, seen: np.ndarray, processors: list, greedy: bool,
+                generator: Uniforms | None) -> np.ndarray:
     """One token per row (N,) from scores (N, V), after the transforms (``SamplingConfig.processors()``).
 
     Any scores are accepted, NaN and infinities included (a damaged or diverged
     model must not crash the sampler).
     """
     if greedy:
-        return _process(scores, seen, processors)[1].argmax(dim=-1)
+        return _process(scores, seen, processors)[1].argmax(axis=-1)
     probs = probabilities(scores, seen, processors)
-    return draw(probs, uniforms(len(probs), generator, probs.device))
+    return draw(probs, (generator or Uniforms(random_seed()))(len(probs)))

@@ -23,28 +23,22 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from .. import __version__
 from ..errors import ScriptRNNError
 from ..generate import Generation, ScriptModel
+from ..protocol import (RequestError, ServerLimits, answer_text, check_request, error_body, tgi_answer, tgi_reason,
+                        tgi_sampling)
 from ..sampling import SamplingConfig
 from .batcher import Batcher, Job, QueueFull, read_events
-from .schemas import CompletionRequest, ServerLimits, TGIRequest, completion_sampling, tgi_sampling
+from .schemas import CompletionRequest, TGIRequest, completion_sampling
 
 STATIC = Path(str(resources.files("scriptrnn") / "server" / "static"))
 
 
-class RequestError(Exception):
-    """A bad request, answered with ``status`` and a message naming the field."""
-
-    def __init__(self, message: str, status: int = 422, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.headers = status, headers
-
-
 def model_card(name: str, model: ScriptModel) -> dict:
     """An OpenAI model entry plus what a scriptrnn user wants to know about it."""
-    m, corpus = model.model.config, model.config.get("corpus", {})
+    m, corpus = model.config["model"], model.config.get("corpus", {})  # config.json's, for PyTorch and ONNX alike
     val = model.config.get("metrics", {}).get("val", {})
-    return {"id": name, "object": "model", "created": 0, "owned_by": "scriptrnn",
-            "level": model.level, "cell": m.cell, "num_layers": m.num_layers, "hidden_size": m.hidden_size,
-            "embedding_size": m.embedding_size, "vocab_size": m.vocab_size, "parameters": m.parameter_count(),
+    return {"id": name, "object": "model", "created": 0, "owned_by": "scriptrnn", "level": model.level,
+            **{k: m.get(k) for k in ("cell", "num_layers", "hidden_size", "embedding_size", "vocab_size")},
+            "parameters": model.model.parameter_count(),
             "corpus": corpus.get("name"), "held_out_loss": val.get("loss"), "speakers": model.speakers[:200]}
 
 
@@ -65,17 +59,9 @@ class Service:
 
     def start(self, model: ScriptModel, prime: str, config: SamplingConfig, loop) -> Job:
         """Check limits, build the generation, queue it (503 when the queue is full)."""
-        limits = self.limits
-        if config.max_new_tokens > limits.max_new_tokens:
-            raise RequestError(f"max_new_tokens (max_tokens): at most {limits.max_new_tokens}, "
-                               f"got {config.max_new_tokens}")
-        most = min(limits.max_return_sequences, limits.max_batch)
-        if config.num_return_sequences > most:
-            raise RequestError(f"n / num_return_sequences: at most {most}, got {config.num_return_sequences}")
-        if len(prime) > limits.max_prime_chars:
-            raise RequestError(f"inputs / prompt: at most {limits.max_prime_chars} characters, got {len(prime)}")
+        config = check_request(prime, config, self.limits)
         try:
-            generation = Generation(model, prime, config.validate())
+            generation = Generation(model, prime, config)
         except ScriptRNNError as e:
             raise RequestError(str(e)) from None
         job = Job(generation, loop)
@@ -158,10 +144,7 @@ def _install_guards(app: FastAPI, service: Service) -> None:
 
 
 def _error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
-    # TGI's error shape ({"error", "error_type"}) with OpenAI's nested message beside it.
-    body = {"error": message, "error_type": "validation" if status == 422 else "server",
-            "detail": message, "message": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(message, status), status_code=status, headers=headers)
 
 
 # ---------------------------------------------------------------- info
@@ -211,37 +194,14 @@ def _tgi_job(service: Service, body: TGIRequest) -> Job:
     return service.start(service.model(body.model), body.inputs, config, asyncio.get_running_loop())
 
 
-def _tgi_reason(reason: str | None) -> str:
-    return "stop_sequence" if reason == "stop" else "length"
-
-
 def _openai_reason(reason: str | None) -> str:
     return "stop" if reason == "stop" else "length"
-
-
-def _answer_text(g: Generation, i: int) -> str:
-    """The text that continues the caller's prime (with the ':' a bare speaker name was read with)."""
-    return g.continuation_prefix + g.texts[i]
-
-
-def _tgi_details(g: Generation, i: int = 0) -> dict:
-    tokens = [{"id": t, "text": piece, "logprob": None, "special": False}
-              for t, piece in zip(g.tokens[i], g.pieces[i])]
-    return {"finish_reason": _tgi_reason(g.finish_reasons[i]), "generated_tokens": len(g.tokens[i]),
-            "seed": g.seed, "input_length": g.prompt_tokens, "prefill": [], "tokens": tokens}
 
 
 async def _tgi_whole(service: Service, body: TGIRequest) -> dict:
     job = _tgi_job(service, body)
     await service.collect(job)
-    g = job.generation
-    out = {"generated_text": _answer_text(g, 0)}
-    if body.parameters.details:
-        out["details"] = _tgi_details(g)
-        if g.n > 1:
-            out["details"]["best_of_sequences"] = [
-                {"generated_text": _answer_text(g, i), **_tgi_details(g, i)} for i in range(1, g.n)]
-    return out
+    return tgi_answer(job.generation, body.parameters.details)
 
 
 def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
@@ -264,7 +224,7 @@ def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
             token = {"id": event.ids[0], "text": piece, "logprob": None, "special": False}
             details = None
             if reason is not None:
-                details = {"finish_reason": _tgi_reason(reason), "generated_tokens": count, "seed": g.seed,
+                details = {"finish_reason": tgi_reason(reason), "generated_tokens": count, "seed": g.seed,
                            "input_length": g.prompt_tokens}
             yield _sse({"index": count, "token": token, "generated_text": text if details else None,
                         "details": details, "top_tokens": None})
@@ -306,7 +266,7 @@ def _trim_stop(text: str, stop: list[str] | None) -> str:
 
 
 def _choice(g: Generation, i: int, config: SamplingConfig) -> dict:
-    return {"text": _trim_stop(_answer_text(g, i), config.stop), "index": i, "logprobs": None,
+    return {"text": _trim_stop(answer_text(g, i), config.stop), "index": i, "logprobs": None,
             "finish_reason": _openai_reason(g.finish_reasons[i])}
 
 

@@ -13,8 +13,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import torch
-
 from ..generate import Generation, sample_together, step_together
 
 
@@ -104,7 +102,6 @@ class Batcher:
     # ------------------------------------------------------------ worker
 
     def _run(self) -> None:
-        torch.set_grad_enabled(False)
         while True:
             with self.wake:
                 while not self.waiting and not self.running and not self.stopping:

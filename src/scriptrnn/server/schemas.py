@@ -8,28 +8,15 @@ those clients send options this server has no use for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pydantic import BaseModel, ConfigDict, Field
 
+# ServerLimits and tgi_sampling live in protocol.py (no pydantic) for the serverless handler too.
+from ..protocol import ServerLimits, tgi_sampling  # noqa: F401
 from ..sampling import SamplingConfig
 
 
-@dataclass
-class ServerLimits:
-    """What one request may ask for; the CLI's serve flags set these."""
-
-    max_new_tokens: int = 2000  # per sequence
-    max_prime_chars: int = 8000
-    max_body_bytes: int = 64_000
-    max_return_sequences: int = 16
-    max_queue: int = 64  # requests waiting to start; more get 503 + Retry-After
-    max_batch: int = 256  # sequences stepped together
-    request_timeout_s: float = 300.0
-    default_new_tokens: int = 200
-
-
 class TGIParameters(BaseModel):
+    # The same fields and bounds as protocol.TGIParameters (tests/test_serverless.py checks both agree).
     model_config = ConfigDict(extra="ignore")
 
     max_new_tokens: int | None = Field(None, ge=0)
@@ -69,21 +56,6 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     repetition_penalty: float | None = Field(None, gt=0)
     stop_after_lines: int | None = Field(None, ge=1)
-
-
-def tgi_sampling(p: TGIParameters, limits: ServerLimits) -> SamplingConfig:
-    return SamplingConfig(
-        max_new_tokens=limits.default_new_tokens if p.max_new_tokens is None else p.max_new_tokens,
-        do_sample=True if p.do_sample is None else p.do_sample,
-        temperature=0.8 if p.temperature is None else p.temperature,
-        top_k=p.top_k,
-        top_p=p.top_p,
-        repetition_penalty=p.repetition_penalty,
-        num_return_sequences=p.num_return_sequences or 1,
-        seed=p.seed,
-        stop=p.stop or None,
-        stop_after_lines=p.stop_after_lines,
-    )
 
 
 def completion_sampling(r: CompletionRequest, limits: ServerLimits) -> SamplingConfig:
