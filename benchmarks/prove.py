@@ -40,7 +40,7 @@ def quality(corpus_name: str, budgets: list[float]) -> dict:
     c = corpus(corpus_name)
     tokenizer, train_ids, val_ids = token_split(c)
     ours = [_our_run(c, minutes, f"quality-{c.name}-{minutes:g}") for minutes in budgets]
-    base = baseline.train(train_ids, val_ids, tokenizer.vocab_size, c.level, sorted({1.0, *budgets}))
+    base = baseline.train(train_ids, val_ids, tokenizer.vocab_size, c.level, sorted(budgets))
     target = next(b for b in base if b["minutes"] == max(budgets))["loss"]
     reach = _minutes_to_reach(ours, target)
     data = {"corpus": c.name, "level": c.level, "vocab_size": tokenizer.vocab_size,
@@ -117,8 +117,11 @@ SOFTMAX_VARIANTS = {
 
 def softmax(minutes: float) -> dict:
     c = corpus("seinfeld")
-    runs = {name: _our_run(c, minutes, f"softmax-{i}", **settings)
-            for i, (name, settings) in enumerate(SOFTMAX_VARIANTS.items())}
+    runs = {}
+    for i, (name, settings) in enumerate(SOFTMAX_VARIANTS.items()):
+        # The defaults (full, tied) ran already in the quality part for the same budget: reuse that run.
+        runs[name] = _earlier_default_run(minutes) if settings["tie_weights"] else None
+        runs[name] = runs[name] or _our_run(c, minutes, f"softmax-{i}", **settings)
     rows = [[name, f"{r['loss']:.3f}", r["steps"], f"{r['tokens_per_s_median']:,.0f}"] for name, r in runs.items()]
     md = table(["output layer", f"held-out after {minutes:g} min (nats/word)", "steps", "tokens/s"], rows)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -133,6 +136,13 @@ def softmax(minutes: float) -> dict:
     data = {"minutes": minutes, "runs": runs}
     write_results("softmax", data, md)
     return data
+
+
+def _earlier_default_run(minutes: float) -> dict | None:
+    path = RESULTS / "quality-seinfeld.json"
+    if not path.exists():
+        return None
+    return next((r for r in json.loads(path.read_text())["scriptrnn"] if r["minutes"] == minutes), None)
 
 
 # ---------------------------------------------------------------- training throughput
@@ -236,17 +246,115 @@ def generation(tokens: int = 3000) -> dict:
     return data
 
 
+# ---------------------------------------------------------------- scale
+
+SCALE_MB = (10, 100, 1000)
+
+
+def scale() -> dict:
+    """Preprocessing (read, fit, tokenize, write the token cache) and training memory at 10 MB .. 1 GB.
+
+    Each size runs in fresh processes, so each peak resident memory figure is its own.
+    """
+    source = corpus("shakespeare-1mb").path.read_text(encoding="utf-8")
+    rows, runs = [], []
+    for mb in SCALE_MB:
+        text_file = WORK / f"scale-{mb}mb.txt"
+        if not text_file.exists() or text_file.stat().st_size < mb * 1_000_000:
+            with open(text_file, "w", encoding="utf-8") as f:
+                for _ in range(-(-mb * 1_000_000 // len(source.encode("utf-8")))):
+                    f.write(source)
+        pre = _child("scale-preprocess", str(text_file))
+        train = _child("scale-train", str(text_file))
+        runs.append({"mb": text_file.stat().st_size / 1e6, **{f"preprocess_{k}": v for k, v in pre.items()},
+                     **{f"train_{k}": v for k, v in train.items()}})
+        r = runs[-1]
+        rows.append([f"{r['mb']:,.0f}", f"{r['preprocess_tokens']:,}", f"{r['preprocess_seconds']:.1f}",
+                     f"{r['mb'] / r['preprocess_seconds']:.0f}", f"{r['preprocess_peak_rss_mb']:,.0f}",
+                     f"{r['preprocess_cache_mb']:,.0f}", f"{r['train_peak_rss_mb']:,.0f}"])
+    per_mb = [r["preprocess_seconds"] / r["mb"] for r in runs]
+    md = (table(["corpus MB", "tokens (char)", "preprocess s", "MB/s", "preprocess peak RSS MB",
+                 "token cache MB (uint16)", "training peak RSS MB (memmap, 50 steps)"], rows)
+          + f"\n\nSeconds per MB: {', '.join(f'{x:.3f}' for x in per_mb)} (linear time: constant per MB).")
+    data = {"runs": runs}
+    write_results("scale", data, md)
+    return data
+
+
+def _child(part: str, text_file: str) -> dict:
+    import subprocess
+
+    done = subprocess.run([sys.executable, __file__, part, "--file", text_file], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{part} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def scale_preprocess(text_file: Path) -> dict:
+    """What `scriptrnn train` does before its first step: read, fit the vocabulary, tokenize, cache."""
+    from scriptrnn.corpus import read_corpus
+    from scriptrnn.token_cache import write_cache
+    from scriptrnn.tokenizer import fit_tokenizer
+
+    start = time.perf_counter()
+    text = read_corpus([text_file]).text
+    tokenizer = fit_tokenizer(text, "char")
+    ids = tokenizer.encode(text, strict=False)
+    del text
+    cache = text_file.with_suffix(".tokens")
+    n = write_cache(cache, [ids], key="scale", vocab_size=tokenizer.vocab_size)
+    seconds = time.perf_counter() - start
+    (WORK / f"{text_file.stem}.vocab.json").write_text(json.dumps(tokenizer.to_dict()))
+    return {"seconds": seconds, "tokens": n, "peak_rss_mb": _peak_rss_mb(), "cache_mb": cache.stat().st_size / 1e6}
+
+
+def scale_train(text_file: Path, steps: int = 50) -> dict:
+    """50 training steps of the default char model reading the memory-mapped cache."""
+    from scriptrnn.batching import StreamBatches, split_ids
+    from scriptrnn.token_cache import open_cache
+
+    ids = open_cache(text_file.with_suffix(".tokens"), "scale")
+    vocab = len(json.loads((WORK / f"{text_file.stem}.vocab.json").read_text())["vocab"])
+    train_ids, _ = split_ids(ids, 0.1)
+    model = RNNLanguageModel(ModelConfig(vocab_size=vocab))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batches = StreamBatches(train_ids, 64, 128, seed=0)
+    start = time.perf_counter()
+    for step in range(steps):
+        x, y = batches.batch(0, step)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = model(x, None, targets=y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb(), "is_memmap": isinstance(ids, np.memmap)}
+
+
 # ---------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "quality", "softmax", "throughput", "generation"])
+    parser.add_argument("part", choices=["all", "quality", "softmax", "throughput", "generation", "scale",
+                                         "corpus-file", "scale-preprocess", "scale-train"])
+    parser.add_argument("--file", type=Path, help="scale-preprocess / scale-train: the text file (internal)")
     parser.add_argument("--corpus", nargs="+", default=["shakespeare-1mb", "seinfeld"])
     parser.add_argument("--budgets", type=float, nargs="+", default=[2, 5, 10], help="minutes")
-    parser.add_argument("--softmax-minutes", type=float, default=3)
+    parser.add_argument("--softmax-minutes", type=float, default=2)
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(torch.get_num_threads())
+    if args.part == "corpus-file":  # the ~1 MB Shakespeare text, for sweeps and manual runs
+        print(corpus("shakespeare-1mb").path)
+        return 0
+    if args.part.startswith("scale-"):  # one measurement in a fresh process (see scale())
+        run = scale_preprocess if args.part == "scale-preprocess" else scale_train
+        print(json.dumps(run(args.file)))
+        return 0
     if args.part in ("all", "throughput"):
         throughput()
     if args.part in ("all", "generation"):
@@ -256,6 +364,8 @@ def main(argv=None) -> int:
             quality(name, args.budgets)
     if args.part in ("all", "softmax"):
         softmax(args.softmax_minutes)
+    if args.part in ("all", "scale"):
+        scale()
     return 0
 
 

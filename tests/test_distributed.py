@@ -191,3 +191,21 @@ def test_a_rank_that_dies_or_hangs_stops_the_others_with_one_line(one_process, t
     assert "Traceback" not in stderr and "--resume" in lines[0]
     if how == "hangs":
         assert "hung for over 3 s" in lines[0] and took >= 2
+
+
+def test_adaptive_softmax_trains_under_two_processes(tmp_path):
+    """A tail cluster with no target in one rank's batch gets no gradient there: DDP must allow it."""
+    import random
+
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(1_500)]
+    lines = [f"{rng.choice(['jerry', 'elaine'])}: {' '.join(rng.choices(words[:50], k=5) + rng.choices(words, k=1))}"
+             for _ in range(2_000)]
+    data = tmp_path / "words.txt"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = [f for f in FLAGS if f not in ("char",)]
+    flags[flags.index("--level") + 1:flags.index("--level") + 1] = ["word"]
+    done = run_cli(data, "--out", tmp_path / "run", *flags, "--softmax", "adaptive", "--no-tie-weights",
+                   "--max-steps", "15", procs=2, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["metrics"]["steps"] == 15

