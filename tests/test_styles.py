@@ -165,6 +165,16 @@ def test_generates_in_the_style_asked_for(styled_runs, level):
         assert any(w in greedy for w in own) and not any(w in greedy for w in other), greedy
 
 
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_a_style_without_prime_opens_with_its_leading_speaker(styled_runs, level):
+    model = scriptrnn.load(styled_runs[level])
+    for style, leading in (("cats", "tom"), ("dogs", "rex")):
+        text = model.generate("", max_new_tokens=10, seed=1, style=style)[0]
+        assert text.lower().startswith(leading + ":"), text
+    # A speaker or a prime of one's own wins.
+    assert model.generate("", max_new_tokens=5, seed=1, style="cats", speaker="felix")[0].lower().startswith("felix:")
+
+
 def test_a_served_styled_model_never_writes_its_tags(styled_runs):
     from scriptrnn.generate import Generation
     from scriptrnn.sampling import SamplingConfig

@@ -346,10 +346,23 @@ def model_styles(config: dict, tokenizer) -> dict[str, str]:
 
 def style_tag(styles: dict[str, str], name: str) -> str:
     """The tag of style ``name`` (any case), or a one-line error that lists the model's styles."""
+    return styles[style_name(styles, name)]
+
+
+def style_speakers(config: dict, name: str) -> list[str]:
+    """The speakers config.json records for style ``name``, most frequent first."""
+    for entry in config.get("corpus", {}).get("styles", []):
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return [s for s in entry.get("speakers", []) if isinstance(s, str)]
+    return []
+
+
+def style_name(styles: dict[str, str], name: str) -> str:
+    """The model's own spelling of style ``name`` (any case), or a one-line error that lists them."""
     if not styles:
         raise ScriptRNNError("this model was trained without styles, so --style has nothing to choose; train with "
                              "DATA:STYLE arguments, a manifest or --styles genre")
     by_lower = {s.lower(): s for s in styles}
     if name.strip().lower() not in by_lower:
         raise ScriptRNNError(f"unknown style {name!r}; this model's styles: {', '.join(styles)}")
-    return styles[by_lower[name.strip().lower()]]
+    return by_lower[name.strip().lower()]
