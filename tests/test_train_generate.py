@@ -169,20 +169,21 @@ def test_precision_is_checked():
 
 
 def test_adaptive_softmax_trains_saves_and_generates(tmp_path):
-    """A word model with 1,200 words and an adaptive output layer: train, reload, evaluate, sample."""
+    """A word model of 5,200 words gets the adaptive output layer by default: train, reload, evaluate, sample."""
     import random
 
     rng = random.Random(0)
-    words = [f"w{i}" for i in range(1_200)]
-    lines = [f"{rng.choice(['jerry', 'elaine'])}: {' '.join(rng.choices(words[:40], k=4) + rng.choices(words, k=2))}"
-             for _ in range(3_000)]
+    words = [f"w{i}" for i in range(5_200)]
+    lines = [f"{rng.choice(['jerry', 'elaine'])}: {' '.join(rng.choices(words[:40], k=4) + words[i * 2:i * 2 + 2])}"
+             for i in range(3_000)]
     data = tmp_path / "words.txt"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = scriptrnn.train(data, tmp_path / "run", level="word", softmax="adaptive", tie_weights=False,
-                             max_steps=60, lr=1e-2, **TINY_TRAIN)
-    assert result.metrics["loss"] < math.log(1_200)
+    result = scriptrnn.train(data, tmp_path / "run", level="word", max_steps=60, lr=1e-2, **TINY_TRAIN)
+    assert result.metrics["loss"] < math.log(5_200)
     model = scriptrnn.load(tmp_path / "run")
-    assert model.model.config.softmax == "adaptive"
+    assert model.model.config.softmax == "adaptive" and not model.model.config.tie_weights
+    small = scriptrnn.train(data, tmp_path / "full", level="word", max_steps=1, softmax="full", **TINY_TRAIN)
+    assert json.loads((small.out_dir / "config.json").read_text())["model"]["softmax"] == "full"  # asked for
     assert abs(scriptrnn.evaluate(tmp_path / "run")["loss"] - result.metrics["loss"]) < 1e-4
     text = model.generate("jerry", max_new_tokens=20, seed=1)[0]
     assert text.startswith("jerry:") and len(text.split()) > 5
