@@ -1,6 +1,6 @@
 """scriptrnn against the course method: quality per minute, speed, large vocabularies, scale.
 
-    python benchmarks/prove.py all            # everything, about 80 minutes on 2 cores
+    python benchmarks/prove.py all            # everything, about 75 minutes on 2 cores
     python benchmarks/prove.py quality --corpus seinfeld
     python benchmarks/prove.py throughput     # or: generation, softmax, scale
 
