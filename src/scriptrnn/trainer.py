@@ -160,6 +160,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if native else None
 
 
+def arithmetic(device: torch.device, dtype: torch.dtype | None):
+    """The forward pass's context: autocast to ``dtype`` (from ``autocast_dtype``), or nothing for float32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
 def check_memory(config: ModelConfig, device: torch.device) -> None:
     """Refuse a model whose training state cannot fit, before allocating any of it."""
     # Weights, gradients and AdamW's two moments: four float32 copies of every parameter.
@@ -379,7 +384,7 @@ class Trainer:
         x, y = x.to(self.device), y.to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        with self._arithmetic():
+        with arithmetic(self.device, self.autocast):
             # The mean over this process's rows; DDP averages the gradients of the W equal shares,
             # which is the gradient of the mean over the whole global batch.
             loss, hidden = self.train_model(x, self.hidden, targets=y)  # B is this process's rows
@@ -408,12 +413,6 @@ class Trainer:
                 f"Start again with a lower --lr (now {c.lr:g}) or --grad-clip, with --overwrite"
             )
         return value
-
-    def _arithmetic(self):
-        """bfloat16 autocast for the forward pass where chosen; nothing at all otherwise."""
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def _agree_after_step(self, loss: torch.Tensor) -> float:
         """The loss over all processes; and, on every rank alike, the clock, stop requests and saves.

@@ -24,7 +24,7 @@ from ..checkpoint import CONFIG_FILE, RESUME_FILE, read_json, write_json
 from ..corpus import load_corpus
 from ..errors import ScriptRNNError
 from ..reporting import read_metrics
-from ..trainer import autocast_dtype, check_memory, pick_device
+from ..trainer import arithmetic, autocast_dtype, check_memory, pick_device
 from .config import Study, SweepConfig, format_value, study_runs
 from .report import write_report, write_tables
 from .usage import ResourceMonitor
@@ -222,7 +222,7 @@ def _warm_up(settings: dict) -> None:
     optimizer = torch.optim.AdamW(model.parameters())
     x = torch.randint(0, 64, (settings["batch_size"], settings["seq_len"]), device=device)  # (B, T)
     for _ in range(3):  # the trainer's own step: same arithmetic, same kernels
-        with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+        with arithmetic(device, dtype):
             loss, _ = model(x, targets=x)
         optimizer.zero_grad()
         loss.backward()
