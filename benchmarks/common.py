@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scriptrnn.batching import split_ids
-from scriptrnn.corpus import load_corpus
-from scriptrnn.shakespeare import shakespeare_corpus
-from scriptrnn.tokenizer import fit_tokenizer
+from scriptrnn.data.batching import split_ids
+from scriptrnn.data.corpus import load_corpus
+from scriptrnn.data.shakespeare import shakespeare_corpus
+from scriptrnn.data.tokenizer import fit_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -193,14 +193,14 @@ def load_and_write(run: Path) -> None:
 
 
 def target_corpus_bytes(bench: Workbench, data: bytes, name: str, encoding: str) -> None:
-    from scriptrnn.corpus import corpus_stats, read_corpus
+    from scriptrnn.data.corpus import corpus_stats, read_corpus
 
     corpus = read_corpus(bench.fresh_file(name, data), encoding=encoding)
     corpus_stats(corpus)
 
 
 def target_corpus_csv(bench: Workbench, data: bytes, columns: tuple[str, str]) -> None:
-    from scriptrnn.corpus import read_corpus
+    from scriptrnn.data.corpus import read_corpus
 
     read_corpus(bench.fresh_file("lines.csv", data), speaker_column=columns[0], dialogue_column=columns[1])
 
@@ -216,8 +216,8 @@ def target_run_file(bench: Workbench, level: str, name: str, data: bytes) -> Non
 def target_resume(bench: Workbench, level: str, data: bytes) -> None:
     import numpy as np
 
-    from scriptrnn.checkpoint import build_model, read_config
-    from scriptrnn.trainer import TrainConfig, Trainer
+    from scriptrnn.model.checkpoint import build_model, read_config
+    from scriptrnn.training.loop import TrainConfig, Trainer
 
     run = bench.fresh_run(level, {"resume.safetensors": data})
     config = read_config(run)

@@ -28,9 +28,9 @@ import baseline  # noqa: E402
 from common import RESULTS, WORK, corpus, matmul_peak, nonembedding_params, table, token_split, write_results  # noqa: E402
 
 import scriptrnn  # noqa: E402
-from scriptrnn.generate import ScriptModel  # noqa: E402
-from scriptrnn.model import ModelConfig, RNNLanguageModel  # noqa: E402
-from scriptrnn.reporting import METRICS_FILE  # noqa: E402
+from scriptrnn.generate.generation import ScriptModel  # noqa: E402
+from scriptrnn.model.network import ModelConfig, RNNLanguageModel  # noqa: E402
+from scriptrnn.training.reporting import METRICS_FILE  # noqa: E402
 
 
 # ---------------------------------------------------------------- quality per minute
@@ -216,9 +216,9 @@ def generation(tokens: int = 3000) -> dict:
     """One 2x512 char model (random weights: speed does not depend on them) three ways, and the baseline."""
     import shutil
 
-    from scriptrnn import runtime
-    from scriptrnn.checkpoint import save_run_files, save_weights
-    from scriptrnn.export import export_onnx
+    from scriptrnn import runtime  # the torch-free entry point
+    from scriptrnn.model.checkpoint import save_run_files, save_weights
+    from scriptrnn.model.export import export_onnx
 
     c = corpus("shakespeare-1mb")
     tokenizer, _, _ = token_split(c)
@@ -325,9 +325,9 @@ def _peak_rss_mb() -> float:
 
 def scale_preprocess(text_file: Path) -> dict:
     """What `scriptrnn train` does before its first step: read, fit the vocabulary, tokenize, cache."""
-    from scriptrnn.corpus import read_corpus
-    from scriptrnn.token_cache import write_cache
-    from scriptrnn.tokenizer import fit_tokenizer
+    from scriptrnn.data.corpus import read_corpus
+    from scriptrnn.data.token_cache import write_cache
+    from scriptrnn.data.tokenizer import fit_tokenizer
 
     start = time.perf_counter()
     text = read_corpus([text_file]).text
@@ -343,8 +343,8 @@ def scale_preprocess(text_file: Path) -> dict:
 
 def scale_train(text_file: Path, steps: int = 50) -> dict:
     """50 training steps of the default char model reading the memory-mapped cache."""
-    from scriptrnn.batching import StreamBatches, split_ids
-    from scriptrnn.token_cache import open_cache
+    from scriptrnn.data.batching import StreamBatches, split_ids
+    from scriptrnn.data.token_cache import open_cache
 
     ids = open_cache(text_file.with_suffix(".tokens"), "scale")
     vocab = len(json.loads((WORK / f"{text_file.stem}.vocab.json").read_text())["vocab"])

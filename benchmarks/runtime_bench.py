@@ -42,11 +42,11 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 import scriptrnn  # noqa: E402
-from scriptrnn.batching import split_ids  # noqa: E402
-from scriptrnn.evaluate import evaluate_loss  # noqa: E402
-from scriptrnn.export import export_onnx  # noqa: E402
-from scriptrnn.runtime import evaluate_loss as evaluate_exported  # noqa: E402
-from scriptrnn.runtime import load as load_exported  # noqa: E402
+from scriptrnn.data.batching import split_ids  # noqa: E402
+from scriptrnn.model.evaluate import evaluate_loss  # noqa: E402
+from scriptrnn.model.export import export_onnx  # noqa: E402
+from scriptrnn.model.onnx import evaluate_loss as evaluate_exported  # noqa: E402
+from scriptrnn.model.onnx import load as load_exported  # noqa: E402
 
 LEFT_OUT_OF_SIZE = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "distutils-precedence.pth")
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 import scriptrnn
-from scriptrnn.evaluate import evaluate_loss
-from scriptrnn.styles import load_styled_corpus, style_sources
+from scriptrnn.model.evaluate import evaluate_loss
+from scriptrnn.data.styles import load_styled_corpus, style_sources
 
 
 def parse_args(argv=None) -> argparse.Namespace:

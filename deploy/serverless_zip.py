@@ -5,7 +5,7 @@
 
 The zip holds scriptrnn[runtime] (scriptrnn, numpy, onnxruntime: no PyTorch) at its root
 and the exported model in model/, which is where the handler looks by default:
-configure the function's handler as ``scriptrnn.runtime.serverless.handler``.
+configure the function's handler as ``scriptrnn.server.serverless.handler``.
 Without --platform the packages are this machine's (Linux x86_64 and this Python);
 with it, pip fetches wheels for that platform and Python version instead. Files no
 generation needs are left out (listed below), and, when building for this machine,
@@ -86,7 +86,7 @@ def check_answers(stage: Path) -> None:
     """One request through the handler, from the staged files alone (-S: no site-packages, so no PyTorch)."""
     code = ("import json, os, sys\n"
             "os.environ['LAMBDA_TASK_ROOT'] = sys.argv[1]\n"
-            "from scriptrnn.runtime.serverless import handler\n"
+            "from scriptrnn.server.serverless import handler\n"
             "event = {'httpMethod': 'POST', 'body': json.dumps({'inputs': '', 'parameters': {'max_new_tokens': 20}})}\n"
             "answer = handler(event, None)\n"
             "assert answer['statusCode'] == 200, answer\n"
@@ -124,7 +124,7 @@ def report(args, unzipped: int, removed: dict[str, int]) -> None:
     print(json.dumps(facts, indent=2))
     print(f"\n{args.out}: {zipped / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped "
           f"(Lambda: {LAMBDA_ZIP_LIMIT // 2**20} MiB for a direct upload, {LAMBDA_UNZIPPED_LIMIT // 2**20} MiB "
-          "unzipped); handler: scriptrnn.runtime.serverless.handler")
+          "unzipped); handler: scriptrnn.server.serverless.handler")
 
 
 if __name__ == "__main__":

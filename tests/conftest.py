@@ -63,9 +63,9 @@ def make_run(directory: Path, cell: str = "lstm", level: str = "char", seed: int
     between tokens) and its state moves; dropout is on so that only eval mode gives its scores.
     An adaptive softmax needs 1,000 words or more: the dialogue's, and made-up ones.
     """
-    from scriptrnn.checkpoint import save_run_files, save_weights
-    from scriptrnn.model import ModelConfig, RNNLanguageModel
-    from scriptrnn.tokenizer import fit_tokenizer
+    from scriptrnn.model.checkpoint import save_run_files, save_weights
+    from scriptrnn.model.network import ModelConfig, RNNLanguageModel
+    from scriptrnn.data.tokenizer import fit_tokenizer
 
     text = DIALOGUE + (" ".join(f"w{i}" for i in range(1_200)) if softmax == "adaptive" else "")
     tokenizer = fit_tokenizer(text, level)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from scriptrnn import ScriptRNNError
-from scriptrnn.batching import StreamBatches, split_ids
+from scriptrnn.data.batching import StreamBatches, split_ids
 
 
 def test_split_holds_out_the_end():

@@ -6,7 +6,7 @@ import torch
 
 import scriptrnn
 from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
-from scriptrnn.checkpoint import (
+from scriptrnn.model.checkpoint import (
     WEIGHTS_FILE,
     load_checkpoint,
     remove_temporaries,
@@ -15,7 +15,7 @@ from scriptrnn.checkpoint import (
     save_weights,
     write_atomic,
 )
-from scriptrnn.tokenizer import CharTokenizer
+from scriptrnn.data.tokenizer import CharTokenizer
 
 
 def _save_small_run(path, tie=False):

@@ -163,7 +163,7 @@ def test_bad_training_values(capsys, tmp_path, dialogue_file, flag, value, match
 
 
 def test_model_too_big_for_memory(capsys, tmp_path, dialogue_file, monkeypatch):
-    monkeypatch.setattr("scriptrnn.trainer.total_memory", lambda: 2**30)
+    monkeypatch.setattr("scriptrnn.training.loop.total_memory", lambda: 2**30)
     err = _one_line_error(capsys, ["train", dialogue_file, "--hidden-size", "4096", "--out", tmp_path / "r"],
                           "GiB to train")
     assert "1.0 GiB" in err and not (tmp_path / "r" / "model.safetensors").exists()
@@ -186,8 +186,8 @@ def test_empty_prime_writes_text(capsys):
 
 def _word_model(path, min_count=1):
     from scriptrnn import ModelConfig, RNNLanguageModel
-    from scriptrnn.checkpoint import save_run_files, save_weights
-    from scriptrnn.tokenizer import WordTokenizer
+    from scriptrnn.model.checkpoint import save_run_files, save_weights
+    from scriptrnn.data.tokenizer import WordTokenizer
 
     tok = WordTokenizer.fit(DIALOGUE * 3 + "newman: hello.\n", min_count=min_count)
     config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=8, embedding_size=8)
@@ -207,8 +207,8 @@ def test_prime_of_only_unknown_words(capsys, tmp_path):
 
 def test_empty_prime_for_a_model_without_line_breaks(capsys, tmp_path):
     from scriptrnn import ModelConfig, RNNLanguageModel
-    from scriptrnn.checkpoint import save_run_files, save_weights
-    from scriptrnn.tokenizer import CharTokenizer
+    from scriptrnn.model.checkpoint import save_run_files, save_weights
+    from scriptrnn.data.tokenizer import CharTokenizer
 
     tok = CharTokenizer.fit("abc ")
     config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=8, embedding_size=4)
@@ -242,7 +242,7 @@ def test_disk_errors_are_one_line(capsys, tmp_path, dialogue_file, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "config.json"))
 
-    monkeypatch.setattr("scriptrnn.checkpoint.write_atomic", full)
+    monkeypatch.setattr("scriptrnn.model.checkpoint.write_atomic", full)
     _one_line_error(capsys, ["train", dialogue_file, "--out", tmp_path / "r"], "No space left on device")
 
 
@@ -273,9 +273,9 @@ def test_generation_output_replaces_a_file_whole_or_not_at_all(capsys, tmp_path)
 
 
 def test_evaluate_with_a_damaged_val_fraction(capsys, tmp_path, dialogue_file):
-    from scriptrnn.checkpoint import save_run_files, save_weights
+    from scriptrnn.model.checkpoint import save_run_files, save_weights
     from scriptrnn import ModelConfig, RNNLanguageModel
-    from scriptrnn.tokenizer import CharTokenizer
+    from scriptrnn.data.tokenizer import CharTokenizer
 
     tok = CharTokenizer.fit(dialogue_file.read_text())
     config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=8, embedding_size=4)
@@ -292,7 +292,7 @@ def test_sigterm_outside_training_is_a_clean_interrupt(capsys, tmp_path, monkeyp
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the corpus is being read
         time.sleep(1)
 
-    monkeypatch.setattr("scriptrnn.corpus.load_corpus", terminated)
+    monkeypatch.setattr("scriptrnn.data.corpus.load_corpus", terminated)
     before = signal.getsignal(signal.SIGTERM)
     assert main(["corpus", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "scriptrnn: interrupted"

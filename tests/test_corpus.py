@@ -2,7 +2,7 @@
 
 import pytest
 
-from scriptrnn.corpus import (
+from scriptrnn.data.corpus import (
     Corpus,
     CorpusStats,
     corpus_stats,

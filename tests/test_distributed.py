@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from scriptrnn.checkpoint import RESUME_FILE
+from scriptrnn.model.checkpoint import RESUME_FILE
 
 from .conftest import DIALOGUE
 
@@ -34,7 +34,7 @@ TOLERANCE = 1e-4
 # The real command line, stopped (as Ctrl-C would, but at a known step) for the resume tests.
 STOP_AT = """
 import os, sys
-from scriptrnn import trainer
+from scriptrnn.training import loop as trainer
 from scriptrnn.cli import main
 
 _notify = trainer.Trainer._notify

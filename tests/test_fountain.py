@@ -6,9 +6,9 @@ import pytest
 from screenplain.parsers import fountain as screenplain_parser
 from screenplain.types import Action, Dialog, DualDialog, Slug, Transition
 
-from scriptrnn.corpus import find_speakers, read_corpus
+from scriptrnn.data.corpus import find_speakers, read_corpus
 from scriptrnn.errors import ScriptRNNError
-from scriptrnn.fountain import format_script, fountain_to_dialogue, render, to_fountain
+from scriptrnn.data.fountain import format_script, fountain_to_dialogue, render, to_fountain
 
 # Every element the issue names, plus the markers that force a kind and what gets dropped.
 PILOT = """Title: The Pilot

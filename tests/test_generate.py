@@ -3,8 +3,8 @@
 import torch
 
 import scriptrnn
-from scriptrnn.generate import Generation, sample_together, step_together
-from scriptrnn.sampling import SamplingConfig
+from scriptrnn.generate.generation import Generation, sample_together, step_together
+from scriptrnn.generate.sampling import SamplingConfig
 
 
 def _alone(model, prime, config):

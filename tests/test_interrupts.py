@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import scriptrnn
 from scriptrnn import ScriptRNNError
-from scriptrnn.checkpoint import RESUME_FILE, WEIGHTS_FILE
+from scriptrnn.model.checkpoint import RESUME_FILE, WEIGHTS_FILE
 from scriptrnn.cli import main
 
 from .conftest import TINY_TRAIN
@@ -23,7 +23,7 @@ from .conftest import TINY_TRAIN
 # reliably catch the run in the middle (the sleep changes no number the run computes).
 SLOW_CLI = """
 import os, sys, time
-from scriptrnn import trainer
+from scriptrnn.training import loop as trainer
 from scriptrnn.cli import main
 
 _step = trainer.Trainer._train_step
@@ -216,7 +216,7 @@ def _stopped_run(tmp_path, dialogue_file):
 
 
 def _edit_resume(run, edit_tensors=None, edit_meta=None):
-    from scriptrnn.checkpoint import load_tensors, save_tensors
+    from scriptrnn.model.checkpoint import load_tensors, save_tensors
 
     tensors, meta = load_tensors(run / RESUME_FILE)
     if edit_tensors:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
-from scriptrnn.model import state_parts
+from scriptrnn.model.network import state_parts
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

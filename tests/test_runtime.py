@@ -9,10 +9,10 @@ import pytest
 
 import scriptrnn
 from scriptrnn import ScriptRNNError
-from scriptrnn.export import export_onnx
-from scriptrnn.generate import Generation, sample_together, step_together
-from scriptrnn.runtime import MODEL_FILE, OnnxModel, evaluate_loss, is_exported, load
-from scriptrnn.sampling import SamplingConfig
+from scriptrnn.model.export import export_onnx
+from scriptrnn.generate.generation import Generation, sample_together, step_together
+from scriptrnn.model.onnx import MODEL_FILE, OnnxModel, evaluate_loss, is_exported, load
+from scriptrnn.generate.sampling import SamplingConfig
 
 from .conftest import DIALOGUE, make_run
 
@@ -91,7 +91,7 @@ def test_requests_stepped_together_write_what_each_writes_alone(pair):
 
 def test_held_out_loss_matches_pytorch(pair):
     torch_model, onnx_model, level = pair
-    from scriptrnn.evaluate import evaluate_loss as torch_loss
+    from scriptrnn.model.evaluate import evaluate_loss as torch_loss
 
     ids = torch_model.tokenizer.encode(DIALOGUE * 3)
     want, count = torch_loss(torch_model.model, ids, streams=4)

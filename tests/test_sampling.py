@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scriptrnn import SamplingConfig, ScriptRNNError
-from scriptrnn.sampling import RepetitionPenalty, Temperature, TopK, TopP, Uniforms, next_tokens
+from scriptrnn.generate.sampling import RepetitionPenalty, Temperature, TopK, TopP, Uniforms, next_tokens
 
 NONE_SEEN = np.zeros((1, 5), dtype=bool)
 
@@ -85,7 +85,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
 
-from scriptrnn.sampling import probabilities, safe_softmax  # noqa: E402
+from scriptrnn.generate.sampling import probabilities, safe_softmax  # noqa: E402
 
 INF, NAN = math.inf, math.nan
 ANY_FLOAT32 = st.one_of(st.floats(width=32, allow_nan=True, allow_infinity=True),
@@ -146,7 +146,7 @@ def test_huge_scores_over_a_small_temperature_keep_their_order():
 
 def test_zero_probability_tokens_are_never_drawn():
     probs = np.array([[0.0, 0.5, 0.0, 0.5, 0.0]] * 3)
-    from scriptrnn.sampling import draw
+    from scriptrnn.generate.sampling import draw
 
     assert draw(probs, np.array([0.0, 0.5, 1.0 - 2**-53])).tolist() == [1, 3, 3]
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from scriptrnn.export import export_onnx
-from scriptrnn.protocol import ServerLimits
-from scriptrnn.runtime import OnnxModel
-from scriptrnn.runtime.serverless import handler, make_handler
+from scriptrnn.model.export import export_onnx
+from scriptrnn.server.protocol import ServerLimits
+from scriptrnn.model.onnx import OnnxModel
+from scriptrnn.server.serverless import handler, make_handler
 from scriptrnn.server import create_app, load_models
 
 from .conftest import make_run
@@ -117,7 +117,7 @@ def test_the_entry_point_reads_its_settings_from_the_environment(exported, monke
 
 def test_the_handler_imports_neither_pytorch_nor_a_web_framework(exported):
     code = ("import json, sys\n"
-            "from scriptrnn.runtime.serverless import make_handler\n"
+            "from scriptrnn.server.serverless import make_handler\n"
             f"answer = make_handler({str(exported)!r})({{'inputs': 'jerry', 'parameters': {{'seed': 1}}}})\n"
             "assert answer['statusCode'] == 200, answer\n"
             "print(sorted({'torch', 'pydantic', 'fastapi', 'starlette'} & set(sys.modules)))\n")

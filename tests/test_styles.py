@@ -8,7 +8,7 @@ import pytest
 import scriptrnn
 from scriptrnn import ScriptRNNError
 from scriptrnn.cli import main
-from scriptrnn.styles import (
+from scriptrnn.data.styles import (
     MAX_CHUNK_CHARS,
     MIN_CHUNK_CHARS,
     StyleSource,
@@ -176,8 +176,8 @@ def test_a_style_without_prime_opens_with_its_leading_speaker(styled_runs, level
 
 
 def test_a_served_styled_model_never_writes_its_tags(styled_runs):
-    from scriptrnn.generate import Generation
-    from scriptrnn.sampling import SamplingConfig
+    from scriptrnn.generate.generation import Generation
+    from scriptrnn.generate.sampling import SamplingConfig
 
     model = scriptrnn.load(styled_runs["char"])
     generation = Generation(model, "", SamplingConfig(max_new_tokens=5).validate())  # as the server builds one

@@ -6,7 +6,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import scriptrnn
 from scriptrnn.cli import main
-from scriptrnn.reporting import TensorBoardLogger
+from scriptrnn.training.reporting import TensorBoardLogger
 
 from .conftest import TINY_TRAIN
 

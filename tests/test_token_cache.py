@@ -8,11 +8,11 @@ import torch
 from safetensors.numpy import load_file
 
 import scriptrnn
-from scriptrnn.batching import StreamBatches
-from scriptrnn.evaluate import loss_sums
-from scriptrnn.model import ModelConfig, RNNLanguageModel
-from scriptrnn.token_cache import TOKENS_FILE, cache_key, ids_dtype, open_cache, write_cache
-from scriptrnn.tokenizer import CharTokenizer
+from scriptrnn.data.batching import StreamBatches
+from scriptrnn.model.evaluate import loss_sums
+from scriptrnn.model.network import ModelConfig, RNNLanguageModel
+from scriptrnn.data.token_cache import TOKENS_FILE, cache_key, ids_dtype, open_cache, write_cache
+from scriptrnn.data.tokenizer import CharTokenizer
 
 from .conftest import TINY_TRAIN
 
@@ -90,7 +90,7 @@ def test_training_reads_the_memory_map_and_a_resume_rebuilds_a_damaged_cache(tmp
 def _key_of(run_dir):
     import json
 
-    from scriptrnn.tokenizer import tokenizer_from_dict
+    from scriptrnn.data.tokenizer import tokenizer_from_dict
 
     config = json.loads((run_dir / "config.json").read_text())
     tokenizer = tokenizer_from_dict(json.loads((run_dir / "tokenizer.json").read_text()))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scriptrnn import ScriptRNNError, create_lookup_tables, token_lookup
-from scriptrnn.tokenizer import UNK, CharTokenizer, WordTokenizer, fit_tokenizer, tokenizer_from_dict
+from scriptrnn.data.tokenizer import UNK, CharTokenizer, WordTokenizer, fit_tokenizer, tokenizer_from_dict
 
 
 def test_token_lookup_is_the_course_table():

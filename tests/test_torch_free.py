@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import scriptrnn
-from scriptrnn.export import export_onnx
+from scriptrnn.model.export import export_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATE = ["--prime", "ROMEO", "--max-new-tokens", "60", "--seed", "4", "--num-return-sequences", "2"]

@@ -7,7 +7,7 @@ import pytest
 
 import scriptrnn
 from scriptrnn import ScriptRNNError
-from scriptrnn.checkpoint import RESUME_FILE, WEIGHTS_FILE
+from scriptrnn.model.checkpoint import RESUME_FILE, WEIGHTS_FILE
 
 from .conftest import TINY_TRAIN
 
@@ -161,7 +161,7 @@ def test_precision_fp32_and_auto_learn_alike(tmp_path, dialogue_file):
 def test_precision_is_checked():
     import torch
 
-    from scriptrnn.trainer import autocast_dtype
+    from scriptrnn.training.loop import autocast_dtype
 
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     with pytest.raises(ScriptRNNError, match="--precision must be one of auto, bf16, fp32"):

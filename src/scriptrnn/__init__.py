@@ -7,17 +7,14 @@
 
 __version__ = "0.1.0"
 
-import sys  # noqa: E402
-import types  # noqa: E402
-
 from .errors import ScriptRNNError  # noqa: E402
-from .sampling import SamplingConfig  # noqa: E402
-from .tokenizer import create_lookup_tables, token_lookup  # noqa: E402
+from .generate.sampling import SamplingConfig  # noqa: E402
+from .data.tokenizer import create_lookup_tables, token_lookup  # noqa: E402
 
 # Imported on first use: these need PyTorch, and `scriptrnn.runtime` (an exported model
 # with onnxruntime) must import without it.
 _NEEDS_TORCH = {"evaluate": "api", "info": "api", "load": "api", "pretrained_dir": "api", "train": "api",
-                "ModelConfig": "model", "RNNLanguageModel": "model", "TrainConfig": "trainer"}
+                "ModelConfig": "model.network", "RNNLanguageModel": "model.network", "TrainConfig": "training.loop"}
 
 
 def __getattr__(name: str):
@@ -36,18 +33,6 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted([*globals(), *_NEEDS_TORCH])
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        # Importing the submodule evaluate.py records it here as `evaluate`, which would hide
-        # the function scriptrnn.evaluate; the function wins, as when it was imported eagerly.
-        if name in _NEEDS_TORCH and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

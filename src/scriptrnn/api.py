@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .batching import split_ids, tokens_needed
-from .checkpoint import (
+from .data.batching import split_ids, tokens_needed
+from .model.checkpoint import (
     CONFIG_FILE,
     RESUME_FILE,
     TOKENIZER_FILE,
@@ -29,18 +29,18 @@ from .checkpoint import (
     remove_temporaries,
     save_run_files,
 )
-from .corpus import Corpus, as_path_list, find_speakers, load_corpus
-from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
+from .data.corpus import Corpus, as_path_list, find_speakers, load_corpus
+from .training.distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .errors import ScriptRNNError
-from .evaluate import evaluate_loss, loss_report
-from .generate import ScriptModel
-from .model import ModelConfig, RNNLanguageModel
-from .tokenizer import fit_tokenizer, tokenizer_from_dict
-from .reporting import CURVE_FILE, METRICS_FILE
-from .runtime import is_exported, read_export_config
-from .styles import StyledCorpus, StyleSource, load_styled_corpus, model_styles, style_facts, style_sources
-from .token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
-from .trainer import TrainConfig, Trainer, TrainResult, check_memory, pick_device
+from .model.evaluate import evaluate_loss, loss_report
+from .generate.generation import ScriptModel
+from .model.network import ModelConfig, RNNLanguageModel
+from .data.tokenizer import fit_tokenizer, tokenizer_from_dict
+from .training.reporting import CURVE_FILE, METRICS_FILE
+from .model.onnx import is_exported, read_export_config
+from .data.styles import StyledCorpus, StyleSource, load_styled_corpus, model_styles, style_facts, style_sources
+from .data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
+from .training.loop import TrainConfig, Trainer, TrainResult, check_memory, pick_device
 
 PRETRAINED_NAME = "shakespeare-char"
 # What a run writes into --out; --overwrite removes these and nothing else.
@@ -403,7 +403,7 @@ def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptMod
     """
     run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
     if is_exported(run_dir):
-        from .runtime import load as load_exported
+        from .model.onnx import load as load_exported
 
         return load_exported(run_dir, device=device)
     device = pick_device(device)
@@ -468,7 +468,7 @@ def _score(script_model: ScriptModel, ids) -> dict:
     if isinstance(script_model.model, RNNLanguageModel):
         loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
     else:  # an exported model
-        from .runtime import evaluate_loss as evaluate_exported
+        from .model.onnx import evaluate_loss as evaluate_exported
 
         loss, tokens = evaluate_exported(script_model.model, ids)
     return {**loss_report(loss, script_model.level), "tokens": tokens}

@@ -111,7 +111,7 @@ def _default_text(flag: str) -> str:
     if importlib.util.find_spec("torch") is None:
         return "training needs PyTorch"  # an install for exported models only: the parser still builds
     from .api import LEVEL_DEFAULTS
-    from .trainer import TrainConfig
+    from .training.loop import TrainConfig
 
     name = flag.lstrip("-").replace("-", "_")
     text = f"default {getattr(TrainConfig, name)}"
@@ -161,7 +161,7 @@ def _add_evaluate_parser(sub) -> None:
 
 
 def _add_serve_parser(sub) -> None:
-    from .protocol import ServerLimits
+    from .server.protocol import ServerLimits
 
     d = ServerLimits()
     p = sub.add_parser("serve", help="serve models over HTTP: a web page, TGI and OpenAI-style APIs")
@@ -246,7 +246,7 @@ _NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "s
 
 def cmd_train(args) -> int:
     from .api import train
-    from .distributed import is_main_process
+    from .training.distributed import is_main_process
 
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     settings.update(settings.pop("save_every", {}))
@@ -259,7 +259,7 @@ def cmd_train(args) -> int:
                            resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
                            callbacks=callbacks, dist_timeout=args.dist_timeout, **settings)
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
-        from .checkpoint import RESUME_FILE
+        from .model.checkpoint import RESUME_FILE
 
         hint = f"; resume with: scriptrnn train --resume {out}{_under_torchrun()}" \
             if (out / RESUME_FILE).exists() else ""
@@ -286,7 +286,7 @@ def _tensorboard(log_dir: Path | None):
     if log_dir is None:
         yield []
         return
-    from .reporting import TensorBoardLogger
+    from .training.reporting import TensorBoardLogger
 
     with TensorBoardLogger(log_dir) as logger:
         yield [logger]
@@ -305,10 +305,10 @@ def _exit_status(stopped_because: str) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .files import write_atomic
-    from .fountain import format_script
-    from .runtime import load_any
-    from .sampling import SamplingConfig
+    from .model.files import write_atomic
+    from .data.fountain import format_script
+    from .model.onnx import load_any
+    from .generate.sampling import SamplingConfig
 
     fmt = _output_format(args)
     if args.output:
@@ -422,7 +422,7 @@ def _format_info(facts: dict, show_all: bool) -> str:
 
 
 def cmd_corpus(args) -> int:
-    from .corpus import corpus_stats, format_stats, load_corpus
+    from .data.corpus import corpus_stats, format_stats, load_corpus
 
     corpus = load_corpus(args.data or None, corpus=args.corpus, genres=args.genres, encoding=args.encoding,
                          speaker_column=args.speaker_column, dialogue_column=args.dialogue_column)
@@ -444,7 +444,7 @@ def cmd_serve(args) -> int:
 
 def cmd_export(args) -> int:
     from .api import pretrained_dir
-    from .export import export_onnx
+    from .model.export import export_onnx
 
     facts = export_onnx(args.model_dir or pretrained_dir(), args.out, quantize=args.quantize,
                         overwrite=args.overwrite)

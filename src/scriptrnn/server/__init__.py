@@ -1,10 +1,23 @@
-"""Serving trained models over HTTP: ``scriptrnn serve DIR``.
+"""Serving models: the HTTP server (``scriptrnn serve DIR``) and the serverless handler.
 
-FastAPI and uvicorn are imported only here, so training and generating never need them.
+Owns the app and its routes (app.py), the continuous batcher that steps every running
+request together (batcher.py), the request rules both front ends share (protocol.py: limits,
+checks, the answer's shape), the pydantic bodies (schemas.py), the serverless function
+(serverless.py: no web framework, no PyTorch) and the page (static/). FastAPI and uvicorn
+are imported only by app.py and ``serve``, so the serverless handler, training and
+generating never need them; ``create_app`` is imported on first use for that reason.
 """
 
-from .app import create_app
-from .schemas import ServerLimits
+from .protocol import ServerLimits
+
+
+def __getattr__(name: str):
+    if name == "create_app":  # FastAPI: only when a server is built
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ServerLimits", "create_app", "load_models", "serve"]
 
@@ -17,7 +30,7 @@ def load_models(model_dirs, device: str = "cpu", threads: int | None = None) -> 
     """
     from pathlib import Path
 
-    from ..runtime import load_any
+    from ..model.onnx import load_any
 
     if not model_dirs:
         from ..api import pretrained_dir  # the built-in model is a training run
@@ -38,6 +51,7 @@ def serve(model_dirs, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
     """Load the models and run the app under uvicorn until interrupted."""
     import uvicorn
 
+    from .app import create_app
     from ..errors import ScriptRNNError
 
     for name, value in limits.items():

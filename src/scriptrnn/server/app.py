@@ -22,10 +22,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from .. import __version__
 from ..errors import ScriptRNNError
-from ..generate import Generation, ScriptModel
-from ..protocol import (RequestError, ServerLimits, answer_text, check_request, error_body, tgi_answer, tgi_reason,
+from ..generate.generation import Generation, ScriptModel
+from .protocol import (RequestError, ServerLimits, answer_text, check_request, error_body, tgi_answer, tgi_reason,
                         tgi_sampling)
-from ..sampling import SamplingConfig
+from ..generate.sampling import SamplingConfig
 from .batcher import Batcher, Job, QueueFull, read_events
 from .schemas import CompletionRequest, TGIRequest, completion_sampling
 

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..generate import Generation, sample_together, step_together
+from ..generate.generation import Generation, sample_together, step_together
 
 
 class QueueFull(Exception):

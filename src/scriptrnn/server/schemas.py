@@ -11,8 +11,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 # ServerLimits and tgi_sampling live in protocol.py (no pydantic) for the serverless handler too.
-from ..protocol import ServerLimits, tgi_sampling  # noqa: F401
-from ..sampling import SamplingConfig
+from .protocol import ServerLimits, tgi_sampling  # noqa: F401
+from ..generate.sampling import SamplingConfig
 
 
 class TGIParameters(BaseModel):

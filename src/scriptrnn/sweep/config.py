@@ -40,8 +40,8 @@ from pathlib import Path
 
 from ..api import LEVEL_DEFAULTS
 from ..errors import ScriptRNNError
-from ..model import ModelConfig
-from ..trainer import TrainConfig
+from ..model.network import ModelConfig
+from ..training.loop import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,8 +9,8 @@ import json
 import math
 from pathlib import Path
 
-from ..checkpoint import write_atomic
-from ..reporting import read_metrics
+from ..model.checkpoint import write_atomic
+from ..training.reporting import read_metrics
 from .config import default_settings, format_value
 
 COLUMNS = ["study", "kind", "parameter", "value", "label", "run", "status", "held_out_loss", "perplexity",

@@ -20,11 +20,11 @@ from typing import Callable
 
 from .. import __version__
 from ..api import train
-from ..checkpoint import CONFIG_FILE, RESUME_FILE, read_json, write_json
-from ..corpus import load_corpus
+from ..model.checkpoint import CONFIG_FILE, RESUME_FILE, read_json, write_json
+from ..data.corpus import load_corpus
 from ..errors import ScriptRNNError
-from ..reporting import read_metrics
-from ..trainer import arithmetic, autocast_dtype, check_memory, pick_device
+from ..training.reporting import read_metrics
+from ..training.loop import arithmetic, autocast_dtype, check_memory, pick_device
 from .config import Study, SweepConfig, format_value, study_runs
 from .report import write_report, write_tables
 from .usage import ResourceMonitor
@@ -162,7 +162,7 @@ class Sweep:
         if self.tensorboard is None:
             yield []
             return
-        from ..reporting import TensorBoardLogger
+        from ..training.reporting import TensorBoardLogger
 
         with TensorBoardLogger(self.tensorboard / planned.name) as logger:
             yield [logger]
@@ -202,7 +202,7 @@ def _warm_up(settings: dict) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from ..model import ModelConfig, RNNLanguageModel
+    from ..model.network import ModelConfig, RNNLanguageModel
 
     figure = plt.figure(figsize=(2, 2))
     figure.gca().plot([0, 1], label="warm-up")

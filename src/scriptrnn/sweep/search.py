@@ -13,9 +13,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..checkpoint import RESUME_FILE, read_json, write_json
+from ..model.checkpoint import RESUME_FILE, read_json, write_json
 from ..errors import ScriptRNNError
-from ..reporting import read_metrics
+from ..training.reporting import read_metrics
 from .config import Study, format_value
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 
 # seen: (N, V) bool, True where a token already occurs in that sequence (prime included).
 # scores: (N, V) float logits.

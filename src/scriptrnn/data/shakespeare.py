@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from scriptrnn.corpus import Corpus
+from scriptrnn.data.corpus import Corpus
 from scriptrnn.errors import ScriptRNNError
 
 GENRES: tuple[str, ...] = ("comedies", "histories", "problems", "roman", "romances", "tragedies")

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"

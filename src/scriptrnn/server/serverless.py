@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ScriptRNNError
-from ..generate import Generation, ScriptModel, step_together
-from ..protocol import (RequestError, ServerLimits, check_request, error_body, parse_tgi_body, tgi_answer,
+from ..generate.generation import Generation, ScriptModel, step_together
+from .protocol import (RequestError, ServerLimits, check_request, error_body, parse_tgi_body, tgi_answer,
                         tgi_sampling)
-from . import load
+from ..model.onnx import load
 
 _HANDLERS: dict[str, Callable] = {}  # one per model directory, kept between invocations
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from .model import RNNLanguageModel
+from .network import RNNLanguageModel
 
 
 def loss_report(loss: float, level: str) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from .constraints import CastMask
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 
 SHOWN_IN_ERRORS = 20
 

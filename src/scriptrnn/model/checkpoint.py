@@ -23,12 +23,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 # Re-exported: the file helpers need no PyTorch and moved to files.py for the runtime.
 from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json, write_atomic  # noqa: F401
 from .files import remove_temporaries, write_atomic_with  # noqa: F401
-from .model import ModelConfig, RNNLanguageModel
-from .tokenizer import tokenizer_from_dict
+from .network import ModelConfig, RNNLanguageModel
+from ..data.tokenizer import tokenizer_from_dict
 
 FORMAT_NAME = "scriptrnn-checkpoint"
 FORMAT_VERSION = 1

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .checkpoint import write_atomic
-from .errors import ScriptRNNError
+from ..model.checkpoint import write_atomic
+from ..errors import ScriptRNNError
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"

@@ -20,8 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .batching import StreamBatches
-from .checkpoint import (
+from ..data.batching import StreamBatches
+from ..model.checkpoint import (
     RESUME_FILE,
     WEIGHTS_FILE,
     load_tensors,
@@ -32,9 +32,9 @@ from .checkpoint import (
     unique_tensors,
 )
 from .distributed import SINGLE, Distributed, LostContact, lost_contact, rank_seed
-from .errors import ScriptRNNError
-from .evaluate import loss_report, loss_sums
-from .model import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
+from ..errors import ScriptRNNError
+from ..model.evaluate import loss_report, loss_sums
+from ..model.network import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
 from .reporting import CURVE_FILE, DiscardLog, MetricsLog, ProgressBar, plot_loss_curve
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import ScriptRNNError
-from .sampling import SamplingConfig
+from ..errors import ScriptRNNError
+from ..generate.sampling import SamplingConfig
 
 
 @dataclass

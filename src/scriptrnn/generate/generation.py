@@ -23,11 +23,11 @@ from typing import Iterator
 import numpy as np
 
 from .constraints import SuppressTokens
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 from .sampling import SamplingConfig, Uniforms, draw, next_tokens, probabilities, random_seed
 from .speakers import cast_mask, resolve_cast, resolve_speaker, speaker_prime
-from .styles import model_styles, style_name, style_speakers, style_tag
-from .tokenizer import UNK
+from ..data.styles import model_styles, style_name, style_speakers, style_tag
+from ..data.tokenizer import UNK
 
 
 class ScriptModel:

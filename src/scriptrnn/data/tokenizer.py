@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 
 UNK = "<unk>"
 

@@ -94,7 +94,7 @@ def load_corpus(
     if corpus not in _BUILTIN_CORPORA:
         known = ", ".join(_BUILTIN_CORPORA)
         raise ScriptRNNError(f"unknown built-in corpus {corpus!r}; known corpora: {known}")
-    from scriptrnn.shakespeare import shakespeare_corpus  # lazy: it imports this module
+    from scriptrnn.data.shakespeare import shakespeare_corpus  # lazy: it imports this module
 
     return shakespeare_corpus(genres)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import io
 import re
 
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 
 # The rules below follow the Fountain spec (fountain.io/syntax) as screenplain reads it,
 # so that what we read is what screenplain renders.

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .corpus import Corpus, PathLike, as_path_list, find_speakers, load_corpus
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import ScriptRNNError
+from ..errors import ScriptRNNError
 
 DEFAULT_TIMEOUT_S = 600.0  # how long a process waits for the others in one collective (NCCL's default)
 # Rank 0 alone reads and tokenizes the corpus while the others wait: that may take long on a big corpus.

@@ -1,0 +1,10 @@
+"""The generation stage: writing text with a loaded model, token by token.
+
+Owns the model as a writer (script_model.py: ``ScriptModel``, prime handling, styles,
+speakers), one request's state and the single token loop that the terminal, the server's
+batcher and the serverless handler all drive (generation.py), sampling as small numpy
+transforms (sampling.py, with ``SamplingConfig``: every sampling default), hard rules on
+next tokens (constraints.py), speaker and cast handling (speakers.py) and output formats
+(formats.py: Fountain, HTML, PDF). No PyTorch anywhere here: the network behind a
+``ScriptModel`` is anything with ``prefill`` and ``step`` (see generation.py).
+"""

@@ -1,0 +1,9 @@
+"""The model stage: the network, and model directories on disk.
+
+Owns the PyTorch network (network.py), the one loader for any model directory, trained or
+exported (loader.py: the only place that decides which it is, and the only config reader),
+safe reading and atomic writing of files (files.py), checkpoints (checkpoint.py: weights in
+safetensors, never a pickle), ONNX export and the onnxruntime model it makes (export.py,
+onnx.py), and held-out loss (evaluate.py). The loader, files.py and onnx.py import no
+PyTorch at module level, so an exported model loads without it; this file imports nothing.
+"""
