@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from scriptrnn.data.batching import split_ids
-from scriptrnn.data.corpus import load_corpus
+from scriptrnn.data.sources import load_corpus
 from scriptrnn.data.shakespeare import shakespeare_corpus
 from scriptrnn.data.tokenizer import fit_tokenizer
 

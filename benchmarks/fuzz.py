@@ -217,7 +217,8 @@ def target_resume(bench: Workbench, level: str, data: bytes) -> None:
     import numpy as np
 
     from scriptrnn.model.checkpoint import build_model, read_config
-    from scriptrnn.training.loop import TrainConfig, Trainer
+    from scriptrnn.training.config import TrainConfig
+    from scriptrnn.training.loop import Trainer
 
     run = bench.fresh_run(level, {"resume.safetensors": data})
     config = read_config(run)

@@ -28,7 +28,7 @@ import baseline  # noqa: E402
 from common import RESULTS, WORK, corpus, matmul_peak, nonembedding_params, table, token_split, write_results  # noqa: E402
 
 import scriptrnn  # noqa: E402
-from scriptrnn.generate.generation import ScriptModel  # noqa: E402
+from scriptrnn.generate.script_model import ScriptModel  # noqa: E402
 from scriptrnn.model.network import ModelConfig, RNNLanguageModel  # noqa: E402
 from scriptrnn.training.reporting import METRICS_FILE  # noqa: E402
 

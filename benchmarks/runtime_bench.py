@@ -45,8 +45,8 @@ import scriptrnn  # noqa: E402
 from scriptrnn.data.batching import split_ids  # noqa: E402
 from scriptrnn.model.evaluate import evaluate_loss  # noqa: E402
 from scriptrnn.model.export import export_onnx  # noqa: E402
-from scriptrnn.model.onnx import evaluate_loss as evaluate_exported  # noqa: E402
-from scriptrnn.model.onnx import load as load_exported  # noqa: E402
+from scriptrnn.runtime import evaluate_loss as evaluate_exported  # noqa: E402
+from scriptrnn.runtime import load as load_exported  # noqa: E402
 
 LEFT_OUT_OF_SIZE = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "distutils-precedence.pth")
 
@@ -102,10 +102,9 @@ def speed(run: Path, exports: dict, tokens: int, repeats: int) -> list[dict]:
 
 def held_out_loss(run: Path, exports: dict, eval_tokens: int) -> dict:
     writer = scriptrnn.load(run)
-    source = writer.config.get("corpus", {}).get("source")
-    from scriptrnn.api import _load_source
+    from scriptrnn.data.sources import CorpusSource
 
-    text = _load_source(source).text
+    text = CorpusSource.from_dict(writer.config.get("corpus", {}).get("source")).load().text
     ids = split_ids(writer.tokenizer.encode(text, strict=False), writer.config["training"]["val_fraction"])[1]
     ids = ids[: eval_tokens + 1] if eval_tokens else ids
     torch_loss, count = evaluate_loss(writer.model, ids)

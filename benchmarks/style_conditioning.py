@@ -33,7 +33,8 @@ import torch
 
 import scriptrnn
 from scriptrnn.model.evaluate import evaluate_loss
-from scriptrnn.data.styles import load_styled_corpus, style_sources
+from scriptrnn.data.sources import load_styled_corpus
+from scriptrnn.data.styles import style_sources
 
 
 def parse_args(argv=None) -> argparse.Namespace:

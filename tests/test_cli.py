@@ -163,7 +163,7 @@ def test_bad_training_values(capsys, tmp_path, dialogue_file, flag, value, match
 
 
 def test_model_too_big_for_memory(capsys, tmp_path, dialogue_file, monkeypatch):
-    monkeypatch.setattr("scriptrnn.training.loop.total_memory", lambda: 2**30)
+    monkeypatch.setattr("scriptrnn.device.total_memory", lambda: 2**30)
     err = _one_line_error(capsys, ["train", dialogue_file, "--hidden-size", "4096", "--out", tmp_path / "r"],
                           "GiB to train")
     assert "1.0 GiB" in err and not (tmp_path / "r" / "model.safetensors").exists()
@@ -292,7 +292,7 @@ def test_sigterm_outside_training_is_a_clean_interrupt(capsys, tmp_path, monkeyp
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the corpus is being read
         time.sleep(1)
 
-    monkeypatch.setattr("scriptrnn.data.corpus.load_corpus", terminated)
+    monkeypatch.setattr("scriptrnn.data.sources.load_corpus", terminated)
     before = signal.getsignal(signal.SIGTERM)
     assert main(["corpus", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "scriptrnn: interrupted"

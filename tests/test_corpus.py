@@ -8,9 +8,9 @@ from scriptrnn.data.corpus import (
     corpus_stats,
     find_speakers,
     format_stats,
-    load_corpus,
     read_corpus,
 )
+from scriptrnn.data.sources import load_corpus
 from scriptrnn.errors import ScriptRNNError
 
 DIALOGUE = "jerry: hello there.   \n\ngeorge: hi.\n\njerry: bye now, george!\n"

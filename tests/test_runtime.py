@@ -11,7 +11,7 @@ import scriptrnn
 from scriptrnn import ScriptRNNError
 from scriptrnn.model.export import export_onnx
 from scriptrnn.generate.generation import Generation, sample_together, step_together
-from scriptrnn.model.onnx import MODEL_FILE, OnnxModel, evaluate_loss, is_exported, load
+from scriptrnn.runtime import MODEL_FILE, OnnxModel, evaluate_loss, is_exported, load
 from scriptrnn.generate.sampling import SamplingConfig
 
 from .conftest import DIALOGUE, make_run

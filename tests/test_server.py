@@ -198,9 +198,9 @@ def test_a_bare_speaker_continues_with_its_colon(client):
 
 
 def test_a_failing_step_fails_its_requests_and_the_server_goes_on(models, monkeypatch):
-    from scriptrnn.server import batcher
+    from scriptrnn.generate import generation  # the batcher drives generation's one token loop
 
-    real = batcher.step_together
+    real = generation.step_together
     calls = {"n": 0}
 
     def fail_once(model, generations):
@@ -209,7 +209,7 @@ def test_a_failing_step_fails_its_requests_and_the_server_goes_on(models, monkey
             raise RuntimeError("simulated out of memory")
         return real(model, generations)
 
-    monkeypatch.setattr(batcher, "step_together", fail_once)
+    monkeypatch.setattr(generation, "step_together", fail_once)
     with TestClient(create_app(models)) as c:
         failed = c.post("/generate", json={"inputs": "A", "parameters": {"max_new_tokens": 5}})
         assert failed.status_code == 500 and "internal error" in failed.json()["message"]

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from scriptrnn.model.export import export_onnx
 from scriptrnn.server.protocol import ServerLimits
-from scriptrnn.model.onnx import OnnxModel
+from scriptrnn.runtime import OnnxModel
 from scriptrnn.server.serverless import handler, make_handler
 from scriptrnn.server import create_app, load_models
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from scriptrnn.data.corpus import load_corpus
+from scriptrnn.data.sources import load_corpus
 from scriptrnn.errors import ScriptRNNError
 from scriptrnn.data.shakespeare import GENRES, _read_play, list_plays, play_to_dialogue, shakespeare_corpus
 

@@ -13,10 +13,10 @@ from scriptrnn.data.styles import (
     MIN_CHUNK_CHARS,
     StyleSource,
     interleave,
-    load_styled_corpus,
     scene_chunks,
     style_sources,
 )
+from scriptrnn.data.sources import load_styled_corpus
 
 from .conftest import TINY_TRAIN
 

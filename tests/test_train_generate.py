@@ -161,7 +161,7 @@ def test_precision_fp32_and_auto_learn_alike(tmp_path, dialogue_file):
 def test_precision_is_checked():
     import torch
 
-    from scriptrnn.training.loop import autocast_dtype
+    from scriptrnn.device import autocast_dtype
 
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     with pytest.raises(ScriptRNNError, match="--precision must be one of auto, bf16, fp32"):

@@ -14,7 +14,7 @@ from .data.tokenizer import create_lookup_tables, token_lookup  # noqa: E402
 # Imported on first use: these need PyTorch, and `scriptrnn.runtime` (an exported model
 # with onnxruntime) must import without it.
 _NEEDS_TORCH = {"evaluate": "api", "info": "api", "load": "api", "pretrained_dir": "api", "train": "api",
-                "ModelConfig": "model.network", "RNNLanguageModel": "model.network", "TrainConfig": "training.loop"}
+                "ModelConfig": "model.network", "RNNLanguageModel": "model.network", "TrainConfig": "training.config"}
 
 
 def __getattr__(name: str):

@@ -32,10 +32,6 @@ PathLike = Union[str, os.PathLike]
 # and grep use (a NUL byte near the start), cheap and almost never wrong for text.
 _BINARY_SNIFF_BYTES = 8192
 
-# Names of the built-in corpora. Their modules are imported lazily in load_corpus,
-# because shakespeare.py itself imports Corpus from here.
-_BUILTIN_CORPORA = ("shakespeare",)
-
 # A speech line in the "Name: line" layout. The name starts with something other than
 # a space, a colon or '[' (bracketed lines are stage directions and headings), holds no
 # colon, and is at most ~40 characters so ordinary prose with a colon rarely counts.
@@ -67,36 +63,6 @@ class CorpusStats:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def load_corpus(
-    paths: PathLike | Iterable[PathLike] | None = None,
-    *,
-    corpus: str = "shakespeare",
-    genres: str | Iterable[str] | None = None,
-    encoding: str = "utf-8",
-    speaker_column: str = "Character",
-    dialogue_column: str = "Dialogue",
-) -> Corpus:
-    """The user's files if any are given, otherwise the named built-in corpus."""
-    path_list = as_path_list(paths)
-    if path_list:
-        if genres:
-            raise ScriptRNNError(
-                "genres only select plays of the built-in corpus; drop the genres or the paths"
-            )
-        return read_corpus(
-            path_list,
-            encoding=encoding,
-            speaker_column=speaker_column,
-            dialogue_column=dialogue_column,
-        )
-    if corpus not in _BUILTIN_CORPORA:
-        known = ", ".join(_BUILTIN_CORPORA)
-        raise ScriptRNNError(f"unknown built-in corpus {corpus!r}; known corpora: {known}")
-    from scriptrnn.data.shakespeare import shakespeare_corpus  # lazy: it imports this module
-
-    return shakespeare_corpus(genres)
 
 
 def read_corpus(

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .corpus import Corpus, PathLike, as_path_list, find_speakers, load_corpus
+from .corpus import Corpus, PathLike, as_path_list, find_speakers
 from ..errors import ScriptRNNError
 
 if sys.version_info >= (3, 11):
@@ -220,17 +220,7 @@ def _string_list(value, where: str) -> list[str]:
 # --------------------------------------------------------------------------- the tagged text
 
 
-def load_styled_corpus(sources: list[StyleSource], *, encoding: str = "utf-8", speaker_column: str = "Character",
-                       dialogue_column: str = "Dialogue") -> StyledCorpus:
-    texts = [load_corpus(list(s.paths) or None, corpus=s.corpus, genres=list(s.genres) or None, encoding=encoding,
-                         speaker_column=speaker_column, dialogue_column=dialogue_column).text for s in sources]
-    tags = _free_tags(len(sources), texts)
-    parts = tuple(StylePart(s.style, tag, tuple(scene_chunks(text))) for s, tag, text in zip(sources, tags, texts))
-    text = "\n".join(tagged(p.tag, c) for p in parts for c in p.chunks)
-    return StyledCorpus(name="+".join(s.style for s in sources), text=text, parts=parts)
-
-
-def _free_tags(count: int, texts: list[str]) -> list[str]:
+def free_tags(count: int, texts: list[str]) -> list[str]:
     """``count`` private-use characters that no text uses (a corpus may hold a few, from icon fonts)."""
     used = set().union(*(set(re.findall("[\ue000-\uf8ff]", t)) for t in texts))
     free = (chr(c) for c in range(_TAG_FIRST, _TAG_LAST + 1) if chr(c) not in used)

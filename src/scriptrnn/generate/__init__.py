@@ -5,6 +5,6 @@ speakers), one request's state and the single token loop that the terminal, the 
 batcher and the serverless handler all drive (generation.py), sampling as small numpy
 transforms (sampling.py, with ``SamplingConfig``: every sampling default), hard rules on
 next tokens (constraints.py), speaker and cast handling (speakers.py) and output formats
-(formats.py: Fountain, HTML, PDF). No PyTorch anywhere here: the network behind a
+(Fountain, HTML and PDF come from data/fountain.py, whose reader and writer share one grammar). No PyTorch anywhere here: the network behind a
 ``ScriptModel`` is anything with ``prefill`` and ``step`` (see generation.py).
 """

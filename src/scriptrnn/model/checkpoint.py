@@ -27,13 +27,10 @@ from ..errors import ScriptRNNError
 # Re-exported: the file helpers need no PyTorch and moved to files.py for the runtime.
 from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json, write_atomic  # noqa: F401
 from .files import remove_temporaries, write_atomic_with  # noqa: F401
+from .directory import FORMAT_NAME, FORMAT_VERSION, RESUME_FILE, WEIGHTS_FILE, read_config  # noqa: F401
 from .network import ModelConfig, RNNLanguageModel
 from ..data.tokenizer import tokenizer_from_dict
 
-FORMAT_NAME = "scriptrnn-checkpoint"
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-RESUME_FILE = "resume.safetensors"
 
 
 # ---------------------------------------------------------------- JSON
@@ -125,33 +122,6 @@ def saved_best_loss(out_dir: Path) -> float | None:
         return None
 
 
-def read_config(run_dir: Path) -> dict:
-    """config.json, with its format checked."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise ScriptRNNError(f"no such model directory: {run_dir}")
-    if not run_dir.is_dir():
-        raise ScriptRNNError(f"{run_dir} is a file; give the directory that `scriptrnn train --out` wrote")
-    pickles = sorted(p.name for p in run_dir.glob("*") if p.suffix in {".pt", ".pth", ".pkl", ".pickle", ".bin"})
-    if pickles and not (run_dir / CONFIG_FILE).exists():
-        raise ScriptRNNError(
-            f"{run_dir} holds {', '.join(pickles)}: pickle files are refused because loading them can run code"
-        )
-    config = read_json(run_dir / CONFIG_FILE, "the model settings")
-    if config.get("format") != FORMAT_NAME:
-        raise ScriptRNNError(f"{run_dir / CONFIG_FILE} is not a scriptrnn checkpoint config")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ScriptRNNError(f"{run_dir / CONFIG_FILE}: invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ScriptRNNError(
-            f"{run_dir} was written by a newer scriptrnn (checkpoint format {version}, this version reads "
-            f"up to {FORMAT_VERSION}); upgrade scriptrnn"
-        )
-    check_sections(run_dir / CONFIG_FILE, config)
-    return config
-
-
 def model_config(config: dict) -> ModelConfig:
     """The checked ModelConfig of a run's config.json."""
     model_settings = config.get("model")
@@ -200,7 +170,7 @@ _WHOLE_NUMBER_TYPES = {torch.int8, torch.uint8, torch.int16, torch.int32, torch.
 def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="cpu"):
     """(model, tokenizer, config) from a run directory, on ``device``."""
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
+    config = read_config(run_dir, exported=False)
     tokenizer = tokenizer_from_dict(read_json(run_dir / TOKENIZER_FILE, "the vocabulary"))
     settings = model_config(config)
     if settings.vocab_size != tokenizer.vocab_size:

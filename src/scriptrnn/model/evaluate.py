@@ -1,11 +1,17 @@
-"""Held-out loss: mean cross-entropy over every position of a token array."""
+"""Held-out loss: mean cross-entropy over every position of a token array, and a model scored on a corpus."""
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 
+from ..data.batching import split_ids
+from ..data.corpus import as_path_list
+from ..data.sources import CorpusRequest, CorpusSource, load_corpus
+from ..data.styles import StyledCorpus
+from ..errors import ScriptRNNError
 from .network import RNNLanguageModel
 
 
@@ -71,3 +77,44 @@ def loss_sums(
         count += y.numel()
     model.train(was_training)
     return total, count
+
+
+def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = True) -> dict:
+    """``scriptrnn.evaluate``: a loaded model (a ``ScriptModel``) scored on the text ``request`` names.
+
+    No data and no corpus: the corpus the run trained on (each style's own held-out end for a
+    styled run). ``held_out``: only the last ``val_fraction`` of the text, which a run never trains on.
+    """
+    paths = as_path_list(request.data)
+    own = CorpusSource.from_dict(script_model.config.get("corpus", {}).get("source"))
+    fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
+    if not paths and request.corpus is None and own is not None:
+        corpus = own.load()
+        if isinstance(corpus, StyledCorpus) and held_out:
+            return _evaluate_styles(script_model, corpus.split(fraction))
+        text = corpus.text
+    else:
+        text = load_corpus(paths or None, corpus=request.corpus or "shakespeare", genres=list(request.genres) or None,
+                           text_format=request.text_format).text
+    ids = script_model.tokenizer.encode(text, strict=False)
+    return _score(script_model, split_ids(ids, fraction)[1] if held_out else ids)
+
+
+def _evaluate_styles(script_model, split) -> dict:
+    """The held-out ends of all styles together (what training validated on), then each alone."""
+    report = _score(script_model, script_model.tokenizer.encode(split.val, strict=False))
+    report["styles"] = {name: _score(script_model, script_model.tokenizer.encode(text, strict=False))
+                        for name, text in split.val_by_style.items()}
+    return report
+
+
+def _score(script_model, ids) -> dict:
+    if len(ids) < 2:
+        raise ScriptRNNError("the evaluation text has fewer than 2 known tokens")
+    if isinstance(script_model.model, RNNLanguageModel):
+        loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
+    else:  # an exported model
+        from .onnx import evaluate_loss as evaluate_exported
+
+        loss, tokens = evaluate_exported(script_model.model, ids)
+    return {**loss_report(loss, script_model.level), "tokens": tokens}

@@ -29,7 +29,7 @@ from .checkpoint import RESUME_FILE, WEIGHTS_FILE, load_checkpoint, write_json
 from ..errors import ScriptRNNError
 from .files import CONFIG_FILE, TOKENIZER_FILE, write_atomic
 from .network import RNNLanguageModel, state_parts
-from .onnx import EXPORT_FORMAT, EXPORT_VERSION, MODEL_FILE
+from .directory import EXPORT_FORMAT, EXPORT_VERSION, MODEL_FILE
 
 OPSET = 17  # onnxruntime has run it since 1.11; LSTM, GRU and RNN are plain ops there
 QUANTIZE = ("int8",)

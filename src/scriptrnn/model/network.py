@@ -23,7 +23,7 @@ class ModelConfig:
     vocab_size: int = 0  # V, set from the tokenizer
     cell: str = "lstm"  # lstm | gru | rnn (PyTorch's fused cuDNN/MKL kernels)
     num_layers: int = 2  # L
-    hidden_size: int = 256  # H; char level's default is 512 (api.LEVEL_DEFAULTS, measured in benchmarks/sweeps)
+    hidden_size: int = 256  # H; char level's default is 512 (training.config.LEVEL_DEFAULTS, measured)
     embedding_size: int = 64  # E; characters need few dimensions, words want ~256
     dropout: float = 0.1  # between recurrent layers and before the output layer
     tie_weights: bool = False  # share the output layer with the embedding (adds an H->E projection if H != E)

@@ -1,6 +1,6 @@
-"""Generate from an exported model with onnxruntime: no PyTorch needed.
+"""An exported model's network: the ONNX graph under onnxruntime, no PyTorch needed.
 
-    from scriptrnn.model.onnx import load
+    from scriptrnn.runtime import load          # the loader (model/loader.py) builds this
     writer = load("exported/seinfeld")          # a directory `scriptrnn export` wrote
     print(writer.generate("jerry", max_new_tokens=200, seed=1)[0])
 
@@ -12,92 +12,16 @@ seed write the same text on both (tests/test_runtime.py). Install with
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ScriptRNNError
-from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json
-from ..generate.generation import ScriptModel
-from ..data.tokenizer import tokenizer_from_dict
+from .directory import MODEL_FILE
+from .files import CONFIG_FILE
 
-EXPORT_FORMAT = "scriptrnn-onnx"
-EXPORT_VERSION = 1
-MODEL_FILE = "model.onnx"  # ids (B, T) and state in, last logits (B, V) and state out (export.py)
-
-__all__ = ["OnnxModel", "evaluate_loss", "is_exported", "load", "load_any"]
-
-
-def is_exported(directory) -> bool:
-    """True for a directory ``scriptrnn export`` wrote (its graph or its config says so)."""
-    directory = Path(directory)
-    if (directory / MODEL_FILE).is_file():
-        return True
-    try:
-        return json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def load(directory, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
-    """An exported model, ready to ``.generate()`` (``threads``: onnxruntime's, None for its default)."""
-    directory = Path(directory)
-    _check_threads(threads)
-    config = read_export_config(directory)
-    tokenizer = tokenizer_from_dict(read_json(directory / TOKENIZER_FILE, "the vocabulary"))
-    model = OnnxModel(directory, config, threads=threads)
-    if model.vocab_size != tokenizer.vocab_size:
-        raise ScriptRNNError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but {MODEL_FILE} "
-                             f"scores {model.vocab_size}; the files do not belong together")
-    return ScriptModel(model, tokenizer, config, device=device)
-
-
-def load_any(directory, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
-    """An exported directory with onnxruntime; a training run (None: the built-in model) with PyTorch.
-
-    ``threads``: CPU threads for either library (PyTorch's setting is for the whole process).
-    """
-    _check_threads(threads)
-    if directory is not None and is_exported(directory):
-        return load(directory, device=device, threads=threads)
-    import torch
-
-    from ..api import load as load_run
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return load_run(directory, device=device)
-
-
-def _check_threads(threads: int | None) -> None:
-    if threads is not None and not 1 <= threads <= 1024:
-        raise ScriptRNNError(f"--threads must be from 1 to 1024, got {threads}")
-
-
-def read_export_config(directory: Path) -> dict:
-    """config.json of an exported model, with its format checked."""
-    if not directory.exists():
-        raise ScriptRNNError(f"no such model directory: {directory}")
-    if not directory.is_dir():
-        raise ScriptRNNError(f"{directory} is a file; give the directory that `scriptrnn export --out` wrote")
-    path = directory / CONFIG_FILE
-    config = read_json(path, "the model settings")
-    if config.get("format") != EXPORT_FORMAT:
-        raise ScriptRNNError(f"{path} is not an exported scriptrnn model's config; "
-                             "make one with `scriptrnn export RUN_DIR --out DIR`")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ScriptRNNError(f"{path}: invalid format_version {version!r}")
-    if version > EXPORT_VERSION:
-        raise ScriptRNNError(f"{directory} was exported by a newer scriptrnn (format {version}, this version "
-                             f"reads up to {EXPORT_VERSION}); upgrade scriptrnn")
-    check_sections(path, config)
-    facts = config.get("export")
-    if not isinstance(facts, dict) or not isinstance(config.get("model"), dict):
-        raise ScriptRNNError(f"{path}: no 'export' and 'model' sections; export the run again")
-    return config
+__all__ = ["OnnxModel", "evaluate_loss"]
 
 
 class OnnxModel:
@@ -107,7 +31,7 @@ class OnnxModel:
     """
 
     def __init__(self, directory: Path, config: dict, threads: int | None = None):
-        import onnxruntime  # here, so that is_exported() and load_any() work without it
+        import onnxruntime  # here, so that telling exported models apart works without it
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: no graph-optimisation chatter on the terminal

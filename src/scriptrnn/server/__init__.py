@@ -30,19 +30,17 @@ def load_models(model_dirs, device: str = "cpu", threads: int | None = None) -> 
     """
     from pathlib import Path
 
-    from ..model.onnx import load_any
+    from ..model.loader import load, pretrained_dir
 
     if not model_dirs:
-        from ..api import pretrained_dir  # the built-in model is a training run
-
-        model_dirs = [pretrained_dir()]
+        model_dirs = [pretrained_dir()]  # the built-in model is a training run
     models = {}
     for directory in model_dirs:
         name = base = Path(directory).resolve().name
         k = 2
         while name in models:
             name, k = f"{base}-{k}", k + 1
-        models[name] = load_any(directory, device=device, threads=threads)
+        models[name] = load(directory, device=device, threads=threads)
     return models
 
 

@@ -22,7 +22,8 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from .. import __version__
 from ..errors import ScriptRNNError
-from ..generate.generation import Generation, ScriptModel
+from ..generate.generation import Generation
+from ..generate.script_model import ScriptModel
 from .protocol import (RequestError, ServerLimits, answer_text, check_request, error_body, tgi_answer, tgi_reason,
                         tgi_sampling)
 from ..generate.sampling import SamplingConfig

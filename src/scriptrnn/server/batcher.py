@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..generate.generation import Generation, sample_together, step_together
+from ..generate.generation import Generation, advance
 
 
 class QueueFull(Exception):
@@ -110,8 +110,7 @@ class Batcher:
                     return
             try:
                 self._admit()
-                self._sample_and_emit()
-                self._step()
+                self._advance()
             except Exception as e:  # a bug or out of memory: fail these requests, keep serving
                 self._fail_running(f"internal error ({type(e).__name__})")
 
@@ -142,11 +141,15 @@ class Batcher:
             with self.wake:
                 self.running.append(job)
 
-    def _sample_and_emit(self) -> None:
+    def _advance(self) -> None:
+        """One turn of the token loop for every running request: the events go out before the forward pass."""
+        jobs = [job for job in self.running if not job.cancelled]
+        advance([job.generation for job in jobs], on_sampled=lambda all_pieces: self._emit(jobs, all_pieces))
+        self.steps += 1
+
+    def _emit(self, jobs: list[Job], all_pieces: list[list[str]]) -> None:
         still = []  # running is only ever replaced under the lock, so load() can read it
         out: list[tuple[Job, Event]] = []
-        jobs = [job for job in self.running if not job.cancelled]
-        all_pieces = sample_together([job.generation for job in jobs])
         for job, pieces in zip(jobs, all_pieces):
             generation = job.generation
             out.append((job, Event("tokens", pieces=pieces, ids=generation.last_tokens.tolist(),
@@ -158,15 +161,6 @@ class Batcher:
         with self.wake:
             self.running = still
         _deliver(out)
-
-    def _step(self) -> None:
-        """One forward pass per model for all running sequences."""
-        by_model: dict[int, list[Job]] = {}
-        for job in self.running:
-            by_model.setdefault(id(job.generation.owner.model), []).append(job)
-        for jobs in by_model.values():
-            step_together(jobs[0].generation.owner.model, [j.generation for j in jobs])
-        self.steps += 1
 
 
 async def read_events(job: Job, timeout_s: float):

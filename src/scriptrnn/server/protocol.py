@@ -51,8 +51,8 @@ def tgi_sampling(p, limits: ServerLimits) -> SamplingConfig:
     """TGI parameters (the server's pydantic model or ``TGIParameters`` below) as sampling settings."""
     return SamplingConfig(
         max_new_tokens=limits.default_new_tokens if p.max_new_tokens is None else p.max_new_tokens,
-        do_sample=True if p.do_sample is None else p.do_sample,
-        temperature=0.8 if p.temperature is None else p.temperature,
+        do_sample=SamplingConfig.do_sample if p.do_sample is None else p.do_sample,
+        temperature=SamplingConfig.temperature if p.temperature is None else p.temperature,  # the one default
         top_k=p.top_k,
         top_p=p.top_p,
         repetition_penalty=p.repetition_penalty,

@@ -62,7 +62,7 @@ def completion_sampling(r: CompletionRequest, limits: ServerLimits) -> SamplingC
     stop = [r.stop] if isinstance(r.stop, str) else r.stop
     return SamplingConfig(
         max_new_tokens=limits.default_new_tokens if r.max_tokens is None else r.max_tokens,
-        temperature=0.8 if r.temperature is None else r.temperature,
+        temperature=SamplingConfig.temperature if r.temperature is None else r.temperature,
         top_k=r.top_k,
         top_p=r.top_p,
         repetition_penalty=r.repetition_penalty,

@@ -1,7 +1,7 @@
 """A serverless function: an API-Gateway-style HTTP event in, a generated script out, no PyTorch.
 
 The body is that of the server's ``POST /generate`` (TGI's), checked the same way
-(``scriptrnn.protocol``), and so is the answer:
+(``scriptrnn.server.protocol``), and so is the answer:
 
     POST {"inputs": "jerry", "parameters": {"max_new_tokens": 200, "seed": 1}}
     -> 200 {"generated_text": ": what is the deal with ..."}
@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ScriptRNNError
-from ..generate.generation import Generation, ScriptModel, step_together
+from ..generate.generation import Generation
+from ..generate.script_model import ScriptModel
+from ..model.loader import load_exported
 from .protocol import (RequestError, ServerLimits, check_request, error_body, parse_tgi_body, tgi_answer,
                         tgi_sampling)
-from ..model.onnx import load
 
 _HANDLERS: dict[str, Callable] = {}  # one per model directory, kept between invocations
 
 
 def handler(event: dict, context=None) -> dict:
-    """The entry point to configure on the platform: ``scriptrnn.runtime.serverless.handler``."""
+    """The entry point to configure on the platform: ``scriptrnn.server.serverless.handler``."""
     model_dir = os.environ.get("SCRIPTRNN_MODEL_DIR") or str(_code_root() / "model")
     if model_dir not in _HANDLERS:
         _HANDLERS[model_dir] = make_handler(model_dir, limits_from_environment(),
@@ -72,7 +73,7 @@ def _number_from_environment(name: str, default: str, kind: type):
 
 def make_handler(model_dir, limits: ServerLimits | None = None, threads: int | None = 1) -> Callable:
     """A handler for the exported model in ``model_dir`` (loaded now, once)."""
-    model = load(model_dir, threads=threads)
+    model = load_exported(model_dir, threads=threads)
     name = Path(model_dir).resolve().name
     limits = limits or ServerLimits()
 
@@ -104,7 +105,7 @@ def _answer(model: ScriptModel, name: str, limits: ServerLimits, event: dict) ->
         generation = Generation(model, body.inputs, config)
     except ScriptRNNError as e:  # a prime the vocabulary cannot read
         raise RequestError(str(e)) from None
-    _run(generation)
+    generation.run()
     return tgi_answer(generation, body.parameters.details)
 
 
@@ -130,15 +131,6 @@ def _body(event: dict, limits: ServerLimits):
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as e:
         raise RequestError(f"body: JSON decode error ({e})") from None
-
-
-def _run(generation: Generation) -> None:
-    """Write the whole text: prime once, then one step per token until every sequence stops."""
-    generation.prefill()
-    while not generation.done:
-        generation.sample()
-        if not generation.done:
-            step_together(generation.owner.model, [generation])
 
 
 def _respond(status: int, body: dict, headers: dict | None = None) -> dict:

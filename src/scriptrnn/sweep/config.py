@@ -38,10 +38,10 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..api import LEVEL_DEFAULTS
+from ..training.config import LEVEL_DEFAULTS
 from ..errors import ScriptRNNError
 from ..model.network import ModelConfig
-from ..training.loop import TrainConfig
+from ..training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -21,10 +21,10 @@ from typing import Callable
 from .. import __version__
 from ..api import train
 from ..model.checkpoint import CONFIG_FILE, RESUME_FILE, read_json, write_json
-from ..data.corpus import load_corpus
+from ..data.sources import TextFormat, load_corpus
 from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics
-from ..training.loop import arithmetic, autocast_dtype, check_memory, pick_device
+from ..device import arithmetic, autocast_dtype, check_memory, pick_device
 from .config import Study, SweepConfig, format_value, study_runs
 from .report import write_report, write_tables
 from .usage import ResourceMonitor
@@ -84,8 +84,8 @@ class Sweep:
 
     def _load_corpus(self):
         s = self.config.source
-        return load_corpus(s.data or None, corpus=s.corpus, genres=s.genres or None, encoding=s.encoding,
-                           speaker_column=s.speaker_column, dialogue_column=s.dialogue_column)
+        return load_corpus(s.data or None, corpus=s.corpus, genres=s.genres or None,
+                           text_format=TextFormat(s.encoding, s.speaker_column, s.dialogue_column))
 
     def _run_study(self, study: Study, baseline: PlannedRun) -> None:
         self.record(study, baseline, "baseline", "", "baseline")

@@ -1,0 +1,261 @@
+"""The ``scriptrnn`` commands: each takes the parsed arguments, calls the API and prints the result."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from ..errors import ScriptRNNError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+_NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "speaker_column", "dialogue_column",
+                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv", "dist_timeout"}
+
+
+def cmd_train(args) -> int:
+    from ..api import train
+    from ..training.distributed import is_main_process
+
+    settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
+    settings.update(settings.pop("save_every", {}))
+    out = Path(args.resume) if isinstance(args.resume, str) else args.out
+    try:
+        with _tensorboard(args.tensorboard) as callbacks:
+            result = train(args.data, out, corpus=args.corpus, genres=args.genres, styles=args.styles,
+                           encoding=args.encoding,
+                           speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
+                           resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
+                           callbacks=callbacks, dist_timeout=args.dist_timeout, **settings)
+    except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
+        from ..model.checkpoint import RESUME_FILE
+
+        hint = f"; resume with: scriptrnn train --resume {out}{_under_torchrun()}" \
+            if (out / RESUME_FILE).exists() else ""
+        if is_main_process():
+            print(f"\nscriptrnn: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not is_main_process():  # torchrun: rank 0 reports for all
+        return _exit_status(result.stopped_because)
+    if result.stopped_because.startswith("interrupted"):
+        print(f"{result.stopped_because} at step {result.steps}; checkpoint saved in {out}.\n"
+              f"Resume with: scriptrnn train --resume {out}{_under_torchrun()}", file=sys.stderr)
+        return _exit_status(result.stopped_because)
+    m = result.metrics
+    extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
+    print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
+          f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
+          f"model saved in {out}; write with: scriptrnn generate {out}")
+    return 0
+
+
+@contextlib.contextmanager
+def _tensorboard(log_dir: Path | None):
+    """The trainer callbacks that --tensorboard asks for (none without it), closed when training ends."""
+    if log_dir is None:
+        yield []
+        return
+    from ..training.reporting import TensorBoardLogger
+
+    with TensorBoardLogger(log_dir) as logger:
+        yield [logger]
+
+
+def _under_torchrun() -> str:
+    import os
+
+    return " (under torchrun, with any number of processes)" if os.environ.get("WORLD_SIZE", "1") != "1" else ""
+
+
+def _exit_status(stopped_because: str) -> int:
+    if not stopped_because.startswith("interrupted"):
+        return 0
+    return EXIT_TERMINATED if "SIGTERM" in stopped_because else EXIT_INTERRUPTED
+
+
+def cmd_generate(args) -> int:
+    from ..model.files import write_atomic
+    from ..data.fountain import format_script
+    from ..model.loader import load
+    from ..generate.sampling import SamplingConfig
+
+    fmt = _output_format(args)
+    if args.output:
+        _check_writable(args.output)  # before the work, not after it
+    script_model = load(args.model_dir, device=args.device, threads=args.threads)
+    config = SamplingConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            repetition_penalty=args.repetition_penalty,
+                            num_return_sequences=args.num_return_sequences, seed=args.seed,
+                            stop_after_lines=args.stop_after_lines, max_lines=args.lines, max_scenes=args.scenes,
+                            whole_lines=args.whole_lines).validate()
+    script = {"style": args.style, "speaker": args.speaker, "cast": args.cast}
+    if fmt != "text":
+        texts = script_model.generate(args.prime, config, **script)
+    elif config.num_return_sequences == 1:
+        texts = [_stream_to_terminal(script_model.stream(args.prime, config, **script))]
+    else:
+        texts = script_model.generate(args.prime, config, **script)
+        for i, text in enumerate(texts, 1):
+            print(f"===== {i} =====\n{text}\n")
+    if config.whole_lines and not all(texts):
+        print(f"scriptrnn: no whole line within --max-new-tokens {config.max_new_tokens}; raise it, or pass "
+              "--no-whole-lines for the text as cut", file=sys.stderr)
+    data = format_script(texts, fmt, sentence_case=getattr(script_model.tokenizer, "lowercase", False))
+    if fmt in ("fountain", "html") and not args.output:
+        sys.stdout.write(data.decode("utf-8"))
+    if args.output:
+        write_atomic(args.output, data)
+    return 0
+
+
+def _output_format(args) -> str:
+    """--format, else what --output's name says (scene.pdf), else text; PDF only to a file."""
+    suffixes = {".fountain": "fountain", ".pdf": "pdf", ".html": "html", ".htm": "html"}
+    fmt = args.format or (suffixes.get(args.output.suffix.lower(), "text") if args.output else "text")
+    if fmt == "pdf" and not args.output:
+        raise ScriptRNNError("--format pdf writes a file: add --output scene.pdf")
+    return fmt
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise ScriptRNNError(f"--output {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ScriptRNNError(f"--output {path}: no folder {path.parent}")
+
+
+def _stream_to_terminal(pieces) -> str:
+    text = []
+    for step in pieces:
+        sys.stdout.write(step[0])
+        sys.stdout.flush()
+        text.append(step[0])
+    joined = "".join(text)
+    if joined and not joined.endswith("\n"):
+        sys.stdout.write("\n")
+    return joined
+
+
+def cmd_evaluate(args) -> int:
+    from ..api import evaluate
+
+    corpus = args.corpus or ("shakespeare" if args.genres else None)  # None: the run's own corpus
+    report = evaluate(args.model_dir, args.data, corpus=corpus, genres=args.genres, encoding=args.encoding,
+                      speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
+                      held_out=args.held_out, device=args.device)
+    for key, value in report.items():
+        if key == "styles":
+            for name, style_report in value.items():  # a styled run: each style's held-out end
+                figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in style_report.items())
+                print(f"style {name}: {figures}")
+        else:
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import json
+
+    from ..api import info
+
+    facts = info(args.model_dir)
+    if args.json:
+        print(json.dumps(facts, indent=2, ensure_ascii=False))
+        return 0
+    print(_format_info(facts, args.all))
+    return 0
+
+
+def _format_info(facts: dict, show_all: bool) -> str:
+    shown = facts["speakers"] if show_all else facts["speakers"][:30]
+    more = f", ... (--all for all {len(facts['speakers'])})" if len(shown) < len(facts["speakers"]) else ""
+    val = facts["held_out"]
+    lines = [
+        f"model: {facts['run']}",
+        f"level {facts['level']}, {facts['cell']}, {facts['layers']} layers x {facts['hidden_size']} units, "
+        f"embedding {facts['embedding_size']}, vocabulary {facts['vocab_size']:,}, "
+        f"{facts['parameters']:,} parameters",
+        f"corpus: {facts['corpus']} ({facts['characters'] or 0:,} characters)",
+    ]
+    if "loss" in val:
+        lines.append(f"held-out loss: {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f})")
+    for style in facts["styles"]:
+        lines.append(f"style {style['name']}: {style.get('characters', 0):,} characters; speakers: "
+                     f"{', '.join(style.get('speakers', [])[:10]) or 'none'}")
+    if not facts["styles"]:
+        lines.append("styles: none (trained without styles)")
+    lines.append(f"speakers ({len(facts['speakers'])}, most speeches first): {', '.join(shown) or 'none'}{more}")
+    return "\n".join(lines)
+
+
+def cmd_corpus(args) -> int:
+    from ..data.corpus import corpus_stats, format_stats
+    from ..data.sources import TextFormat, load_corpus
+
+    corpus = load_corpus(args.data or None, corpus=args.corpus, genres=args.genres,
+                         text_format=TextFormat(args.encoding, args.speaker_column, args.dialogue_column))
+    print(f"corpus: {corpus.name}")
+    print(format_stats(corpus_stats(corpus)))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from ..server import serve
+
+    limits = {"max_new_tokens": args.max_new_tokens, "max_prime_chars": args.max_prime_chars,
+              "max_body_bytes": args.max_body_bytes, "max_return_sequences": args.max_return_sequences,
+              "max_queue": args.max_queue, "max_batch": args.max_batch, "request_timeout_s": args.timeout}
+    serve(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, device=args.device,
+          threads=args.threads, **limits)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..model.loader import pretrained_dir
+    from ..model.export import export_onnx
+
+    facts = export_onnx(args.model_dir or pretrained_dir(), args.out, quantize=args.quantize,
+                        overwrite=args.overwrite)
+    size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
+    kind = f", {facts['quantize']}" if facts["quantize"] else ""
+    print(f"exported to {args.out} (ONNX{kind}, {size / 1e6:.1f} MB)\n"
+          f"write with: scriptrnn generate {args.out}   (needs only: pip install 'scriptrnn[runtime]')")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    import os
+    import shlex
+
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        raise ScriptRNNError("scriptrnn sweep runs one process; start it with scriptrnn, not torchrun")
+
+    from ..sweep import DEFAULT_OUT, Sweep, SweepInterrupted, build_config, command_line_config, read_toml
+    from ..sweep.report import all_conclusions
+
+    raw, base = (read_toml(args.config), args.config.parent) if args.config else ({}, Path("."))
+    source = {k: v for k, v in (("data", [str(Path(p).resolve()) for p in args.data or []]),
+                                ("corpus", args.corpus), ("genres", args.genres)) if v}
+    budget = {k: getattr(args, k) for k in ("time_budget", "epochs", "max_steps") if getattr(args, k) is not None}
+    raw = command_line_config(raw, sets=args.set, vary=args.vary, grid=args.grid, budget=budget, source=source,
+                              out=args.out.resolve() if args.out else None)
+    config = build_config(raw, base)
+    command = shlex.join(["scriptrnn", *args.argv])
+    sweep = Sweep(config, config.out or DEFAULT_OUT, progress=not args.quiet, tensorboard=args.tensorboard,
+                  command=command)
+    try:
+        rows = sweep.run()
+    except (SweepInterrupted, KeyboardInterrupt) as e:
+        reason = e.reason if isinstance(e, SweepInterrupted) else "interrupted"
+        print(f"\nscriptrnn: sweep {reason}; finished runs are kept and the interrupted one resumes.\n"
+              f"Resume with: {command}", file=sys.stderr)
+        return EXIT_TERMINATED if "SIGTERM" in reason else EXIT_INTERRUPTED
+    print("\n".join(f"- {line}" for line in all_conclusions(rows, config.baseline)))
+    print(f"results: {sweep.out / 'report.md'}, results.csv, results.json, plots/")
+    return 0

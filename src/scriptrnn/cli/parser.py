@@ -1,0 +1,249 @@
+"""The ``scriptrnn`` command's flags: one subparser per command.
+
+Defaults shown in help come from where they live: the per-level training defaults
+(training.config.level_defaults), SamplingConfig and ServerLimits, so that the help
+says what a run or a request really uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import __version__
+from .commands import EXIT_USAGE
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad flags exit with one line, like every other error here."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"scriptrnn: error: {message} (see scriptrnn {self.prog.split()[-1]} --help)\n")
+
+
+def _add_corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="*", help="text, dialogue (Name: line), CSV or .fountain files, or folders of "
+                                            "them; none: the built-in corpus")
+    p.add_argument("--corpus", default="shakespeare", help="built-in corpus used when no DATA is given")
+    p.add_argument("--genre", nargs="+", dest="genres", metavar="GENRE",
+                   help="built-in Shakespeare only: comedies histories problems roman romances tragedies")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
+    p.add_argument("--speaker-column", default="Character", help="CSV column with the speaker's name")
+    p.add_argument("--dialogue-column", default="Dialogue", help="CSV column with the line spoken")
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a corpus")
+    _add_corpus_args(p)
+    p.add_argument("--styles", choices=["genre", "file"],
+                   help="one model, many styles: a style per genre of the built-in plays (with --genre: those), "
+                        "or per DATA file; also DATA written FILE:STYLE, or a STYLES.toml manifest")
+    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default runs/latest)")
+    p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
+                   help="continue the run in DIR (or --out) from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write TensorBoard event files (loss, learning rate, tokens/s) into DIR")
+    g = p.add_argument_group("tokens")
+    g.add_argument("--level", choices=["char", "word"], help=f"char or word tokens ({_default_text('level')})")
+    g.add_argument("--keep-case", dest="lowercase", action="store_false", default=None,
+                   help="word level: keep upper case (default folds to lower case)")
+    g.add_argument("--min-count", type=int,
+                   help=f"word level: words seen fewer times become <unk> ({_default_text('min_count')})")
+    g = p.add_argument_group("model")
+    for flag, name, extra in [
+        ("--cell", "cell", {"choices": ["lstm", "gru", "rnn"], "help": "recurrent cell"}),
+        ("--layers", "num_layers", {"type": int, "dest": "num_layers", "help": "recurrent layers"}),
+        ("--hidden-size", "hidden_size", {"type": int, "help": "units per layer"}),
+        ("--embedding-size", "embedding_size", {"type": int, "help": "token embedding size"}),
+        ("--dropout", "dropout", {"type": float, "help": "dropout between layers and before the output"}),
+        ("--tie-weights", "tie_weights", {"action": argparse.BooleanOptionalAction, "default": None,
+                                          "help": "share input and output embeddings"}),
+        ("--softmax", "softmax", {"choices": ["full", "adaptive"],
+                                  "help": "output layer: full or adaptive (faster for large word vocabularies)"}),
+    ]:
+        g.add_argument(flag, **{**extra, "help": f"{extra['help']} ({_default_text(name)})"})
+    g = p.add_argument_group("training")
+    for flag, kind, text in [
+        ("--seq-len", int, "tokens per window; state carries across windows"),
+        ("--batch-size", int, "parallel streams per batch"),
+        ("--lr", float, "peak learning rate (AdamW)"),
+        ("--weight-decay", float, "AdamW weight decay on weight matrices"),
+        ("--grad-clip", float, "max gradient norm"),
+        ("--warmup-steps", int, "linear warm-up steps before cosine decay"),
+        ("--epochs", float, "passes over the training text"),
+        ("--max-steps", int, "optimizer steps"),
+        ("--time-budget", float, "minutes of wall-clock training"),
+        ("--val-fraction", float, "share of the corpus end held out for validation"),
+        ("--eval-every", int, "steps between validation checks and checkpoints"),
+        ("--eval-tokens", int, "validation tokens per check (the final check uses all)"),
+        ("--patience", int, "early stop after this many checks without improvement"),
+        ("--seed", int, "random seed"),
+    ]:
+        g.add_argument(flag, type=kind, help=f"{text} ({_default_text(flag.lstrip('-').replace('-', '_'))})")
+    g.add_argument("--save-every", type=_save_every, metavar="N|Mm",
+                   help="also save a resume checkpoint every N steps (500) or every M minutes (10m); "
+                        "default: only at each --eval-every check")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="auto (default): bfloat16 arithmetic where the CPU or GPU has it natively, else fp32")
+    g = p.add_argument_group("several processes (start with torchrun; see the README)")
+    g.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="how long a process waits for the others before stopping with an error (default 600)")
+
+
+def _save_every(text: str) -> dict:
+    """'500' -> every 500 steps; '10m' (or '10min') -> every 10 minutes."""
+    number = text.strip().lower().removesuffix("min").removesuffix("m")
+    try:
+        value = float(number) if number != text.strip().lower() else int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N steps or M minutes (e.g. 500 or 10m)") from None
+    return {"save_every_minutes" if isinstance(value, float) else "save_every": value}
+
+
+def _default_text(name: str) -> str:
+    """'default 64; word level 32': what each level really starts from (training.config.level_defaults)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "training needs PyTorch"  # an install for exported models only: the parser still builds
+    from ..training.config import ADAPTIVE_DEFAULT_VOCAB, TrainConfig, level_defaults
+
+    char, word = level_defaults(TrainConfig.level)[name], level_defaults("word")[name]
+    text = f"default {_shown(char)}"
+    if name == "level":
+        return text
+    if name == "softmax":  # the policy in training.config.output_layer
+        return f"{text}; word level adaptive from {ADAPTIVE_DEFAULT_VOCAB:,} words"
+    return text if word == char else f"{text}; word level {_shown(word)}"
+
+
+def _shown(value) -> str:
+    return {True: "on", False: "off", None: "none"}.get(value, str(value)) if isinstance(value, (bool, type(None))) \
+        else str(value)
+
+
+def _add_generate_parser(sub) -> None:
+    from ..generate.sampling import SamplingConfig as S  # the sampling defaults live there, once
+
+    p = sub.add_parser("generate", help="write new text with a trained model")
+    p.add_argument("model_dir", nargs="?", type=Path,
+                   help="run directory or exported directory (default: the built-in Shakespeare model)")
+    p.add_argument("--prime", default="", help="start text: a speaker ('jerry') or whole lines")
+    p.add_argument("--max-new-tokens", type=int, default=S.max_new_tokens,
+                   help=f"tokens to write (default {S.max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=S.temperature,
+                   help=f"0 = greedy; higher = wilder (default {S.temperature})")
+    p.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample from the smallest set reaching probability p")
+    p.add_argument("--repetition-penalty", type=float, help=">1 discourages repeating tokens")
+    p.add_argument("--greedy", dest="do_sample", action="store_false", help="always take the most likely token")
+    p.add_argument("--num-return-sequences", type=int, default=S.num_return_sequences,
+                   help="texts to write, as one batch")
+    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many line breaks")
+    p.add_argument("--seed", type=int, help="random seed for repeatable text")
+    p.add_argument("--output", type=Path, help="also write the text to this file (atomically); "
+                                               "a .fountain, .pdf or .html name sets --format")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    p.add_argument("--threads", type=int, help="CPU threads of PyTorch or onnxruntime (default: the library's own)")
+    g = p.add_argument_group("scripts")
+    g.add_argument("--style", help="write in one of the model's styles (scriptrnn info lists them)")
+    g.add_argument("--speaker", help="start with this speaker's line (--prime: their first words)")
+    g.add_argument("--cast", help="only these speakers, comma-separated: --cast jerry,george,elaine")
+    g.add_argument("--lines", type=int, help="stop after this many lines with words (speeches, directions)")
+    g.add_argument("--scenes", type=int, help="stop after this many scenes (a blank line ends a scene)")
+    # On by default here, unlike the API's SamplingConfig: a terminal reader wants no half line.
+    g.add_argument("--whole-lines", action=argparse.BooleanOptionalAction, default=True,
+                   help="end on a whole line: a last line cut short by --max-new-tokens is dropped (default on)")
+    g.add_argument("--format", choices=["text", "fountain", "html", "pdf"],
+                   help="text (default), a Fountain screenplay, or one rendered as HTML or PDF (needs --output)")
+
+
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character")
+    p.add_argument("model_dir", type=Path, help="run directory")
+    _add_corpus_args(p)
+    p.set_defaults(corpus=None)  # no DATA and no --corpus: score on the corpus the run trained on
+    p.add_argument("--all", dest="held_out", action="store_false",
+                   help="score the whole text, not only its held-out end")
+    p.add_argument("--device", default="cpu")
+
+
+def _add_serve_parser(sub) -> None:
+    from ..server.protocol import ServerLimits
+
+    d = ServerLimits()
+    p = sub.add_parser("serve", help="serve models over HTTP: a web page, TGI and OpenAI-style APIs")
+    p.add_argument("model_dirs", nargs="*", type=Path,
+                   help="run directories or exported directories, mixed as you like (default: the built-in model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="cap per sequence")
+    p.add_argument("--max-prime-chars", type=int, default=d.max_prime_chars, help="cap on the prime's length")
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="cap on a request body")
+    p.add_argument("--max-return-sequences", type=int, default=d.max_return_sequences, help="cap on n")
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests waiting before 503")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="sequences stepped together")
+    p.add_argument("--timeout", type=float, default=d.request_timeout_s, help="seconds per request")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch (or onnxruntime) CPU threads (default 1: one-token steps gain nothing from more, "
+                        "and the HTTP side needs a core; see benchmarks/RESULTS.md)")
+
+
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX, to generate and serve without PyTorch")
+    p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in model)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (the only format so far)")
+    p.add_argument("--out", type=Path, required=True, help="directory to write (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8: dynamic quantization (smaller; see benchmarks/RESULTS.md for speed and loss)")
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="hyperparameter studies (one at a time, grid, Optuna) with tables and plots")
+    p.add_argument("config", nargs="?", type=Path, help="a study file (TOML; see the README's Experiments)")
+    p.add_argument("--vary", action="append", default=[], metavar="SETTING=V1,V2",
+                   help="a one-at-a-time study: each value alone, the rest as the baseline (repeatable)")
+    p.add_argument("--grid", action="append", default=[], metavar="SETTING=V1,V2",
+                   help="a grid study: every combination of the values of all --grid settings")
+    p.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                   help="a baseline setting, by its train() name (over the file's [baseline])")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="minutes per run (replaces the file's [budget])")
+    p.add_argument("--epochs", type=float, metavar="EPOCHS",
+                   help="epochs per run (replaces the file's [budget])")
+    p.add_argument("--max-steps", type=int, metavar="STEPS",
+                   help="steps per run (replaces the file's [budget])")
+    p.add_argument("--data", nargs="+", metavar="PATH", help="corpus files or folders (default: the file's, "
+                                                              "else the built-in corpus)")
+    p.add_argument("--corpus", help="built-in corpus used when no data is given")
+    p.add_argument("--genre", nargs="+", dest="genres", metavar="GENRE", help="built-in Shakespeare only")
+    p.add_argument("--out", type=Path, help="folder for runs and results (default: the file's [sweep] out, "
+                                            "else runs/sweep)")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write each run's TensorBoard events "
+                                                                   "into DIR/<run>")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scriptrnn", description="Train recurrent networks on scripts and books; write new ones.")
+    parser.add_argument("--version", action="version", version=f"scriptrnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train_parser(sub)
+    _add_generate_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_serve_parser(sub)
+    _add_sweep_parser(sub)
+    _add_export_parser(sub)
+    p = sub.add_parser("corpus", help="statistics of a corpus")
+    _add_corpus_args(p)
+    p = sub.add_parser("info", help="what a model is: level, cell, sizes, styles and the speakers it knows")
+    p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in model)")
+    p.add_argument("--all", action="store_true", help="list every speaker, not the first 30")
+    p.add_argument("--json", action="store_true", help="the facts as JSON")
+    return parser

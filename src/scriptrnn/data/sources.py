@@ -1,0 +1,120 @@
+"""Where a run's text comes from, as typed values: what was asked for, and what it resolved to.
+
+``CorpusRequest`` is ``train()``'s and ``evaluate()``'s corpus arguments as one value;
+``CorpusSource`` is what it resolves to (absolute paths, the styles), the form saved in a
+run's config.json under ``corpus.source`` so that a resume reads the very same text.
+``TextFormat`` is how files are read (encoding, CSV columns). Loading the text from any of
+them happens here too, so the readers (corpus.py, shakespeare.py, styles.py) never need to
+import each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..errors import ScriptRNNError
+from .corpus import Corpus, PathLike, as_path_list, read_corpus
+from .shakespeare import shakespeare_corpus
+from .styles import StyledCorpus, StylePart, StyleSource, free_tags, scene_chunks, style_sources, tagged
+
+BUILTIN_CORPORA = ("shakespeare",)
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How corpus files are read."""
+
+    encoding: str = "utf-8"  # of every file
+    speaker_column: str = "Character"  # CSV files: the column with the speaker's name
+    dialogue_column: str = "Dialogue"  # CSV files: the column with the line spoken
+
+
+@dataclass(frozen=True)
+class CorpusRequest:
+    """What a caller asked to read, before any file is looked at."""
+
+    data: object = None  # files, folders, {style: paths}, a TOML manifest; None: the built-in corpus
+    corpus: str = "shakespeare"  # the built-in corpus used without data
+    genres: tuple[str, ...] = ()  # built-in plays only; none: all of them
+    styles: str | None = None  # "genre" or "file": one style per genre or per file (styles.py)
+    text_format: TextFormat = field(default_factory=TextFormat)
+
+    def resolve(self) -> CorpusSource:
+        """The source this request names: paths made absolute, styles worked out (one-line errors)."""
+        styles = style_sources(self.data, by=self.styles, genres=list(self.genres) or None)
+        paths = [] if styles else as_path_list(self.data)
+        return CorpusSource(paths=tuple(str(p.resolve()) for p in paths), corpus=self.corpus,
+                            genres=() if styles else tuple(self.genres), styles=tuple(styles or ()),
+                            text_format=self.text_format)
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """A run's resolved corpus: what it trains on and what a resume reads again."""
+
+    paths: tuple[str, ...] = ()  # absolute; none means the built-in corpus
+    corpus: str = "shakespeare"
+    genres: tuple[str, ...] = ()
+    styles: tuple[StyleSource, ...] = ()  # a styled run's sources (then paths and genres are empty)
+    text_format: TextFormat = field(default_factory=TextFormat)
+
+    def load(self) -> Corpus:
+        if self.styles:
+            return load_styled_corpus(list(self.styles), self.text_format)
+        return load_corpus(list(self.paths) or None, corpus=self.corpus, genres=list(self.genres) or None,
+                           text_format=self.text_format)
+
+    def describe(self) -> str:
+        if self.styles:
+            return "styles " + ", ".join(s.style for s in self.styles)
+        return ", ".join(self.paths) or self.corpus
+
+    def to_dict(self) -> dict:
+        """config.json's ``corpus.source`` (the layout runs have always saved)."""
+        f = self.text_format
+        data = {"paths": list(self.paths), "corpus": self.corpus, "genres": list(self.genres), "encoding": f.encoding,
+                "speaker_column": f.speaker_column, "dialogue_column": f.dialogue_column}
+        if self.styles:
+            data["styles"] = [s.to_dict() for s in self.styles]
+        return data
+
+    @classmethod
+    def from_dict(cls, data) -> CorpusSource | None:
+        """A saved source, checked (config.json may be edited); None when it does not say what was read."""
+        lists, names = ("paths", "genres"), ("corpus", "encoding", "speaker_column", "dialogue_column")
+        if not isinstance(data, dict) or not all(
+                isinstance(data.get(k), list) and all(isinstance(v, str) for v in data[k]) for k in lists) or \
+                not all(isinstance(data.get(k), str) for k in names):
+            return None
+        styles = tuple(StyleSource.from_dict(s) for s in data.get("styles") or [])
+        return cls(tuple(data["paths"]), data["corpus"], tuple(data["genres"]), styles,
+                   TextFormat(data["encoding"], data["speaker_column"], data["dialogue_column"]))
+
+
+def load_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = "shakespeare",
+                genres: str | Iterable[str] | None = None, text_format: TextFormat | None = None) -> Corpus:
+    """The user's files if any are given, otherwise the named built-in corpus."""
+    path_list = as_path_list(paths)
+    f = text_format or TextFormat()
+    if path_list:
+        if genres:
+            raise ScriptRNNError(
+                "genres only select plays of the built-in corpus; drop the genres or the paths"
+            )
+        return read_corpus(path_list, encoding=f.encoding, speaker_column=f.speaker_column,
+                           dialogue_column=f.dialogue_column)
+    if corpus not in BUILTIN_CORPORA:
+        known = ", ".join(BUILTIN_CORPORA)
+        raise ScriptRNNError(f"unknown built-in corpus {corpus!r}; known corpora: {known}")
+    return shakespeare_corpus(genres)
+
+
+def load_styled_corpus(sources: list[StyleSource], text_format: TextFormat | None = None) -> StyledCorpus:
+    """Each style's text cut into scene chunks, every chunk led by the style's tag (styles.py)."""
+    texts = [load_corpus(list(s.paths) or None, corpus=s.corpus, genres=list(s.genres) or None,
+                         text_format=text_format).text for s in sources]
+    tags = free_tags(len(sources), texts)
+    parts = tuple(StylePart(s.style, tag, tuple(scene_chunks(text))) for s, tag, text in zip(sources, tags, texts))
+    text = "\n".join(tagged(p.tag, c) for p in parts for c in p.chunks)
+    return StyledCorpus(name="+".join(s.style for s in sources), text=text, parts=parts)

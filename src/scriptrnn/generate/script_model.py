@@ -1,0 +1,136 @@
+"""A loaded model as a writer: its tokenizer, run facts, styles and speakers, and how a prime is read.
+
+``ScriptModel.start`` makes a ``Generation`` (generation.py), whose single token loop
+writes the text; ``stream`` and ``generate`` are that loop for one request, as the
+terminal and the Python API use it. The network behind it is the PyTorch
+``RNNLanguageModel`` or the onnxruntime ``OnnxModel`` (scriptrnn.model), anything with
+``prefill`` and ``step``; this module imports neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterator
+
+import numpy as np
+
+from ..data.styles import model_styles, style_name, style_speakers, style_tag
+from ..data.tokenizer import UNK
+from ..errors import ScriptRNNError
+from .constraints import SuppressTokens
+from .generation import Generation
+from .sampling import SamplingConfig
+from .speakers import cast_mask, resolve_cast, resolve_speaker, speaker_prime
+
+
+class ScriptModel:
+    """A trained model with its tokenizer and run facts, ready to write."""
+
+    def __init__(self, model, tokenizer, config: dict, device="cpu"):
+        self.model = model.to(device).eval()  # an RNNLanguageModel or a runtime.OnnxModel
+        self.tokenizer = tokenizer
+        self.config = config
+        self.device = device
+        corpus = config.get("corpus", {})
+        self.speakers: list[str] = list(corpus.get("speakers", []))
+        self.newline_id = tokenizer.token_id("\n")
+        self.styles: dict[str, str] = model_styles(config, tokenizer)  # style name -> its tag character
+
+    @property
+    def level(self) -> str:
+        return self.tokenizer.level
+
+    # ------------------------------------------------------------ prime
+
+    def prime_text(self, prime: str) -> str:
+        """A bare speaker name becomes the start of that speaker's line: 'jerry' -> 'jerry:'."""
+        stripped = prime.strip()
+        by_lower = {s.lower(): s for s in self.speakers}
+        if stripped and "\n" not in stripped and stripped.lower() in by_lower:
+            return by_lower[stripped.lower()] + ":"
+        return prime
+
+    def encode_prime(self, prime: str, style: str | None = None) -> tuple[np.ndarray, int]:
+        """Prime ids after context (the style's tag, a line break), and how many ids are context only."""
+        ids = self.tokenizer.encode(self.prime_text(prime))
+        if prime.strip() and len(ids) == 0:
+            raise ScriptRNNError(f"nothing in the prime {prime!r} is in the model's vocabulary")
+        unk = getattr(self.tokenizer, "unk_id", None)
+        if unk is not None and len(ids) and (ids == unk).all() and UNK not in prime:
+            # <unk> for every word would be no prime at all, silently.
+            raise ScriptRNNError(f"none of the words in the prime {prime!r} is in the model's vocabulary; "
+                                 "use words from the corpus")
+        context = []
+        if style is not None:
+            # In training a tag comes after the blank line that ends the chunk before; the same
+            # few tokens here put a state that starts from nothing closer to the one it had there.
+            tag = self.tokenizer.token_id(style_tag(self.styles, style))
+            context = [tag] if self.newline_id is None else [self.newline_id, self.newline_id, tag]
+        if self.newline_id is None:
+            if len(ids) == 0 and not context:
+                raise ScriptRNNError("this model needs a prime: give --prime with some text")
+        else:
+            context.append(self.newline_id)  # start as at the start of a line, where speakers' names come
+        return np.concatenate([context, ids]).astype(np.int64), len(context)
+
+    # ------------------------------------------------------------ writing
+
+    def start(self, prime: str = "", config: SamplingConfig | None = None, *, style: str | None = None,
+              speaker: str | None = None, cast=None, **settings) -> "Generation":
+        """A new request, its prime already run through the network.
+
+        ``style`` writes in one of the model's styles; ``speaker`` starts with that speaker's
+        line (the prime, if any, is what they say first); ``cast`` ('jerry,george' or a list)
+        keeps every generated line to those speakers.
+        """
+        config = replace(config or SamplingConfig(), **settings).validate()
+        if style is not None and speaker is None and cast is None and not prime.strip():
+            # The tag alone steers a state that starts from nothing only weakly (measured: the held-out
+            # loss barely depends on it), so the script opens with the style's own leading speaker.
+            known = {s.lower() for s in self.speakers}
+            leading = [s for s in style_speakers(self.config, style_name(self.styles, style)) if s.lower() in known]
+            speaker = leading[0] if leading else None
+        if speaker is not None:
+            prime = speaker_prime(resolve_speaker(speaker, self.speakers), prime)
+        generation = Generation(self, prime, config, style=style, rules=self.rules(cast))
+        generation.prefill()
+        return generation
+
+    def rules(self, cast=None) -> list:
+        """The hard rules on next tokens (constraints.py): never a style tag; the cast if one is given."""
+        rules: list = []
+        if self.styles:
+            tags = [self.tokenizer.token_id(tag) for tag in self.styles.values()]
+            rules.append(SuppressTokens(tags, self.tokenizer.vocab_size))
+        if cast is not None:
+            rules.append(cast_mask(self.tokenizer, resolve_cast(cast, self.speakers)))
+        return rules
+
+    def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> Iterator[list[str]]:
+        """Yield, step by step, the text each of the N sequences adds ('' once it has stopped).
+
+        The first item is the prime as the model read it, so that joining all items
+        of a sequence gives its whole text. With ``whole_lines`` the text comes a whole
+        line at a time, and a last line cut short by ``max_new_tokens`` never comes.
+        """
+        generation = self.start(prime, config, **settings)
+        steps = generation.steps()
+        yield from _whole_lines(steps, generation.n) if generation.config.whole_lines else steps
+
+    def generate(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> list[str]:
+        """The whole text of each sequence (prime included)."""
+        pieces = list(self.stream(prime, config, **settings))
+        return ["".join(column) for column in zip(*pieces)]
+
+
+def _whole_lines(steps: Iterator[list[str]], n: int) -> Iterator[list[str]]:
+    """Hold each sequence's text back until its line ends; what is left over at the end is dropped."""
+    pending = [""] * n
+    for step in steps:
+        out = []
+        for i, piece in enumerate(step):
+            pending[i] += piece
+            cut = pending[i].rfind("\n") + 1
+            out.append(pending[i][:cut])
+            pending[i] = pending[i][cut:]
+        yield out

@@ -1,0 +1,86 @@
+"""The one loader: any model directory, trained or exported, becomes a ``ScriptModel`` ready to write.
+
+A training run loads with PyTorch (imported only then); an exported model with onnxruntime,
+so this module, and everything it imports at the top, must not need PyTorch. It never
+imports the trainer: loading a model is not training one.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from ..data.styles import model_styles
+from ..data.tokenizer import tokenizer_from_dict
+from ..errors import ScriptRNNError
+from ..generate.script_model import ScriptModel
+from .directory import MODEL_FILE, is_exported, read_config, read_tokenizer_dict
+
+PRETRAINED_NAME = "shakespeare-char"
+
+
+def pretrained_dir() -> Path:
+    """The small char-level Shakespeare model that ships inside the package."""
+    return Path(str(resources.files("scriptrnn") / "pretrained" / PRETRAINED_NAME))
+
+
+def load(directory=None, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
+    """Any model directory (None: the built-in model), ready to ``.generate()``.
+
+    An exported directory runs with onnxruntime, a training run with PyTorch. ``threads``:
+    CPU threads for either library (PyTorch's setting is for the whole process).
+    """
+    _check_threads(threads)
+    directory = Path(directory) if directory is not None else pretrained_dir()
+    if is_exported(directory):
+        return load_exported(directory, device=device, threads=threads)
+    from ..device import pick_device, set_threads
+    from .checkpoint import load_checkpoint
+
+    set_threads(threads)
+    where = pick_device(device)
+    model, tokenizer, config = load_checkpoint(directory, device=where)
+    return ScriptModel(model, tokenizer, config, device=where)
+
+
+def load_exported(directory, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
+    """An exported model only (``scriptrnn.runtime.load``); ``threads``: onnxruntime's, None for its default."""
+    from .onnx import OnnxModel
+
+    directory = Path(directory)
+    _check_threads(threads)
+    config = read_config(directory, exported=True)
+    tokenizer = tokenizer_from_dict(read_tokenizer_dict(directory))
+    model = OnnxModel(directory, config, threads=threads)
+    if model.vocab_size != tokenizer.vocab_size:
+        raise ScriptRNNError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but {MODEL_FILE} "
+                             f"scores {model.vocab_size}; the files do not belong together")
+    return ScriptModel(model, tokenizer, config, device=device)
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and not 1 <= threads <= 1024:
+        raise ScriptRNNError(f"--threads must be from 1 to 1024, got {threads}")
+
+
+def info(directory=None) -> dict:
+    """What a model is, from its config.json alone: level, cell, sizes, corpus, loss, styles, speakers."""
+    directory = Path(directory) if directory is not None else pretrained_dir()
+    config = read_config(directory)
+    tokenizer = tokenizer_from_dict(read_tokenizer_dict(directory))
+    settings, corpus = _model_settings(config), config.get("corpus", {})
+    known_styles = model_styles(config, tokenizer)  # checked: tags that the vocabulary holds
+    styles = [{k: v for k, v in entry.items() if k != "tag"} for entry in corpus.get("styles", [])
+              if entry.get("name") in known_styles]
+    return {"run": str(directory), "level": tokenizer.level, "cell": settings.cell, "layers": settings.num_layers,
+            "hidden_size": settings.hidden_size, "embedding_size": settings.embedding_size,
+            "vocab_size": settings.vocab_size, "parameters": settings.parameter_count(),
+            "corpus": corpus.get("name"), "characters": corpus.get("characters"),
+            "held_out": config.get("metrics", {}).get("val", {}), "styles": styles,
+            "speakers": list(corpus.get("speakers", []))}
+
+
+def _model_settings(config: dict):
+    from .checkpoint import model_config  # ModelConfig lives beside the PyTorch network
+
+    return model_config(config)

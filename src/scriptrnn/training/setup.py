@@ -1,0 +1,291 @@
+"""Setting a training run up, or picking one up again, and fitting it: ``scriptrnn.train()``'s job.
+
+Rank 0 reads the corpus, fits the tokenizer, writes config.json, tokenizer.json and the
+token cache into the run directory, and tells the other processes (torchrun) what it did;
+they rebuild the same model from that message. ``--resume`` reads the run's own corpus
+again, checks it has not changed, and restores the loop exactly (resume.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data.batching import split_ids, tokens_needed
+from ..data.corpus import Corpus, find_speakers
+from ..data.sources import CorpusRequest, CorpusSource
+from ..data.styles import StyledCorpus, style_facts
+from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
+from ..data.tokenizer import fit_tokenizer, tokenizer_from_dict
+from ..device import check_memory, pick_device
+from ..errors import ScriptRNNError
+from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
+                                read_json, remove_temporaries, save_run_files)
+from ..model.network import ModelConfig, RNNLanguageModel
+from .config import LEVEL_DEFAULTS, RESUME_OVERRIDES, TrainConfig, level_defaults, output_layer, split_settings
+from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
+from .loop import Trainer, TrainResult
+from .reporting import CURVE_FILE, METRICS_FILE
+
+# What a run writes into --out; --overwrite removes these and nothing else.
+RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE)
+MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent first
+
+
+def run_training(request: CorpusRequest, out: Path, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, callbacks: list | None = None, dist_timeout: float = DEFAULT_TIMEOUT_S,
+                 settings: dict | None = None) -> TrainResult:
+    """``scriptrnn.train()`` after its arguments are gathered (see its docstring)."""
+    settings = settings or {}
+    with session(dist_timeout) as where:
+        if where.is_main:
+            run = _tell_the_others(where, lambda: _prepare(request, out, resume, overwrite, settings, where))
+        else:
+            run = _follow(out, where)
+        return _fit(out, run, progress, callbacks, where)
+
+
+def _prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ScriptRNNError(f"--out {out} is a file, not a directory")
+    if resume:
+        if not (out / CONFIG_FILE).exists():
+            raise ScriptRNNError(f"--resume: {out} holds no run to resume (no {CONFIG_FILE})")
+        remove_temporaries(out)  # left by a run killed while writing
+        return
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise ScriptRNNError(
+            f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it or --overwrite "
+            "to replace it"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out)
+    except OSError as e:
+        raise ScriptRNNError(f"cannot prepare --out {out}: {e.strerror or e}") from None
+
+
+def _clear_old_run(out: Path) -> None:
+    """--overwrite: remove the old run's own files (anything else in the folder stays).
+
+    Called only once the new run has passed every check, so a refused start keeps the old run.
+    """
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+@dataclass
+class _Run:
+    """A run ready to fit: what rank 0 prepares, and what the other ranks rebuild from its message."""
+
+    config: dict  # config.json's content
+    train_config: TrainConfig
+    model: RNNLanguageModel
+    tokenizer: object
+    ids: np.ndarray  # the whole corpus as token ids, memory-mapped from the run's token cache
+    cache_key: str
+    resume: bool
+    val_start: int  # ids[:val_start] are trained on, ids[val_start:] held out
+
+    def message(self) -> dict:
+        return {"config": self.config, "tokenizer": self.tokenizer.to_dict(), "cache_key": self.cache_key,
+                "resume": self.resume, "val_start": self.val_start}
+
+
+def _tell_the_others(where: Distributed, prepare: Callable[[], _Run]) -> _Run:
+    """Rank 0's setup, sent to the other ranks; a failure too, so that they stop instead of waiting."""
+    try:
+        run = prepare()
+    except BaseException as e:
+        reason = str(e) if isinstance(e, ScriptRNNError) else f"rank 0 stopped ({type(e).__name__})"
+        try:
+            where.share({"error": reason})
+        except ScriptRNNError:
+            pass  # the others are gone already; rank 0's own error is the one to show
+        raise
+    where.share(run.message())
+    return run
+
+
+def _follow(out: Path, where: Distributed) -> _Run:
+    """Ranks other than 0: rank 0's settings and vocabulary, and the token cache it wrote."""
+    message = where.share(None)
+    if "error" in message:
+        raise EchoedError(message["error"])
+    config = message["config"]
+    train_config = TrainConfig.from_dict(config["training"]).validate()
+    ids = open_cache(out / TOKENS_FILE, message["cache_key"])
+    if ids is None:
+        raise ScriptRNNError(
+            f"rank {where.rank} cannot read {out / TOKENS_FILE}, which rank 0 wrote; with several machines, "
+            "--out must be on a filesystem that they all share"
+        )
+    torch.manual_seed(train_config.seed)  # rank 0's first weights (DDP copies rank 0's to all anyway)
+    return _Run(config, train_config, build_model(config), tokenizer_from_dict(message["tokenizer"]), ids,
+                message["cache_key"], message["resume"], message["val_start"])
+
+
+def _prepare(request: CorpusRequest, out: Path, resume: bool, overwrite: bool, settings: dict,
+             where: Distributed) -> _Run:
+    created = not out.exists()
+    _prepare_out_dir(out, resume=resume, overwrite=overwrite)
+    if resume:
+        if request.data or request.styles:
+            raise ScriptRNNError("--resume reads the run's own corpus and styles; leave out DATA and --styles")
+        return _resume(out, settings, where)
+    try:
+        return _start(request.resolve(), out, settings, where)
+    except ScriptRNNError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a refused start leaves nothing behind
+        raise
+
+
+def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) -> _Run:
+    text_corpus = source.load()
+    level = settings.get("level", TrainConfig.level)
+    level_defaults(level)  # an unknown level is refused before anything is read into the settings
+    model_settings, train_settings = split_settings({**LEVEL_DEFAULTS[level], **settings})
+    train_config = TrainConfig(**train_settings).validate()
+    where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
+    tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
+                              min_count=train_config.min_count)
+    model_settings = output_layer(model_settings, settings, tokenizer.vocab_size, level)
+    model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
+    check_memory(model_config, pick_device(train_config.device))
+    config = _run_config(text_corpus, source, model_config, train_config, tokenizer)
+    ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
+    del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
+    config["corpus"]["train_tokens"] = val_start
+    _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
+    save_run_files(out, config, tokenizer)
+    key = cache_key(config["corpus"]["sha256"], tokenizer)
+    ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
+    torch.manual_seed(train_config.seed)
+    model = RNNLanguageModel(model_config)
+    return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
+
+
+def _run_config(text_corpus: Corpus, source: CorpusSource, model_config: ModelConfig, train_config: TrainConfig,
+                tokenizer) -> dict:
+    """config.json's content for a new run (metrics are added when it ends)."""
+    fold_case = train_config.level == "word" and train_config.lowercase
+    speakers = [s.lower() if fold_case else s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
+    config = {
+        "created_by": f"scriptrnn {__version__}",
+        "model": model_config.to_dict(),
+        "training": vars(train_config),
+        "corpus": {"name": text_corpus.name, "characters": len(text_corpus.text), "speakers": speakers,
+                   "source": source.to_dict(), "sha256": _fingerprint(text_corpus.text)},
+    }
+    if isinstance(text_corpus, StyledCorpus):
+        config["corpus"]["styles"] = style_facts(text_corpus, fold_case)
+        _check_tags_kept(text_corpus, tokenizer, train_config.min_count)
+    return config
+
+
+def _cache_ids(out: Path, ids: np.ndarray, key: str, vocab_size: int) -> np.memmap:
+    """Write the ids to the run's token cache; the memory-mapped file replaces the array in memory."""
+    write_cache(out / TOKENS_FILE, [ids], key=key, vocab_size=vocab_size)
+    mapped = open_cache(out / TOKENS_FILE, key)
+    if mapped is None:
+        raise ScriptRNNError(f"{out / TOKENS_FILE} could not be read back after writing it; is the disk full?")
+    return mapped
+
+
+def _check_tags_kept(text_corpus: StyledCorpus, tokenizer, min_count: int) -> None:
+    for name, tag in text_corpus.styles.items():
+        if tokenizer.token_id(tag) is None:
+            raise ScriptRNNError(f"style {name!r} has fewer than --min-count {min_count} chunks, so its tag would "
+                                 "become <unk>; give it more text or lower --min-count")
+
+
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
+    refused = sorted(set(settings) - RESUME_OVERRIDES)
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ScriptRNNError(f"--resume continues the run as it was set up; it cannot change {flags} "
+                             "(only --max-steps, --epochs, --time-budget, --patience, --save-every, --device, --precision)")
+    config = read_config(out)
+    tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
+    training = {**config.get("training", {}), **settings}
+    train_config = TrainConfig.from_dict(training).validate()
+    where.rows(train_config.batch_size)  # any number of processes that splits the global batch evenly
+    config["training"] = vars(train_config)
+    source = CorpusSource.from_dict(config.get("corpus", {}).get("source"))
+    if source is None:
+        raise ScriptRNNError(f"{out / CONFIG_FILE} does not say which corpus the run read; it cannot resume")
+    text_corpus = source.load()
+    # An exact resume needs the very text the run started on.
+    fingerprint = _fingerprint(text_corpus.text)
+    if config["corpus"].get("sha256", fingerprint) != fingerprint:
+        raise ScriptRNNError(
+            f"the corpus ({source.describe()}) has changed since this run started; "
+            "--resume needs the same text (start a new run with --overwrite or another --out)"
+        )
+    key = cache_key(fingerprint, tokenizer)
+    ids, val_start = open_cache(out / TOKENS_FILE, key), config["corpus"].get("train_tokens")
+    if ids is None or not isinstance(val_start, int) or not 0 < val_start < len(ids):
+        # A run from before the cache, or a cache that is damaged or stale: tokenize again.
+        ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
+        config["corpus"]["train_tokens"] = val_start
+        ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
+    del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
+    return _Run(config, train_config, build_model(config), tokenizer, ids, key, resume=True, val_start=val_start)
+
+
+def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) -> TrainResult:
+    train_ids, val_ids = run.ids[: run.val_start], run.ids[run.val_start:]  # views of the memory map
+    trainer = Trainer(run.model, train_ids, val_ids, run.train_config, out, level=run.tokenizer.level,
+                      progress=progress, callbacks=callbacks, dist=where)
+    if run.resume:
+        trainer.load_resume()
+    result = trainer.fit()
+    if where.is_main:
+        run.config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
+                                 "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
+                                 "stopped_because": result.stopped_because}
+        save_run_files(out, run.config, run.tokenizer)
+    return result
+
+
+def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig) -> tuple[np.ndarray, int]:
+    """All ids, training text first, and where the held-out part starts.
+
+    Held out is the corpus's end, or with styles each style's own end (put after all the
+    training text, so that one token cache and one split point serve both).
+    """
+    B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
+    if isinstance(text_corpus, StyledCorpus):
+        split = text_corpus.split(fraction)
+        train_ids = tokenizer.encode(split.train, strict=False)
+        if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
+            _too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
+        val_ids = tokenizer.encode(split.val, strict=False)
+        return np.concatenate([train_ids, val_ids]), len(train_ids)
+    ids = tokenizer.encode(text_corpus.text, strict=False)
+    need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
+    if len(ids) < need:
+        _too_small("the corpus", len(ids), f" with {fraction:.0%} held out", need, B, T, tokenizer)
+    return ids, len(split_ids(ids, fraction)[0])
+
+
+def _too_small(what: str, have: int, condition: str, need: int, B: int, T: int, tokenizer):
+    unit = "characters" if tokenizer.level == "char" else "tokens"
+    raise ScriptRNNError(
+        f"{what} has {have:,} {unit} but --batch-size {B} x --seq-len {T}{condition} needs at least {need:,}; "
+        "use a bigger corpus or a smaller --batch-size/--seq-len"
+    )
+
+
