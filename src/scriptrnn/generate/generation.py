@@ -8,7 +8,7 @@ handler through ``Generation.run``, and the server's batcher calls it with every
 running request, joining and leaving between turns.
 
 No PyTorch here: the model is the PyTorch ``RNNLanguageModel`` or
-``scriptrnn.runtime.OnnxModel``, anything with the two methods below (and a torch
+``scriptrnn.model.onnx.OnnxModel``, anything with the two methods below (and a torch
 module's ``to``, ``eval`` and ``parameter_count``), and scores are numpy arrays.
 
     prefill(ids (P,), n) -> scores (n, V), state      the prime run once, for n sequences

@@ -27,7 +27,7 @@ class ScriptModel:
     """A trained model with its tokenizer and run facts, ready to write."""
 
     def __init__(self, model, tokenizer, config: dict, device="cpu"):
-        self.model = model.to(device).eval()  # an RNNLanguageModel or a runtime.OnnxModel
+        self.model = model.to(device).eval()  # an RNNLanguageModel or a model.onnx.OnnxModel
         self.tokenizer = tokenizer
         self.config = config
         self.device = device

@@ -190,7 +190,7 @@ class RNNLanguageModel(nn.Module):
         zeros = torch.zeros(shape, device=device)
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
 
-    # Generation's interface (see generate.py), shared with runtime.OnnxModel: numpy ids in, numpy
+    # Generation's interface (see generate/generation.py), shared with model.onnx.OnnxModel: numpy ids in, numpy
     # scores out, state kept on the device.
 
     def parameter_count(self) -> int:

@@ -25,7 +25,7 @@ __all__ = ["OnnxModel", "evaluate_loss"]
 
 
 class OnnxModel:
-    """The exported graph behind generation's model interface (``prefill``, ``step``: see generate.py).
+    """The exported graph behind generation's model interface (``prefill``, ``step``: see generate/generation.py).
 
     A state is a tuple of numpy arrays (L, N, H): (h, c) for an LSTM, (h,) otherwise.
     """
