@@ -135,7 +135,8 @@ def code_blocks(page: Path) -> list[Block]:
             i += 1
             continue
         marker = MARKER.match(lines[i - 1]) if i else None
-        end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
+        assert end is not None, f"{page.relative_to(ROOT)}:{i + 1}: a code block that never closes"
         blocks.append(Block(page, i + 1, fence.group(2).lower(), marker.group(1) if marker else "",
                             "\n".join(lines[i + 1:end]) + "\n"))
         i = end + 1
