@@ -217,6 +217,25 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write each run's TensorBoard events "
                                                                    "into DIR/<run>")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="runs at once on this machine: one per GPU where there are GPUs, else the CPU cores "
+                        "split between them (default 1)")
+    p.add_argument("--storage", metavar="URL",
+                   help="the Optuna storage the study lives in, shared by every worker that names it, e.g. "
+                        "postgresql://user:password@host/db (default: sqlite in the --out folder)")
+    p.add_argument("--heartbeat", type=_positive_int, default=60, metavar="SECONDS",
+                   help="how often a worker says it is alive; a run silent for twice this is taken over by "
+                        "another worker (default 60)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -460,7 +479,8 @@ def cmd_sweep(args) -> int:
     import shlex
 
     if os.environ.get("WORLD_SIZE", "1") != "1":
-        raise ScriptRNNError("scriptrnn sweep runs one process; start it with scriptrnn, not torchrun")
+        raise ScriptRNNError("scriptrnn sweep starts its own workers (--workers N); start it with scriptrnn, "
+                             "not torchrun")
 
     from .sweep import DEFAULT_OUT, Sweep, SweepInterrupted, build_config, command_line_config, read_toml
     from .sweep.report import all_conclusions
@@ -474,7 +494,7 @@ def cmd_sweep(args) -> int:
     config = build_config(raw, base)
     command = shlex.join(["scriptrnn", *args.argv])
     sweep = Sweep(config, config.out or DEFAULT_OUT, progress=not args.quiet, tensorboard=args.tensorboard,
-                  command=command)
+                  command=command, storage=args.storage, workers=args.workers, heartbeat_s=args.heartbeat)
     try:
         rows = sweep.run()
     except (SweepInterrupted, KeyboardInterrupt) as e:
