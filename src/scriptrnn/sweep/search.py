@@ -74,6 +74,7 @@ def default_storage(out: Path) -> str:
 def open_storage(url: str, heartbeat_s: int):
     """Optuna's RDBStorage at ``url``, with heartbeats and retries of trials whose worker died."""
     optuna = _optuna()
+    url = _with_driver(url)
     sqlite = url.startswith("sqlite")
     # isolation_level None: pysqlite leaves BEGIN to us (_serialize_sqlite); wait for a busy file.
     engine = {"connect_args": {"timeout": 60, "isolation_level": None}} if sqlite else {}
@@ -84,7 +85,7 @@ def open_storage(url: str, heartbeat_s: int):
                                                  grace_period=2 * heartbeat_s, **retry)
             break
         except ImportError as e:
-            raise ScriptRNNError(f"--storage {_safe(url)}: {e} (for PostgreSQL: pip install psycopg2-binary)") \
+            raise ScriptRNNError(f"--storage {_safe(url)}: {e} (for PostgreSQL: pip install 'psycopg[binary]')") \
                 from None
         except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors, a server not up yet
             if attempt == 4:
@@ -93,6 +94,15 @@ def open_storage(url: str, heartbeat_s: int):
     if storage.engine.name == "sqlite":
         _serialize_sqlite(storage.engine)
     return storage
+
+
+def _with_driver(url: str) -> str:
+    """postgresql:// means psycopg2 to SQLAlchemy 2.0 and psycopg (3) to 2.1: name the one installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
 def _retry_callback(optuna) -> dict:
