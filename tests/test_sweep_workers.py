@@ -4,7 +4,6 @@ Two worker processes share one study, one is killed mid-run (SIGKILL) and starte
 table must list every run once, and no run that had finished may train again.
 """
 
-import csv
 import os
 import signal
 import time
