@@ -234,7 +234,8 @@ def cmd_sweep(args) -> int:
     import shlex
 
     if os.environ.get("WORLD_SIZE", "1") != "1":
-        raise ScriptRNNError("scriptrnn sweep runs one process; start it with scriptrnn, not torchrun")
+        raise ScriptRNNError("scriptrnn sweep starts its own workers (--workers N); start it with scriptrnn, "
+                             "not torchrun")
 
     from ..sweep import DEFAULT_OUT, Sweep, SweepInterrupted, build_config, command_line_config, read_toml
     from ..sweep.report import all_conclusions
@@ -248,7 +249,7 @@ def cmd_sweep(args) -> int:
     config = build_config(raw, base)
     command = shlex.join(["scriptrnn", *args.argv])
     sweep = Sweep(config, config.out or DEFAULT_OUT, progress=not args.quiet, tensorboard=args.tensorboard,
-                  command=command)
+                  command=command, storage=args.storage, workers=args.workers, heartbeat_s=args.heartbeat)
     try:
         rows = sweep.run()
     except (SweepInterrupted, KeyboardInterrupt) as e:

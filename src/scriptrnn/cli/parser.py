@@ -228,6 +228,25 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write each run's TensorBoard events "
                                                                    "into DIR/<run>")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="runs at once on this machine: one per GPU where there are GPUs, else the CPU cores "
+                        "split between them (default 1)")
+    p.add_argument("--storage", metavar="URL",
+                   help="the Optuna storage the study lives in, shared by every worker that names it, e.g. "
+                        "postgresql://user:password@host/db (default: sqlite in the --out folder)")
+    p.add_argument("--heartbeat", type=_positive_int, default=60, metavar="SECONDS",
+                   help="how often a worker says it is alive; a run silent for twice this is taken over by "
+                        "another worker (default 60)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,11 +3,12 @@
     config.py   the TOML file and --set/--vary/--grid: baseline, budget, studies, all checked up front
     runner.py   each run an ordinary training run in OUT/runs/<name>/; finished ones skipped, the
                 interrupted one resumed
-    search.py   Optuna studies: TPE sampler, median pruner fed by the trainer's validation checks
+    search.py   the runs as trials in Optuna's storage (SQLite in OUT, or --storage URL), which any
+                number of workers share; Optuna studies: TPE sampler, median pruner
+    workers.py  --workers N: worker processes on this machine, one per GPU or a share of the cores
     usage.py    peak memory, GPU utilisation and GPU memory of one run
     report.py   results.csv, results.json, report.md with a conclusion per parameter, plots/
 
-Optuna is imported only by an Optuna study.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ DEFAULT_OUT = Path("runs/sweep")
 
 
 def run_sweep(config: str | Path | dict | SweepConfig, out: str | Path | None = None, *, progress: bool = True,
-              tensorboard: str | Path | None = None) -> list[dict]:
+              tensorboard: str | Path | None = None, storage: str | None = None, workers: int = 1) -> list[dict]:
     """Run a sweep from a TOML file, a dict of the same shape, or a SweepConfig; the result rows.
 
-    ``out`` defaults to the file's ``[sweep] out``, else runs/sweep.
+    ``out`` defaults to the file's ``[sweep] out``, else runs/sweep. ``storage`` is an Optuna storage
+    URL (default: OUT/sweep.db); ``workers`` the runs trained at once by this machine.
     """
     if not isinstance(config, SweepConfig):
         if isinstance(config, dict):
@@ -35,5 +37,6 @@ def run_sweep(config: str | Path | dict | SweepConfig, out: str | Path | None = 
         else:
             config = build_config(read_toml(Path(config)), Path(config).parent)
     out = Path(out) if out is not None else config.out or DEFAULT_OUT
-    sweep = Sweep(config, out, progress=progress, tensorboard=Path(tensorboard) if tensorboard else None)
+    sweep = Sweep(config, out, progress=progress, tensorboard=Path(tensorboard) if tensorboard else None,
+                  storage=storage, workers=workers)
     return sweep.run()

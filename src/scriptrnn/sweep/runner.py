@@ -3,13 +3,17 @@
 A run's name comes from what it changes and a hash of all its settings and of the corpus
 text, so the same run always lands in the same folder and a changed baseline or corpus
 never reuses a stale one. A run is done when its folder holds sweep_result.json (or a
-config.json whose final metrics say it ended); a restarted sweep skips those, resumes
-the one that was interrupted from its resume.safetensors, and starts the rest.
+config.json whose final metrics say it ended); a run started again skips those and resumes
+an interrupted one from its resume.safetensors.
+
+Which run trains when, and on which worker, is decided in Optuna's storage (search.py); the
+workers are this process (--workers 1) or processes it starts (workers.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import re
@@ -25,11 +29,12 @@ from ..data.sources import TextFormat, load_corpus
 from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics
 from ..device import arithmetic, autocast_dtype, check_memory, pick_device
-from .config import Study, SweepConfig, format_value, study_runs
+from .config import SweepConfig, format_value
 from .report import write_report, write_tables
 from .usage import ResourceMonitor
 
 RUNS_DIR = "runs"
+LOCKS_DIR = "locks"  # one lock file per run: never two workers of this machine on one folder
 OUTCOME_FILE = "sweep_result.json"
 
 
@@ -49,15 +54,17 @@ class PlannedRun:
 
 
 class Sweep:
-    """Runs a SweepConfig into ``out``: the baseline first, then each study's runs in order."""
+    """Runs a SweepConfig into ``out``: its runs shared out through Optuna's storage, then the tables."""
 
     def __init__(self, config: SweepConfig, out: Path, *, progress: bool = True, tensorboard: Path | None = None,
-                 say: Callable[[str], None] | None = None, command: str = ""):
+                 say: Callable[[str], None] | None = None, command: str = "", storage: str | None = None,
+                 workers: int = 1, heartbeat_s: int = 60):
         self.config, self.out = config, Path(out)
         self.progress, self.tensorboard = progress, tensorboard
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.command = command
-        self.rows: list[dict] = []
+        self.storage_url = storage  # None: OUT/sweep.db
+        self.workers, self.heartbeat_s = workers, heartbeat_s
         self.fingerprint = ""
         self.meta: dict = {}
 
@@ -65,6 +72,9 @@ class Sweep:
 
     def run(self) -> list[dict]:
         """Train (or skip, or resume) every run; write results.csv/.json, report.md and plots/."""
+        from .search import SharedSweep, default_storage, open_storage
+        from .workers import run_workers
+
         pick_device(self.config.baseline["device"])  # no GPU where one is asked for: say so once, up front
         corpus = self._load_corpus()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -73,38 +83,40 @@ class Sweep:
                      "corpus": corpus.name,
                      "corpus_characters": len(corpus.text), "corpus_sha256": self.fingerprint,
                      **self.config.to_dict()}
+        del corpus  # each run reads the corpus itself
         write_json(self.out / "sweep.json", self.meta)
+        url = self.storage_url or default_storage(self.out)
+        storage = open_storage(url, self.heartbeat_s)  # the tables exist before any worker starts
+        shared = SharedSweep(self, storage, workers=self.workers, seeded=self._seeded())
+        shared.prepare()
+        if self.workers == 1:
+            self.work(storage, 0)
+        else:
+            run_workers(self, url)
+        rows = shared.rows()
+        write_tables(self.out, rows, self.meta)
+        write_report(self.out, rows, self.meta)
+        return rows
+
+    def work(self, storage, worker: int) -> None:
+        """One worker's share: claim and run trials until the whole sweep has ended."""
+        from .search import SharedSweep
+
         _warm_up(self.config.baseline)
-        baseline = self.plan(self.config.baseline)
-        self.run_one(baseline, "baseline")
-        for study in self.config.studies:
-            self._run_study(study, baseline)  # the tables are rewritten after every run
-        write_report(self.out, self.rows, self.meta)
-        return self.rows
+        SharedSweep(self, storage, worker=worker, workers=self.workers, seeded=self._seeded()).work(
+            poll_s=min(2.0, self.heartbeat_s))
+
+    def _seeded(self) -> bool:
+        """An Optuna study draws reproducibly only for one worker on its own file; others draw apart."""
+        return self.workers == 1 and self.storage_url is None
 
     def _load_corpus(self):
         s = self.config.source
         return load_corpus(s.data or None, corpus=s.corpus, genres=s.genres or None,
                            text_format=TextFormat(s.encoding, s.speaker_column, s.dialogue_column))
 
-    def _run_study(self, study: Study, baseline: PlannedRun) -> None:
-        self.record(study, baseline, "baseline", "", "baseline")
-        if study.kind == "optuna":
-            from .search import run_optuna
-
-            run_optuna(self, study, baseline)
-            return
-        for run in study_runs(study, self.config.baseline):
-            planned = self.plan(run.settings)
-            self.run_one(planned, f"{study.name}: {run.label}")
-            self.record(study, planned, run.parameter, run.value, run.label)
-
-    def record(self, study: Study, planned: PlannedRun, parameter: str, value: str, label: str) -> None:
-        """One table row: which study, what it varied, and the run's outcome; the tables are rewritten."""
-        outcome = self.finished_outcome(planned) or {}
-        self.rows.append({"study": study.name, "kind": study.kind, "parameter": parameter, "value": value,
-                          "label": label, "changed": planned.changed, **outcome})
-        write_tables(self.out, self.rows, self.meta)
+    def write_tables(self, rows: list[dict]) -> None:
+        write_tables(self.out, rows, self.meta)
 
     # ------------------------------------------------------------ one run
 
@@ -120,7 +132,23 @@ class Sweep:
         return self.out / RUNS_DIR / planned.name
 
     def run_one(self, planned: PlannedRun, label: str, callbacks: list | None = None) -> dict:
-        """Train one run to its end (or skip it: done already); its outcome, also kept in its folder."""
+        """Train one run to its end (or skip it: done already); its outcome, also kept in its folder.
+
+        Two trials may ask for the same settings (an Optuna trial drawing a grid point): a lock
+        on the folder makes the second wait for the first, then find its result.
+        """
+        with self._locked(planned):
+            return self._run_one(planned, label, callbacks)
+
+    @contextlib.contextmanager
+    def _locked(self, planned: PlannedRun):
+        locks = self.out / LOCKS_DIR
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{planned.name}.lock", "a") as handle:  # released by the kernel if we die
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _run_one(self, planned: PlannedRun, label: str, callbacks: list | None) -> dict:
         run_dir = self.run_dir(planned)
         outcome = self.finished_outcome(planned)
         if outcome is not None:

@@ -1,88 +1,443 @@
-"""An Optuna study: TPE proposes settings, a median pruner stops runs already behind.
+"""The sweep's runs as trials in one Optuna storage, which every worker on every machine shares.
 
-Each trial is an ordinary run of the sweep (same folders, same skip-or-resume rules).
-Optuna's own state is not stored: the study keeps a ledger of the settings it asked
-for (OUT/optuna/<study>.json), and a restarted sweep rebuilds the study from it: runs
-that ended go back in as finished or pruned trials with their validation curves, and
-the interrupted one is asked for again and resumes from its checkpoint.
+    the plan       one Optuna study holding every run of the baseline, one-at-a-time and grid
+                   studies, each enqueued once as a waiting trial (user attribute "run")
+    each search    one Optuna study per kind = "optuna" study: TPE proposes, a median pruner
+                   stops runs behind the others
+
+Claiming. A worker takes a waiting trial the way Optuna's optimize() does, by moving it from
+WAITING to RUNNING in the storage; the move succeeds for one worker only (a row lock on
+PostgreSQL; on SQLite every transaction takes the write lock first, see _serialize_sqlite).
+The plan is enqueued by the one worker whose create_study() made it (the study name is unique
+in the storage); the others wait until it says it is complete. A search's trials are counted
+by their numbers, which the storage hands out one by one: a trial numbered past the study's
+budget is marked surplus and never trains.
+
+Retrying. Each running trial beats a heartbeat into the storage. A trial whose worker died (a
+kill, a power cut, a lost machine) goes silent; after the grace period any worker fails it and
+Optuna's retry callback enqueues a copy, which the next free worker claims. A worker that finds
+a trial of its own machine whose process is gone does the same at once, without waiting. Ctrl-C
+saves the run's resume point and retries the trial the same way. A retried trial trains in the
+same run folder (same settings, same name), so where that folder is reachable it resumes from
+its resume point; a finished run's folder holds its result and is never trained again.
+
+The storage is the single source of truth: each ended trial keeps the run's outcome as a user
+attribute, and the results table is built from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import time
+import warnings
 from pathlib import Path
 
-from ..model.checkpoint import RESUME_FILE, read_json, write_json
+from ..model.checkpoint import RESUME_FILE
 from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics
-from .config import Study, format_value
+from .config import Study, format_value, study_runs
+
+MAX_RETRY = 3  # a run whose worker dies more often than this is recorded as failed (it likely kills it)
+SURPLUS = "surplus"  # user attribute of a trial asked for past the study's budget, or with nothing to run
+PLANNED = "planned"  # the plan study's user attribute: how many runs it holds, set once all are enqueued
 
 
 def _optuna():
     try:
         import optuna
     except ImportError:
-        raise ScriptRNNError("a kind = \"optuna\" study needs Optuna: pip install 'scriptrnn[sweep]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        raise ScriptRNNError("scriptrnn sweep keeps its studies in Optuna's storage: pip install 'scriptrnn[sweep]'") \
+            from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed or pruned run: the sweep says so itself
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
 
-def run_optuna(sweep, study: Study, baseline) -> None:
-    """Run the study's trials through ``sweep`` (a runner.Sweep) until ``study.trials`` have ended."""
+class RunFailed(Exception):
+    """The run's settings did not train (diverged, too big): the trial ends FAIL, its outcome kept."""
+
+
+class Surplus(Exception):
+    """A trial with nothing to run: past the study's budget, or asked for when the queue was empty."""
+
+
+# ---------------------------------------------------------------- the storage
+
+
+def default_storage(out: Path) -> str:
+    return f"sqlite:///{Path(out).resolve() / 'sweep.db'}"
+
+
+def open_storage(url: str, heartbeat_s: int):
+    """Optuna's RDBStorage at ``url``, with heartbeats and retries of trials whose worker died."""
     optuna = _optuna()
-    distributions = {name: _distribution(optuna, spec) for name, spec in study.space.items()}
-    search = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(
-        seed=study.seed, n_startup_trials=study.startup_trials), pruner=_pruner(optuna, study))
-    ledger_path = sweep.out / "optuna" / f"{study.name}.json"
-    key = _ledger_key(sweep, study)
-    ledger = _read_ledger(ledger_path, key)
-    waiting = []  # ledger positions of trials that never ended: the interrupted one
-    for number, params in enumerate(ledger):
-        planned = sweep.plan({**sweep.config.baseline, **params})
-        outcome = sweep.finished_outcome(planned)
-        if outcome is None:
-            waiting.append(number)
-            continue
-        if outcome["status"] != "failed":  # a failed trial teaches TPE nothing
-            search.add_trial(_ended_trial(optuna, params, distributions, outcome, sweep.run_dir(planned)))
-        _record(sweep, study, planned, number, params)
-    if len(ledger) > len(waiting):
-        sweep.say(f"sweep: {study.name}: {len(ledger) - len(waiting)} trial(s) done earlier, skipped")
-    for _ in range(study.trials - (len(ledger) - len(waiting))):
-        if waiting:
-            number = waiting.pop(0)
-            search.enqueue_trial(ledger[number])  # the same settings: the same folder, which resumes
-            trial = search.ask(distributions)
-        else:
-            trial = search.ask(distributions)
-            number = len(ledger)
-            ledger.append(trial.params)
-            write_json(ledger_path, {"key": key, "trials": ledger})  # before training: a restart must find it
-        _run_trial(sweep, study, search, trial, number)
+    url = _with_driver(url)
+    sqlite = url.startswith("sqlite")
+    # isolation_level None: pysqlite leaves BEGIN to us (_serialize_sqlite); wait for a busy file.
+    engine = {"connect_args": {"timeout": 60, "isolation_level": None}} if sqlite else {}
+    retry = _retry_callback(optuna)
+    for attempt in range(5):  # workers started together race to create the tables
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s,
+                                                 grace_period=2 * heartbeat_s, **retry)
+            break
+        except ImportError as e:
+            raise ScriptRNNError(f"--storage {_safe(url)}: {e} (for PostgreSQL: pip install 'psycopg[binary]')") \
+                from None
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors, a server not up yet
+            if attempt == 4:
+                raise ScriptRNNError(f"cannot open the sweep's storage {_safe(url)}: {e}") from None
+            time.sleep(0.5 * (attempt + 1))
+    if storage.engine.name == "sqlite":
+        _serialize_sqlite(storage.engine)
+    return storage
 
 
-def _run_trial(sweep, study: Study, search, trial, number: int) -> None:
-    optuna = _optuna()
-    planned = sweep.plan({**sweep.config.baseline, **trial.params})
-    run_dir = sweep.run_dir(planned)
-    if (run_dir / RESUME_FILE).is_file():  # resuming: the pruner needs the checks made before the kill
-        done = _checkpoint_step(run_dir)
-        for step, loss in _validation_curve(run_dir).items():
-            if step <= done:
-                trial.report(loss, step)
-    outcome = sweep.run_one(planned, f"{study.name}: trial {number + 1}", callbacks=[_Pruning(trial)])
-    if outcome["status"] == "finished":
-        search.tell(trial, outcome["held_out_loss"])
-    else:
-        state = optuna.trial.TrialState.PRUNED if outcome["status"] == "pruned" else optuna.trial.TrialState.FAIL
-        search.tell(trial, state=state)
-    _record(sweep, study, planned, number, trial.params)
+def _with_driver(url: str) -> str:
+    """postgresql:// means psycopg2 to SQLAlchemy 2.0 and psycopg (3) to 2.1: name the one installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
-def _record(sweep, study: Study, planned, number: int, params: dict) -> None:
-    value = ", ".join(format_value(params[k]) for k in study.space)
-    sweep.record(study, planned, ", ".join(study.space), value, f"trial {number + 1}")
+def _retry_callback(optuna) -> dict:
+    storages = optuna.storages
+    if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna 5 renamed it
+        return {"heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+    return {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
+
+
+def _serialize_sqlite(engine) -> None:
+    """Every SQLite transaction takes the write lock first (BEGIN IMMEDIATE).
+
+    Optuna claims a waiting trial by reading its state, then writing RUNNING. PostgreSQL locks
+    the row in between (SELECT ... FOR UPDATE); SQLite ignores FOR UPDATE, so two workers could
+    both read WAITING and both claim the run. With the lock taken at BEGIN they cannot.
+    """
+    from sqlalchemy import event
+
+    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, _, rest = url.partition("://")
+    if "@" in rest:
+        who, _, where = rest.rpartition("@")
+        rest = f"{who.split(':', 1)[0]}:***@{where}" if ":" in who else rest
+    return f"{head}://{rest}"
+
+
+def _this_process() -> dict:
+    """Who runs a trial: a later worker on the same machine sees at once whether it still lives."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return {"host": f"{socket.gethostname()}/{boot}", "pid": os.getpid()}
+
+
+def _dead_here(trial) -> bool:
+    attrs = trial.user_attrs
+    if attrs.get("host") != _this_process()["host"] or not isinstance(attrs.get("pid"), int):
+        return False
+    try:
+        os.kill(attrs["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+# ---------------------------------------------------------------- the sweep's studies
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class SharedSweep:
+    """The sweep's Optuna studies in one storage: claim and run trials, and read the table back."""
+
+    def __init__(self, sweep, storage, *, worker: int = 0, workers: int = 1, seeded: bool = True):
+        self.optuna = _optuna()
+        self.sweep, self.storage = sweep, storage
+        self.worker, self.workers = worker, workers
+        self.seeded = seeded  # a lone worker on its own file: the searches draw reproducibly
+        base = {"baseline": sweep.config.baseline, "corpus": sweep.fingerprint}
+        self.runs = self._plan_runs()
+        fixed = [(s.kind, s.vary) for s in sweep.config.studies if s.kind != "optuna"]
+        self.plan_name = f"scriptrnn-{_key(base, fixed)}-plan"
+        self.searches = {s.name: f"scriptrnn-{_key(base, _search_identity(s))}-{s.name}"
+                         for s in sweep.config.studies if s.kind == "optuna"}
+        self.retry = _retry_callback(self.optuna).popitem()[1]
+        self.current: tuple | None = None  # (study, trial number) of the trial this process runs
+
+    def _plan_runs(self) -> dict:
+        """Run name -> (PlannedRun, label): the baseline, then every fixed study's runs, each once."""
+        sweep = self.sweep
+        runs = {}
+        baseline = sweep.plan(sweep.config.baseline)
+        runs[baseline.name] = (baseline, "baseline")
+        for study in sweep.config.studies:
+            if study.kind != "optuna":
+                for run in study_runs(study, sweep.config.baseline):
+                    planned = sweep.plan(run.settings)
+                    runs.setdefault(planned.name, (planned, f"{study.name}: {run.label}"))
+        return runs
+
+    # ------------------------------------------------------------ creating and loading
+
+    def prepare(self) -> None:
+        """Create the plan and enqueue its runs (once, whichever worker comes first), else wait for it."""
+        optuna = self.optuna
+        try:
+            plan = optuna.create_study(storage=self.storage, study_name=self.plan_name, direction="minimize")
+        except optuna.exceptions.DuplicatedStudyError:
+            self._wait_for_plan()
+            return
+        for name in self.runs:
+            plan.enqueue_trial({}, user_attrs={"run": name})
+        plan.set_user_attr(PLANNED, len(self.runs))
+
+    def _wait_for_plan(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while PLANNED not in self._load(self.plan_name).user_attrs:
+            if time.monotonic() > deadline:
+                raise ScriptRNNError(f"the sweep's plan {self.plan_name!r} in the storage was started but never "
+                                     "finished (its worker died while enqueuing); delete it with `optuna "
+                                     f"delete-study --study-name {self.plan_name} --storage URL` and start again")
+            time.sleep(0.5)
+
+    def _load(self, name: str, study: Study | None = None):
+        optuna = self.optuna
+        if study is None:
+            return optuna.load_study(study_name=name, storage=self.storage)
+        seed = study.seed if self.seeded else int.from_bytes(os.urandom(4), "little")
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=study.startup_trials,
+                                             constant_liar=self.workers > 1 or not self.seeded)
+        pruner = (optuna.pruners.NopPruner() if study.pruner == "none" else optuna.pruners.MedianPruner(
+            n_startup_trials=study.startup_trials, n_warmup_steps=study.warmup_steps))
+        return optuna.create_study(storage=self.storage, study_name=name, direction="minimize", sampler=sampler,
+                                   pruner=pruner, load_if_exists=True)
+
+    # ------------------------------------------------------------ the worker's loop
+
+    def work(self, poll_s: float = 2.0) -> None:
+        """Claim and run trials until every run of every study has ended, here or elsewhere."""
+        plan = self._load(self.plan_name)
+        searches = [(s, self._load(self.searches[s.name], s)) for s in self.sweep.config.studies if s.kind == "optuna"]
+        self._say_done_earlier(plan, searches)
+        while True:
+            worked = self._turn(plan, None) or any(self._turn(optuna_study, s) for s, optuna_study in searches)
+            if worked:
+                self.sweep.write_tables(self.rows())
+                continue
+            if self._all_ended(plan, searches):
+                return
+            time.sleep(poll_s)  # the rest runs elsewhere: wait for it to end, or to go silent and come back
+
+    def _turn(self, optuna_study, study: Study | None) -> bool:
+        """Run one trial of this study if one can be claimed; whether one ran."""
+        self._fail_dead(optuna_study)
+        trials = optuna_study.get_trials(deepcopy=False)
+        if any(t.state.name == "WAITING" for t in trials):
+            pass  # a planned run or a retry: claim it
+        elif study is None or len(_slots(trials)) >= study.trials:
+            return False
+        objective = (lambda trial: self._run_planned(trial)) if study is None else \
+            (lambda trial: self._run_search(study, optuna_study, trial))
+        try:
+            optuna_study.optimize(objective, n_trials=1, catch=(RunFailed, Surplus))
+        except BaseException:  # Ctrl-C, SIGTERM: the run saved its resume point; queue it again
+            self._retry_current(optuna_study)
+            raise
+        finally:
+            self.current = None
+        return True
+
+    def _fail_dead(self, optuna_study) -> None:
+        """Fail silent trials (Optuna's heartbeat) and this machine's trials whose process is gone; retry them."""
+        self.optuna.storages.fail_stale_trials(optuna_study)
+        storage = optuna_study._storage
+        for trial in optuna_study.get_trials(deepcopy=False, states=(self.optuna.trial.TrialState.RUNNING,)):
+            if not _dead_here(trial):
+                continue
+            try:
+                if storage.set_trial_state_values(trial._trial_id, state=self.optuna.trial.TrialState.FAIL):
+                    self.retry(optuna_study, storage.get_trial(trial._trial_id))
+            except self.optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker got there first
+
+    def _retry_current(self, optuna_study) -> None:
+        if self.current is None:
+            return
+        trial = next(t for t in optuna_study.get_trials(deepcopy=False) if t.number == self.current)
+        if trial.state.name == "FAIL" and "outcome" not in trial.user_attrs and SURPLUS not in trial.user_attrs:
+            self.retry(optuna_study, trial)
+
+    def _claim(self, trial) -> None:
+        self.current = trial.number
+        for key, value in {**_this_process(), "worker": self.worker}.items():
+            trial.set_user_attr(key, value)
+
+    # ------------------------------------------------------------ one trial
+
+    def _run_planned(self, trial) -> float:
+        self._claim(trial)
+        run = trial.user_attrs.get("run")
+        if run not in self.runs:  # the queue emptied between looking and claiming
+            trial.set_user_attr(SURPLUS, True)
+            raise Surplus(run)
+        planned, label = self.runs[run]
+        return self._ended(trial, self.sweep.run_one(planned, label))
+
+    def _run_search(self, study: Study, optuna_study, trial) -> float:
+        self._claim(trial)
+        trials = optuna_study.get_trials(deepcopy=False)
+        slots = _slots([t for t in trials if t.number != trial.number])
+        origin = _origin(next(t for t in trials if t.number == trial.number))  # a FrozenTrial has the retry's origin
+        if origin == trial.number and sum(n < origin for n in slots) >= study.trials:
+            trial.set_user_attr(SURPLUS, True)  # another worker asked for the last trial first
+            raise Surplus(trial.number)
+        params = {name: _suggest(trial, name, spec) for name, spec in study.space.items()}
+        planned = self.sweep.plan({**self.sweep.config.baseline, **params})
+        _report_resumed(trial, self.sweep.run_dir(planned))
+        number = 1 + sum(n < origin for n in slots)
+        outcome = self.sweep.run_one(planned, f"{study.name}: trial {number}", callbacks=[_Pruning(trial)])
+        return self._ended(trial, outcome)
+
+    def _ended(self, trial, outcome: dict) -> float:
+        trial.set_user_attr("outcome", outcome)
+        if outcome["status"] == "pruned":
+            raise self.optuna.TrialPruned(outcome["stopped_because"])
+        if outcome["status"] == "failed":
+            raise RunFailed(outcome.get("message", ""))
+        return outcome["held_out_loss"]
+
+    # ------------------------------------------------------------ reading the results back
+
+    def _all_ended(self, plan, searches) -> bool:
+        outcomes = self._plan_outcomes(plan.get_trials(deepcopy=False))
+        if any(outcomes.get(name) is None for name in self.runs):
+            return False
+        for study, optuna_study in searches:
+            slots = _slots(optuna_study.get_trials(deepcopy=False))
+            if len(slots) < study.trials or any(_slot_outcome(group) is None for group in slots.values()):
+                return False
+        return True
+
+    def _plan_outcomes(self, trials) -> dict:
+        groups: dict[str, list] = {}
+        for trial in trials:
+            if "run" in trial.user_attrs and SURPLUS not in trial.user_attrs:
+                groups.setdefault(trial.user_attrs["run"], []).append(trial)
+        return {name: _slot_outcome(group) for name, group in groups.items()}
+
+    def _say_done_earlier(self, plan, searches) -> None:
+        done = sum(o is not None for o in self._plan_outcomes(plan.get_trials(deepcopy=False)).values())
+        if done:
+            self.sweep.say(f"sweep: {done} of {len(self.runs)} planned run(s) done earlier, skipped")
+        for study, optuna_study in searches:
+            slots = _slots(optuna_study.get_trials(deepcopy=False))
+            ended = sum(_slot_outcome(group) is not None for group in slots.values())
+            if ended:
+                self.sweep.say(f"sweep: {study.name}: {ended} trial(s) done earlier, skipped")
+
+    def rows(self) -> list[dict]:
+        """The results table from the storage: each study's baseline, then its runs in order; ended ones only."""
+        sweep, rows = self.sweep, []
+        outcomes = self._plan_outcomes(self._load(self.plan_name).get_trials(deepcopy=False))
+        baseline = sweep.plan(sweep.config.baseline)
+
+        def add(study, planned, parameter, value, label, outcome):
+            if outcome is not None:
+                rows.append({"study": study.name, "kind": study.kind, "parameter": parameter, "value": value,
+                             "label": label, "changed": planned.changed, **outcome})
+
+        for study in sweep.config.studies:
+            add(study, baseline, "baseline", "", "baseline", outcomes.get(baseline.name))
+            if study.kind != "optuna":
+                for run in study_runs(study, sweep.config.baseline):
+                    planned = sweep.plan(run.settings)
+                    add(study, planned, run.parameter, run.value, run.label, outcomes.get(planned.name))
+                continue
+            slots = _slots(self._load(self.searches[study.name]).get_trials(deepcopy=False))
+            for number, origin in enumerate(sorted(slots), start=1):
+                group = slots[origin]
+                params = next((t.params for t in reversed(group) if set(t.params) == set(study.space)), None)
+                if params is not None:
+                    value = ", ".join(format_value(params[k]) for k in study.space)
+                    add(study, sweep.plan({**sweep.config.baseline, **params}), ", ".join(study.space), value,
+                        f"trial {number}", _slot_outcome(group))
+        return rows
+
+
+def _search_identity(study: Study) -> dict:
+    """What a search's trials were drawn for; its trial count is not: a longer search keeps its trials."""
+    return {"space": study.space, "seed": study.seed, "pruner": study.pruner, "startup": study.startup_trials,
+            "warmup": study.warmup_steps}
+
+
+def _origin(trial) -> int:
+    """The number of the trial a retry stands for; a trial's own number if it is no retry."""
+    failed = trial.system_attrs.get("failed_trial")
+    return failed if isinstance(failed, int) else trial.number
+
+
+def _slots(trials) -> dict[int, list]:
+    """A search's trials grouped by the trial they stand for (a trial and its retries), surplus left out."""
+    slots: dict[int, list] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        if SURPLUS not in trial.user_attrs:
+            slots.setdefault(_origin(trial), []).append(trial)
+    return slots
+
+
+def _slot_outcome(group: list) -> dict | None:
+    """The run's outcome, or None while it may still run (running, waiting, or about to be retried)."""
+    for trial in group:
+        if "outcome" in trial.user_attrs:
+            return trial.user_attrs["outcome"]
+    if len(group) > MAX_RETRY and all(t.state.name == "FAIL" for t in group):
+        return {"run": None, "status": "failed",
+                "message": f"its worker died {len(group)} times; gave up (out of memory? see the workers' messages)"}
+    return None
+
+
+def _suggest(trial, name: str, spec):
+    """The trial's value for one setting: drawn by TPE, or the value a retried trial already has."""
+    if isinstance(spec, list):
+        return trial.suggest_categorical(name, spec)
+    if spec["int"]:
+        return trial.suggest_int(name, spec["low"], spec["high"], step=int(spec["step"] or 1), log=spec["log"])
+    return trial.suggest_float(name, spec["low"], spec["high"], step=spec["step"], log=spec["log"])
+
+
+def _report_resumed(trial, run_dir: Path) -> None:
+    """A retried trial resuming a run: the pruner needs the checks made before the checkpoint."""
+    if not (run_dir / RESUME_FILE).is_file():
+        return
+    done = _checkpoint_step(run_dir)
+    for record in read_metrics(run_dir):
+        if "val_loss" in record and record["step"] <= done:
+            trial.report(record["val_loss"], record["step"])
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(run_dir / RESUME_FILE), "pt") as f:
+            return int(json.loads(f.metadata()["loop"])["step"])
+    except Exception:  # a damaged resume point: the resume itself will say so; report nothing old
+        return -1
 
 
 class _Pruning:
@@ -100,57 +455,3 @@ class _Pruning:
         if trainer.progress() < 1 and self.trial.should_prune():
             trainer.finish_requested = (f"pruned: validation loss {loss:.4f} at step {step} was behind the "
                                         "median of earlier trials")
-
-
-def _distribution(optuna, spec):
-    d = optuna.distributions
-    if isinstance(spec, list):
-        return d.CategoricalDistribution(spec)
-    if spec["int"]:
-        return d.IntDistribution(spec["low"], spec["high"], log=spec["log"], step=int(spec["step"] or 1))
-    return d.FloatDistribution(spec["low"], spec["high"], log=spec["log"], step=spec["step"])
-
-
-def _pruner(optuna, study: Study):
-    if study.pruner == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=study.startup_trials, n_warmup_steps=study.warmup_steps)
-
-
-def _ended_trial(optuna, params, distributions, outcome: dict, run_dir: Path):
-    finished = outcome["status"] == "finished"
-    return optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE if finished else optuna.trial.TrialState.PRUNED,
-        value=outcome["held_out_loss"] if finished else None, params=params, distributions=distributions,
-        intermediate_values=_validation_curve(run_dir))
-
-
-def _validation_curve(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["val_loss"] for r in read_metrics(run_dir) if "val_loss" in r}
-
-
-def _checkpoint_step(run_dir: Path) -> int:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(run_dir / RESUME_FILE), "pt") as f:
-            return int(json.loads(f.metadata()["loop"])["step"])
-    except Exception:  # a damaged resume point: the resume itself will say so; report nothing old
-        return -1
-
-
-def _ledger_key(sweep, study: Study) -> str:
-    """What the trials were drawn for: a different baseline, space or corpus starts a new ledger."""
-    what = {"baseline": sweep.config.baseline, "space": study.space, "corpus": sweep.fingerprint}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _read_ledger(path: Path, key: str) -> list[dict]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        return []
-    ledger = read_json(path, "the Optuna study's trials")
-    trials = ledger.get("trials")
-    if ledger.get("key") != key or not isinstance(trials, list) or not all(isinstance(t, dict) for t in trials):
-        return []  # another configuration's trials; their runs stay in runs/ and are reused if asked again
-    return trials
