@@ -32,18 +32,11 @@ from ..device import arithmetic, autocast_dtype, check_memory, pick_device
 from .config import SweepConfig, format_value
 from .report import write_report, write_tables
 from .usage import ResourceMonitor
+from .workers import SweepInterrupted, run_workers
 
 RUNS_DIR = "runs"
 LOCKS_DIR = "locks"  # one lock file per run: never two workers of this machine on one folder
 OUTCOME_FILE = "sweep_result.json"
-
-
-class SweepInterrupted(Exception):
-    """Ctrl-C or SIGTERM stopped a run; its resume point is saved and a restart continues it."""
-
-    def __init__(self, reason: str, run_dir: Path):
-        super().__init__(f"{reason} in {run_dir}")
-        self.reason, self.run_dir = reason, run_dir
 
 
 @dataclass
@@ -72,8 +65,8 @@ class Sweep:
 
     def run(self) -> list[dict]:
         """Train (or skip, or resume) every run; write results.csv/.json, report.md and plots/."""
-        from .search import SharedSweep, default_storage, open_storage
-        from .workers import run_workers
+        from .search import SharedSweep
+        from .storage import default_storage, open_storage
 
         pick_device(self.config.baseline["device"])  # no GPU where one is asked for: say so once, up front
         corpus = self._load_corpus()

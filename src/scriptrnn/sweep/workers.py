@@ -16,6 +16,15 @@ import sys
 
 from ..errors import ScriptRNNError
 
+
+class SweepInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a run; its resume point is saved and a restart continues it."""
+
+    def __init__(self, reason: str, run_dir):
+        super().__init__(f"{reason} in {run_dir}")
+        self.reason, self.run_dir = reason, run_dir
+
+
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -39,13 +48,11 @@ def visible_gpus(device: str) -> list[str]:
 
 def run_workers(sweep, url: str) -> None:
     """Start sweep.workers worker processes on ``url`` and wait for them; stop them all on Ctrl-C."""
-    from .runner import SweepInterrupted
-
     count, gpus = sweep.workers, visible_gpus(sweep.config.baseline["device"])
     threads = max(1, cpu_cores() // count)
     where = f"{len(gpus)} GPU(s)" if gpus else f"{threads} CPU thread(s) each"
     sweep.say(f"sweep: {count} workers on this machine, {where}; the study lives in {_shown(url)}")
-    state = {"config": sweep.config, "out": sweep.out, "tensorboard": sweep.tensorboard, "command": sweep.command,
+    state = {"sweep_class": type(sweep), "config": sweep.config, "out": sweep.out, "tensorboard": sweep.tensorboard, "command": sweep.command,
              "storage": sweep.storage_url, "workers": count, "heartbeat_s": sweep.heartbeat_s,
              "fingerprint": sweep.fingerprint, "meta": sweep.meta}
     context = multiprocessing.get_context("spawn")
@@ -77,7 +84,7 @@ def run_workers(sweep, url: str) -> None:
 
 
 def _shown(url: str) -> str:
-    from .search import _safe
+    from .storage import _safe
 
     return _safe(url)
 
@@ -89,12 +96,13 @@ def _worker(state: dict, url: str, index: int, threads: int, gpu: str | None) ->
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # read when CUDA starts, which it has not yet
     import torch
 
-    from .runner import Sweep, SweepInterrupted
-    from .search import open_storage
+    from .storage import open_storage
 
     torch.set_num_threads(threads)
     prefix = f"[worker {index + 1}] "
-    sweep = Sweep(state["config"], state["out"], progress=False, tensorboard=state["tensorboard"],
+    # The Sweep class travels in the state (pickled by reference), so this module never imports
+    # the runner that imports it.
+    sweep = state["sweep_class"](state["config"], state["out"], progress=False, tensorboard=state["tensorboard"],
                   say=lambda line: print(prefix + line, file=sys.stderr, flush=True), command=state["command"],
                   storage=state["storage"], workers=state["workers"], heartbeat_s=state["heartbeat_s"])
     sweep.fingerprint, sweep.meta = state["fingerprint"], state["meta"]
