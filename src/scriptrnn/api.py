@@ -38,7 +38,9 @@ from .model import ModelConfig, RNNLanguageModel
 from .tokenizer import fit_tokenizer, tokenizer_from_dict
 from .reporting import CURVE_FILE, METRICS_FILE
 from .runtime import is_exported, read_export_config
+from .sampling import SamplingConfig
 from .styles import StyledCorpus, StyleSource, load_styled_corpus, model_styles, style_facts, style_sources
+from .text_report import TextReport, text_report
 from .token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
 from .trainer import TrainConfig, Trainer, TrainResult, check_memory, pick_device
 
@@ -452,6 +454,44 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
                            speaker_column=speaker_column, dialogue_column=dialogue_column).text
     ids = script_model.tokenizer.encode(text, strict=False)
     return _score(script_model, split_ids(ids, fraction)[1] if held_out else ids)
+
+
+SAMPLE_TOKENS = {"char": 4_000, "word": 800}  # --samples' default length: about 4,000 characters either way
+
+
+def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_tokens: int | None = None,
+                  temperature: float = 0.8, seed: int = 0, device: str = "cpu",
+                  script_model: ScriptModel | None = None) -> tuple[TextReport, list[str]]:
+    """Write ``samples`` texts and score them against the run's own training and held-out text.
+
+    Returns the report and the texts. The texts start from nothing (no prime) and end on a whole line.
+    """
+    script_model = script_model or load(run_dir, device=device)
+    if samples < 1:
+        raise ScriptRNNError(f"--samples must be at least 1, got {samples}")
+    train_text, heldout_text = _run_texts(script_model)
+    config = SamplingConfig(max_new_tokens=max_new_tokens or SAMPLE_TOKENS[script_model.level],
+                            temperature=temperature, seed=seed, num_return_sequences=samples).validate()
+    texts = script_model.generate("", config)
+    return text_report(texts, train_text, heldout_text, script_model.level), texts
+
+
+def _run_texts(script_model: ScriptModel) -> tuple[str, str]:
+    """The run's training text and held-out end, as the model spells them (word level: lower case, <unk>)."""
+    source = script_model.config.get("corpus", {}).get("source")
+    if not isinstance(source, dict):
+        raise ScriptRNNError("--samples compares the text with the run's own corpus, and this model's config.json "
+                             "does not say which corpus it read")
+    fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
+    own, tokenizer = _load_source(source), script_model.tokenizer
+    if isinstance(own, StyledCorpus):
+        split = own.split(fraction)
+        parts = [tokenizer.encode(split.train, strict=False), tokenizer.encode(split.val, strict=False)]
+    else:
+        parts = split_ids(tokenizer.encode(own.text, strict=False), fraction)
+    if tokenizer.level == "char" and not isinstance(own, StyledCorpus) and sum(map(len, parts)) == len(own.text):
+        return own.text[:len(parts[0])], own.text[len(parts[0]):]  # every character known: no need to decode
+    return tokenizer.decode(parts[0]), tokenizer.decode(parts[1])
 
 
 def _evaluate_styles(script_model: ScriptModel, split) -> dict:

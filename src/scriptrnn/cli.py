@@ -151,13 +151,23 @@ def _add_generate_parser(sub) -> None:
 
 
 def _add_evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character")
+    p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character; with --samples, "
+                                        "a report on the text the model writes")
     p.add_argument("model_dir", type=Path, help="run directory")
     _add_corpus_args(p)
     p.set_defaults(corpus=None)  # no DATA and no --corpus: score on the corpus the run trained on
     p.add_argument("--all", dest="held_out", action="store_false",
                    help="score the whole text, not only its held-out end")
     p.add_argument("--device", default="cpu")
+    g = p.add_argument_group("the text itself")
+    g.add_argument("--samples", type=int, metavar="N",
+                   help="also write N samples and score them against the run's training and held-out text: "
+                        "known speakers, real words, distinct-1/2/3, copying, line lengths")
+    g.add_argument("--max-new-tokens", type=int, help="length of each sample (default 4000 char, 800 word level)")
+    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the samples (default 0)")
+    g.add_argument("--write-samples", type=Path, metavar="FILE", help="also write the samples to FILE, to read")
+    p.add_argument("--json", action="store_true", help="the figures (and the text report) as JSON")
 
 
 def _add_serve_parser(sub) -> None:
@@ -369,12 +379,22 @@ def _stream_to_terminal(pieces) -> str:
 
 
 def cmd_evaluate(args) -> int:
+    import json
+
     from .api import evaluate
 
+    if args.write_samples and not args.samples:
+        raise ScriptRNNError("--write-samples writes the samples of --samples N; add --samples")
+    if args.write_samples:
+        _check_writable(args.write_samples)
     corpus = args.corpus or ("shakespeare" if args.genres else None)  # None: the run's own corpus
     report = evaluate(args.model_dir, args.data, corpus=corpus, genres=args.genres, encoding=args.encoding,
                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                       held_out=args.held_out, device=args.device)
+    text = _text_report(args) if args.samples is not None else None
+    if args.json:
+        print(json.dumps({**report, **({"text": text.to_dict()} if text else {})}, indent=2, ensure_ascii=False))
+        return 0
     for key, value in report.items():
         if key == "styles":
             for name, style_report in value.items():  # a styled run: each style's held-out end
@@ -383,7 +403,22 @@ def cmd_evaluate(args) -> int:
                 print(f"style {name}: {figures}")
         else:
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    if text:
+        print(f"\n{text.table()}")
     return 0
+
+
+def _text_report(args):
+    """--samples N: the samples' text report (and --write-samples: the samples themselves)."""
+    from .api import sample_report
+    from .files import write_atomic
+
+    report, texts = sample_report(args.model_dir, args.samples, max_new_tokens=args.max_new_tokens,
+                                  temperature=args.temperature, seed=args.seed, device=args.device)
+    if args.write_samples:
+        joined = "".join(f"===== {i} =====\n{text}\n" for i, text in enumerate(texts, 1))
+        write_atomic(args.write_samples, joined.encode("utf-8"))
+    return report
 
 
 def cmd_info(args) -> int:

@@ -165,7 +165,8 @@ def _speaker_shares(text: str, corpus: _Corpus) -> dict:
     found = find_speakers(text)
     speeches, lines = sum(found.values()), len(_nonblank(text))
     known = sum(n for name, n in found.items() if _key(name) in corpus.speakers)
-    return {"speaker_lines": speeches / lines if lines else None, "known_speakers": known / speeches if speeches else None}
+    return {"speaker_lines": speeches / lines if lines else None,
+            "known_speakers": known / speeches if speeches else None}
 
 
 # ---------------------------------------------------------------- small measures
