@@ -184,3 +184,27 @@ def test_cli_evaluate_json_holds_the_text_report(copying_run, capsys):
 def test_cli_write_samples_needs_samples(copying_run, tmp_path, capsys):
     assert main(["evaluate", str(copying_run), "--write-samples", str(tmp_path / "s.txt")]) == 2
     assert "add --samples" in capsys.readouterr().err
+
+
+def test_samples_end_on_a_whole_line(copying_run):
+    from scriptrnn.api import sample_report
+
+    _, texts = sample_report(copying_run, 3, max_new_tokens=150, seed=4)
+    assert all(text.endswith("\n") for text in texts if text)
+
+
+def test_a_sweep_with_samples_shows_the_text_columns(tmp_path, dialogue_file, capsys):
+    import csv
+
+    out = tmp_path / "sweep"
+    tiny = ["--set", "hidden_size=16", "--set", "embedding_size=8", "--set", "layers=1", "--set", "seq_len=16",
+            "--set", "batch_size=8", "--set", "eval_every=10", "--set", "eval_tokens=2000"]
+    code = main(["sweep", "--vary", "dropout=0.0", "--max-steps", "10", "--data", str(dialogue_file), *tiny,
+                 "--out", str(out), "--quiet", "--samples", "1"])
+    assert code == 0, capsys.readouterr().err
+    with open(out / "results.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert all(0.0 <= float(row["text_copied_share"]) <= 1.0 and int(row["text_characters"]) > 0 for row in rows)
+    report = (out / "report.md").read_text()
+    assert "| known speakers | real words | distinct-2 | copied spans | longest copy (chars) |" in report

@@ -470,8 +470,10 @@ def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_token
     if samples < 1:
         raise ScriptRNNError(f"--samples must be at least 1, got {samples}")
     train_text, heldout_text = _run_texts(script_model)
+    # Whole lines only: a last line cut short would make the lines look shorter than the model writes them.
     config = SamplingConfig(max_new_tokens=max_new_tokens or SAMPLE_TOKENS[script_model.level],
-                            temperature=temperature, seed=seed, num_return_sequences=samples).validate()
+                            temperature=temperature, seed=seed, num_return_sequences=samples,
+                            whole_lines=True).validate()
     texts = script_model.generate("", config)
     return text_report(texts, train_text, heldout_text, script_model.level), texts
 

@@ -227,6 +227,9 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write each run's TensorBoard events "
                                                                    "into DIR/<run>")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="after each run, write N samples and add their text report's figures to the tables "
+                        "(known speakers, real words, distinct-2, copying)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -509,7 +512,7 @@ def cmd_sweep(args) -> int:
     config = build_config(raw, base)
     command = shlex.join(["scriptrnn", *args.argv])
     sweep = Sweep(config, config.out or DEFAULT_OUT, progress=not args.quiet, tensorboard=args.tensorboard,
-                  command=command)
+                  command=command, samples=args.samples)
     try:
         rows = sweep.run()
     except (SweepInterrupted, KeyboardInterrupt) as e:

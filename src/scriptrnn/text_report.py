@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -79,12 +79,19 @@ class TextReport:
                 "samples": asdict(self.samples), "reference": asdict(self.reference) if self.reference else None}
 
     def columns(self) -> dict:
-        """The samples' figures flat, for a table of runs (a sweep's results)."""
-        skip = {"name", "longest_copy"}
-        return {f"text_{k}": v for k, v in asdict(self.samples).items() if k not in skip}
+        """The samples' figures flat, named as column_names() says, for a table of runs (a sweep's results)."""
+        return {f"text_{k}": v for k, v in asdict(self.samples).items() if k not in _NOT_COLUMNS}
 
     def table(self) -> str:
         return format_table(self)
+
+
+_NOT_COLUMNS = {"name", "longest_copy"}  # words, not figures
+
+
+def column_names() -> list[str]:
+    """The columns TextReport.columns() fills, in order."""
+    return [f"text_{f.name}" for f in fields(TextMeasures) if f.name not in _NOT_COLUMNS]
 
 
 # ---------------------------------------------------------------- the report
