@@ -122,7 +122,7 @@ class _Corpus:
     """What the measures need of the training text, worked out once for both rows."""
 
     def __init__(self, text: str, level: str, speakers: Iterable[str] | None):
-        self.text, self.level = text, level
+        self.level = level
         found = find_speakers(text)
         lines = _nonblank(text)
         self.layout = bool(lines) and sum(found.values()) / len(lines) >= LAYOUT_SHARE
