@@ -12,13 +12,15 @@ from typing import Callable, Sequence
 from .data.sources import CorpusRequest, TextFormat
 from .generate.script_model import ScriptModel
 from .model import loader
+from .generate.text_report import TextReport
 from .model.evaluate import evaluate_model
+from .model.evaluate import sample_report as _sample_report
 from .model.loader import pretrained_dir
 from .training.distributed import DEFAULT_TIMEOUT_S
 from .training.loop import Trainer, TrainResult
 from .training.setup import run_training
 
-__all__ = ["evaluate", "info", "load", "pretrained_dir", "train"]
+__all__ = ["evaluate", "info", "load", "pretrained_dir", "sample_report", "train"]
 
 
 def train(
@@ -85,3 +87,11 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
     genres = [genres] if isinstance(genres, str) else list(genres or [])
     request = CorpusRequest(data, corpus, tuple(genres), None, TextFormat(encoding, speaker_column, dialogue_column))
     return evaluate_model(load(run_dir, device=device), request, held_out=held_out)
+
+
+def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_tokens: int | None = None,
+                  temperature: float = 0.8, seed: int = 0, device: str = "cpu") -> tuple[TextReport, list[str]]:
+    """Write ``samples`` texts and report on them against the run's own training and held-out text:
+    known speakers, real words, distinct-1/2/3, copying, line lengths (generate/text_report.py)."""
+    return _sample_report(load(run_dir, device=device), samples, max_new_tokens=max_new_tokens,
+                          temperature=temperature, seed=seed)

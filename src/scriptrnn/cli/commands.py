@@ -142,12 +142,22 @@ def _stream_to_terminal(pieces) -> str:
 
 
 def cmd_evaluate(args) -> int:
+    import json
+
     from ..api import evaluate
 
+    if args.write_samples and not args.samples:
+        raise ScriptRNNError("--write-samples writes the samples of --samples N; add --samples")
+    if args.write_samples:
+        _check_writable(args.write_samples)
     corpus = args.corpus or ("shakespeare" if args.genres else None)  # None: the run's own corpus
     report = evaluate(args.model_dir, args.data, corpus=corpus, genres=args.genres, encoding=args.encoding,
                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                       held_out=args.held_out, device=args.device)
+    text = _text_report(args) if args.samples is not None else None
+    if args.json:
+        print(json.dumps({**report, **({"text": text.to_dict()} if text else {})}, indent=2, ensure_ascii=False))
+        return 0
     for key, value in report.items():
         if key == "styles":
             for name, style_report in value.items():  # a styled run: each style's held-out end
@@ -156,7 +166,22 @@ def cmd_evaluate(args) -> int:
                 print(f"style {name}: {figures}")
         else:
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    if text:
+        print(f"\n{text.table()}")
     return 0
+
+
+def _text_report(args):
+    """--samples N: the samples' text report (and --write-samples: the samples themselves)."""
+    from ..api import sample_report
+    from ..model.files import write_atomic
+
+    report, texts = sample_report(args.model_dir, args.samples, max_new_tokens=args.max_new_tokens,
+                                  temperature=args.temperature, seed=args.seed, device=args.device)
+    if args.write_samples:
+        joined = "".join(f"===== {i} =====\n{text}\n" for i, text in enumerate(texts, 1))
+        write_atomic(args.write_samples, joined.encode("utf-8"))
+    return report
 
 
 def cmd_info(args) -> int:
@@ -249,7 +274,8 @@ def cmd_sweep(args) -> int:
     config = build_config(raw, base)
     command = shlex.join(["scriptrnn", *args.argv])
     sweep = Sweep(config, config.out or DEFAULT_OUT, progress=not args.quiet, tensorboard=args.tensorboard,
-                  command=command, storage=args.storage, workers=args.workers, heartbeat_s=args.heartbeat)
+                  command=command, storage=args.storage, workers=args.workers, heartbeat_s=args.heartbeat,
+                  samples=args.samples)
     try:
         rows = sweep.run()
     except (SweepInterrupted, KeyboardInterrupt) as e:

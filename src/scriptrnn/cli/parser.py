@@ -162,13 +162,26 @@ def _add_generate_parser(sub) -> None:
 
 
 def _add_evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character")
+    from ..generate.sampling import SamplingConfig as S
+
+    p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character; with --samples, "
+                                        "a report on the text the model writes")
     p.add_argument("model_dir", type=Path, help="run directory")
     _add_corpus_args(p)
     p.set_defaults(corpus=None)  # no DATA and no --corpus: score on the corpus the run trained on
     p.add_argument("--all", dest="held_out", action="store_false",
                    help="score the whole text, not only its held-out end")
     p.add_argument("--device", default="cpu")
+    g = p.add_argument_group("the text itself")
+    g.add_argument("--samples", type=int, metavar="N",
+                   help="also write N samples and score them against the run's training and held-out text: "
+                        "known speakers, real words, distinct-1/2/3, copying, line lengths")
+    g.add_argument("--max-new-tokens", type=int, help="length of each sample (default 4000 char, 800 word level)")
+    g.add_argument("--temperature", type=float, default=S.temperature,
+                   help=f"sampling temperature (default {S.temperature})")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the samples (default 0)")
+    g.add_argument("--write-samples", type=Path, metavar="FILE", help="also write the samples to FILE, to read")
+    p.add_argument("--json", action="store_true", help="the figures (and the text report) as JSON")
 
 
 def _add_serve_parser(sub) -> None:
@@ -237,6 +250,9 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--heartbeat", type=_positive_int, default=60, metavar="SECONDS",
                    help="how often a worker says it is alive; a run silent for twice this is taken over by "
                         "another worker (default 60)")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="after each run, write N samples and add their text report's figures to the tables "
+                        "(known speakers, real words, distinct-2, copying)")
 
 
 def _positive_int(text: str) -> int:

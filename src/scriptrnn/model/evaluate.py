@@ -12,6 +12,8 @@ from ..data.corpus import as_path_list
 from ..data.sources import CorpusRequest, CorpusSource, load_corpus
 from ..data.styles import StyledCorpus
 from ..errors import ScriptRNNError
+from ..generate.sampling import SamplingConfig
+from ..generate.text_report import TextReport, text_report
 from .network import RNNLanguageModel
 
 
@@ -118,3 +120,41 @@ def _score(script_model, ids) -> dict:
 
         loss, tokens = evaluate_exported(script_model.model, ids)
     return {**loss_report(loss, script_model.level), "tokens": tokens}
+
+
+SAMPLE_TOKENS = {"char": 4_000, "word": 800}  # --samples' default length: about 4,000 characters either way
+
+
+def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None = None, temperature: float = 0.8,
+                  seed: int = 0) -> tuple[TextReport, list[str]]:
+    """Write ``samples`` texts and score them against the run's own training and held-out text.
+
+    Returns the report and the texts. The texts start from nothing (no prime) and end on a whole line.
+    """
+    if samples < 1:
+        raise ScriptRNNError(f"--samples must be at least 1, got {samples}")
+    train_text, heldout_text = _run_texts(script_model)
+    # Whole lines only: a last line cut short would make the lines look shorter than the model writes them.
+    config = SamplingConfig(max_new_tokens=max_new_tokens or SAMPLE_TOKENS[script_model.level],
+                            temperature=temperature, seed=seed, num_return_sequences=samples,
+                            whole_lines=True).validate()
+    texts = script_model.generate("", config)
+    return text_report(texts, train_text, heldout_text, script_model.level), texts
+
+
+def _run_texts(script_model) -> tuple[str, str]:
+    """The run's training text and held-out end, as the model spells them (word level: lower case, <unk>)."""
+    own = CorpusSource.from_dict(script_model.config.get("corpus", {}).get("source"))
+    if own is None:
+        raise ScriptRNNError("--samples compares the text with the run's own corpus, and this model's config.json "
+                             "does not say which corpus it read")
+    fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
+    corpus, tokenizer = own.load(), script_model.tokenizer
+    if isinstance(corpus, StyledCorpus):
+        split = corpus.split(fraction)
+        parts = [tokenizer.encode(split.train, strict=False), tokenizer.encode(split.val, strict=False)]
+    else:
+        parts = split_ids(tokenizer.encode(corpus.text, strict=False), fraction)
+    if tokenizer.level == "char" and not isinstance(corpus, StyledCorpus) and sum(map(len, parts)) == len(corpus.text):
+        return corpus.text[:len(parts[0])], corpus.text[len(parts[0]):]  # every character known: no need to decode
+    return tokenizer.decode(parts[0]), tokenizer.decode(parts[1])

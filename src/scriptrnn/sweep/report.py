@@ -11,11 +11,14 @@ from pathlib import Path
 
 from ..model.checkpoint import write_atomic
 from ..training.reporting import read_metrics
+from ..generate.text_report import column_names
 from .config import default_settings, format_value
 
 COLUMNS = ["study", "kind", "parameter", "value", "label", "run", "status", "held_out_loss", "perplexity",
            "bits_per_char", "final_train_loss", "steps", "wall_clock_s", "tokens_per_s", "peak_rss_mib",
            "peak_rss_scope", "gpu_util_percent", "gpu_memory_mib", "device", "resumed", "stopped_because", "message"]
+# With `scriptrnn sweep --samples N`: the samples' text report (text_report.TextReport.columns()).
+TEXT_COLUMNS = column_names()
 NOT_AVAILABLE = "n/a"  # what the CSV and the report show for a figure that does not apply (GPU use on a CPU)
 PLOTS_DIR = "plots"
 
@@ -26,10 +29,11 @@ PLOTS_DIR = "plots"
 def write_tables(out: Path, rows: list[dict], meta: dict) -> None:
     """results.csv (flat, "n/a" where a figure does not apply) and results.json (null there)."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    columns = COLUMNS + (TEXT_COLUMNS if _has_text(rows) else [])
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: NOT_AVAILABLE if row.get(k) is None else row[k] for k in COLUMNS})
+        writer.writerow({k: NOT_AVAILABLE if row.get(k) is None else row[k] for k in columns})
     write_atomic(Path(out) / "results.csv", text.getvalue().encode("utf-8"))
     document = {"sweep": meta, "runs": rows}
     write_atomic(Path(out) / "results.json", (json.dumps(document, indent=2) + "\n").encode("utf-8"))
@@ -82,11 +86,22 @@ _TABLE = [("parameter", "parameter", None), ("value", "value", None), ("held-out
           ("steps", "steps", None), ("status", "status", None)]
 
 
+# The text report's figures a study's table shows (all of them are in results.csv and results.json).
+_TEXT_TABLE = [("known speakers", "text_known_speakers", ".1%"), ("real words", "text_real_words", ".1%"),
+               ("distinct-2", "text_distinct_2", ".3f"), ("copied spans", "text_copied_share", ".1%"),
+               ("longest copy (chars)", "text_longest_copy_chars", ",d")]
+
+
+def _has_text(rows: list[dict]) -> bool:
+    return any(row.get("text_characters") is not None for row in rows)
+
+
 def _table(rows: list[dict]) -> list[str]:
-    lines = ["| " + " | ".join(title for title, _, _ in _TABLE) + " |", "|" + "---|" * len(_TABLE)]
+    table = _TABLE[:-2] + _TEXT_TABLE + _TABLE[-2:] if _has_text(rows) else _TABLE
+    lines = ["| " + " | ".join(title for title, _, _ in table) + " |", "|" + "---|" * len(table)]
     for row in rows:
         cells = []
-        for _, key, spec in _TABLE:
+        for _, key, spec in table:
             value = row.get(key)
             cells.append(NOT_AVAILABLE if value is None else format(value, spec) if spec else str(value))
         lines.append("| " + " | ".join(cells) + " |")
@@ -105,6 +120,10 @@ def _method_notes() -> list[str]:
         "starts), PyTorch's tensors included.",
         "- **GPU util / GPU memory**: the mean of NVML's utilisation readings every 0.5 s, and the most memory "
         "PyTorch's allocator held; n/a on a CPU.",
+        "- **known speakers, real words, distinct-2, copied spans, longest copy** (with `--samples N`): the text "
+        "report of N samples written after training (`scriptrnn evaluate RUN --samples N` shows it in full): "
+        "speeches whose speaker the corpus knows, words of the corpus (char level), unique word pairs, 40-character "
+        "(word level: 8-word) spans found verbatim in the training text, and the longest such span.",
     ]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
-from ..api import train
+from ..api import sample_report, train
 from ..model.checkpoint import CONFIG_FILE, RESUME_FILE, read_json, write_json
 from ..data.sources import TextFormat, load_corpus
 from ..errors import ScriptRNNError
@@ -51,8 +51,11 @@ class Sweep:
 
     def __init__(self, config: SweepConfig, out: Path, *, progress: bool = True, tensorboard: Path | None = None,
                  say: Callable[[str], None] | None = None, command: str = "", storage: str | None = None,
-                 workers: int = 1, heartbeat_s: int = 60):
+                 workers: int = 1, heartbeat_s: int = 60, samples: int = 0):
         self.config, self.out = config, Path(out)
+        if samples < 0:
+            raise ScriptRNNError(f"--samples must be 0 (none) or more, got {samples}")
+        self.samples = samples  # > 0: each finished run writes this many samples and its text report's figures
         self.progress, self.tensorboard = progress, tensorboard
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.command = command
@@ -158,6 +161,8 @@ class Sweep:
         if result.stopped_because.startswith("interrupted"):
             raise SweepInterrupted(result.stopped_because, run_dir)
         outcome = _outcome_from_files(planned, run_dir, {**usage.results(), "device": str(device)}, resume)
+        if self.samples:  # after the clock stopped: the samples do not count as training time
+            outcome.update(sample_report(run_dir, self.samples)[0].columns())
         return self._save(run_dir, outcome, label)
 
     def _train(self, planned: PlannedRun, run_dir: Path, resume: bool, callbacks: list):

@@ -54,6 +54,7 @@ def run_workers(sweep, url: str) -> None:
     sweep.say(f"sweep: {count} workers on this machine, {where}; the study lives in {_shown(url)}")
     state = {"sweep_class": type(sweep), "config": sweep.config, "out": sweep.out, "tensorboard": sweep.tensorboard, "command": sweep.command,
              "storage": sweep.storage_url, "workers": count, "heartbeat_s": sweep.heartbeat_s,
+             "samples": sweep.samples,
              "fingerprint": sweep.fingerprint, "meta": sweep.meta}
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(state, url, k, threads, gpus[k % len(gpus)] if gpus else None),
@@ -104,7 +105,8 @@ def _worker(state: dict, url: str, index: int, threads: int, gpu: str | None) ->
     # the runner that imports it.
     sweep = state["sweep_class"](state["config"], state["out"], progress=False, tensorboard=state["tensorboard"],
                   say=lambda line: print(prefix + line, file=sys.stderr, flush=True), command=state["command"],
-                  storage=state["storage"], workers=state["workers"], heartbeat_s=state["heartbeat_s"])
+                  storage=state["storage"], workers=state["workers"], heartbeat_s=state["heartbeat_s"],
+                                 samples=state["samples"])
     sweep.fingerprint, sweep.meta = state["fingerprint"], state["meta"]
     try:
         sweep.work(open_storage(url, state["heartbeat_s"]), index)
