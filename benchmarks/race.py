@@ -3,14 +3,18 @@ method, each trained for the same minutes of wall clock on the same split of a ~
 
     python benchmarks/race.py --text builtin-1mb --budgets 1,2,5,10 --precision auto,fp32 \\
         --methods scriptrnn,transformer,course --out benchmarks/results/race
-    python benchmarks/race.py --smoke      # the whole pipeline on a tiny text, in about a minute
+    python benchmarks/race.py --smoke      # the whole pipeline on a tiny text: about a minute of CPU time
 
-The full race trains for about 1 h 50 min (18 minutes per method and precision, the course
-method once: 10) plus about a minute of scoring per cell; run nothing else meanwhile, the
-budgets are wall clock. It writes OUT.json (every finished cell), OUT.md (the tables) and
-OUT.png (held-out loss against minutes). A cell — (method, precision, budget) — is saved as
-soon as it is scored and a rerun skips the cells already saved (``--force`` runs them again),
-so a race spread over several sessions is never lost; each cell records its own machine.
+The full race trains for 82 minutes (18 per method and precision; the course method once, 10)
+and scores for about a minute per cell: about 1 h 45 min in all. Run nothing else meanwhile:
+the budgets are wall clock. CPU only for now (a GPU would go to scriptrnn, whose device is
+auto, and not to the transformer); with one present it stops and says how to hide it.
+
+It writes OUT.json (every finished cell), OUT.md (the tables) and OUT.png (held-out loss
+against minutes). A cell — (method, precision, budget) — is saved as soon as it is scored and
+a rerun skips the cells already saved (``--force`` runs them again), so a race spread over
+several sessions is never lost; each cell records its own machine (lscpu's model name, the
+avx512_bf16/amx flags, torch, threads, date).
 
 The three methods, all at char level on the same ids (benchmarks/common.token_split: the
 first 90% trained on, the last 10% held out):
@@ -34,20 +38,21 @@ first 90% trained on, the last 10% held out):
 ``--precision auto`` is bfloat16 autocast where the CPU has native bfloat16 (the test
 scriptrnn's trainer makes), else float32; ``fp32`` stands in for a machine without it.
 
-Scoring, the same for all (``--eval-stride``): every position 1..n-1 of the held-out ids is
-predicted from the text before it inside the held-out tenth, in float32, and the mean is
-reported in nats and bits per character. The recurrent models read the held-out tenth as one
-stream with the state carried from its first character to its last; the transformer sees a
-sliding window of 64 characters moved 8 at a time (``--eval-stride``), each window scoring only
-the positions the one before did not, so every position sees 57 to 64 characters before it (all
-there are, near the start). ``--eval-stride 1`` gives every position its full 64, at 8 times the
-scoring cost (about 5 minutes a cell on 2 cores, against 40 seconds). The course method is scored both ways — carried state, and
-its own 40-character window — and the better counts, as in RESULTS.md.
+Scoring, the same for all: every position 1..n-1 of the held-out ids is predicted from the
+text before it inside the held-out tenth, in float32, and the mean is reported in nats and
+bits per character. The recurrent models read the held-out tenth as one stream with the state
+carried from its first character to its last. The transformer sees a sliding window of 64
+characters moved 8 at a time (``--eval-stride``), each window scoring only the positions the
+one before did not, so every position sees 57 to 64 characters before it (all there are, near
+the start); ``--eval-stride 1`` gives every position its full 64 at 8 times the scoring cost
+(about 5 minutes a cell on 2 cores, against 40 seconds). The course method is scored both ways,
+carried state and its own 40-character window, and the better counts, as in RESULTS.md.
 
 "Time to reach": the earliest minute at which any scriptrnn run at that precision scored at
 or below the transformer's ``--reach-budget``-minute loss, read from scriptrnn's own
-validation checks (metrics.jsonl; they score the same held-out tenth as 32 carried streams,
-within about 0.001 nats of the one-stream figure).
+validation checks (metrics.jsonl, minutes include its checks). They score the same held-out
+tenth as 32 carried streams, whose 32 first characters start without context: about 0.001
+nats above the one-stream figure on 100,000 characters.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -332,12 +337,12 @@ def run_scriptrnn(split: Split, precision: str, minutes: float, work: Path) -> d
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "scriptrnn", "train", str(split.path), "--time-budget", f"{minutes:g}",
            "--precision", precision, "--out", str(out), "--overwrite", "--quiet"]
-    start = time.perf_counter()
-    with open(out.with_suffix(".log"), "w") as log:
+    log_path, start = out.parent / f"{out.name}.log", time.perf_counter()  # not with_suffix: "0.05" has a dot
+    with open(log_path, "w") as log:
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
     process_s = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); see {out.with_suffix('.log')}")
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); see {log_path}")
     config = json.loads((out / "config.json").read_text())
     trained = scriptrnn.load(out)
     _check_same_split(split, trained.tokenizer, config)
@@ -450,12 +455,12 @@ def markdown(data: dict) -> str:
     cells, t, budget = data["cells"], data["text"], data.get("reach_budget", 5)
     strides = sorted({c["eval_stride"] for c in cells.values() if "eval_stride" in c}) or [8]
     minutes = sorted({c["minutes"] for c in cells.values()})
-    machines = sorted({f"{m['cpu']} ({', '.join(m['flags']) or 'no avx512/amx flags'}), {m['threads']} threads, "
-                       f"torch {m['torch']}" for m in (c["machine"] for c in cells.values())})
+    machines = sorted({_machine_line(c["machine"]) for c in cells.values()})
     parts = [f"Text: `{t['path']}`, {t['characters']:,} characters, vocabulary {t['vocab_size']}: the first "
              f"{t['train_chars']:,} trained on, the last {t['held_out_chars']:,} held out and every position of "
              "them scored (recurrent models: one stream, state carried; transformer: a 64-character window "
-             f"sliding by {'/'.join(map(str, strides))}). Held-out loss in nats/char (bits/char). Machine: " + "; ".join(machines) + "."]
+             f"sliding by {'/'.join(map(str, strides))}). Held-out loss in nats/char (bits/char). "
+             f"Machine: {'; '.join(machines)}."]
     for precision in _precisions(cells):
         rows = []
         for m in minutes:
@@ -467,6 +472,11 @@ def markdown(data: dict) -> str:
         header = ["minutes", "scriptrnn", "steps", "transformer", "steps", "course method (fp32)", "steps"]
         parts += [f"### `--precision {precision}`", common.table(header, rows), _reach_line(cells, precision, budget)]
     return "\n\n".join(parts)
+
+
+def _machine_line(m: dict) -> str:
+    flags = ", ".join(m["flags"]) or "no avx512/amx flags"
+    return f"{m['cpu']} ({flags}), {m['threads']} threads, torch {m['torch']}"
 
 
 def _reach_line(cells: dict, precision: str, budget: float) -> str:
@@ -500,6 +510,9 @@ def plot(data: dict, path: Path) -> None:
                             if (c := _cell(cells, method, precision, m)))
             if points:
                 ax.plot(*zip(*points), style, color=f"C{i}", label=f"{method}, end of each budget")
+        if (r := reach(cells, precision, data.get("reach_budget", 5))) is not None:
+            ax.axhline(r["transformer_loss"], ls=":", color="C1", alpha=0.7,
+                       label=f"transformer after {r['budget']:g} min")
         ax.set(xlabel="wall-clock minutes of training", title=f"--precision {precision}")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -564,11 +577,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-stride", type=int, default=8, help="the transformer's scoring window moves this many "
                    "characters at a time: each position sees 64-stride+1 to 64 before it (1: all 64, 8x slower)")
     p.add_argument("--force", action="store_true", help="run again the cells OUT.json holds already")
-    p.add_argument("--smoke", action="store_true", help="the whole pipeline on a ~60 kB text with budgets of 0.05 "
-                   "and 0.1 minutes, into the benchmark work folder, not benchmarks/results")
+    p.add_argument("--smoke", action="store_true", help="the whole pipeline on a ~60 kB text with a budget of 3 "
+                   "seconds, into the benchmark work folder (not benchmarks/results), every cell run again")
     args = p.parse_args(argv)
     if args.smoke:
-        args.budgets, args.reach_budget, args.force = [0.05, 0.1], 0.1, True
+        args.budgets, args.reach_budget, args.force = [0.05], 0.05, True
         args.out = common.WORK / "race-smoke" / "race"
     if args.eval_stride < 1:
         p.error(f"--eval-stride must be at least 1, got {args.eval_stride}")
@@ -577,6 +590,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if torch.cuda.is_available():
+        raise SystemExit("the race compares CPU training; scriptrnn would take the GPU and the transformer would "
+                         "not. Run it with CUDA_VISIBLE_DEVICES= (GPU races: issue 14, item 7)")
     common.WORK.mkdir(parents=True, exist_ok=True)
     print(race(args))
     return 0
