@@ -302,7 +302,8 @@ def _lr(r: Recipe, step: int, progress: float) -> float:
 
 
 def train_transformer(train_ids: np.ndarray, vocab_size: int, dtype: str, minutes: float,
-                      seed: int = 1234, recipe: Recipe = Recipe()) -> tuple[TinyGPT, dict]:
+                      seed: int = 1234, recipe: Recipe | None = None) -> tuple[TinyGPT, dict]:
+    recipe = recipe or Recipe()
     torch.manual_seed(seed)
     model = TinyGPT(GPTConfig(vocab_size))
     optimizer, data = _optimizer(model, recipe), torch.from_numpy(np.asarray(train_ids, dtype=np.int64))
