@@ -99,7 +99,8 @@ def _share_kill_and_restart(tmp_path, dialogue_file, url: str, outs: list[Path])
         return ["sweep", "--vary", "seq_len=8,32", "--max-steps", "40", "--data", dialogue_file,
                 *TINY_SETS, "--set", "eval_every=20", "--out", out, "--quiet", "--storage", url, "--heartbeat", "1"]
 
-    first, second = start_sweep(args(outs[0]), delay=0.03), start_sweep(args(outs[1]), delay=0.03)
+    # 0.1 s a step: the kill window (checkpoint at step 20 to the end at 40) stays ~2 s even on a loaded machine
+    first, second = start_sweep(args(outs[0]), delay=0.1), start_sweep(args(outs[1]), delay=0.1)
     deadline = time.monotonic() + 120
     while not _killed_mid_run(first, url, outs[0]):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
