@@ -12,14 +12,13 @@ seed write the same text on both (tests/test_runtime.py). Install with
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ScriptRNNError
-from ..files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json
+from ..files import CONFIG_FILE, MAX_WEIGHTS_BYTES, TOKENIZER_FILE, check_regular, check_sections, read_json
 from ..generate import ScriptModel
 from ..tokenizer import tokenizer_from_dict
 
@@ -35,10 +34,16 @@ def is_exported(directory) -> bool:
     directory = Path(directory)
     if (directory / MODEL_FILE).is_file():
         return True
+    path = directory / CONFIG_FILE
+    if not directory.is_dir() or not (path.exists() or path.is_symlink()):
+        return False  # the loader that runs next says what is missing
     try:
-        return json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        # read_json refuses, in one line, a config.json that is a FIFO, a device or too big to be one.
+        return read_json(path, "the model settings").get("format") == EXPORT_FORMAT
+    except ScriptRNNError as e:
+        if "not valid JSON" in str(e) or "expected a JSON object" in str(e):
+            return False  # a damaged training run's config: its own loader explains
+        raise
 
 
 def load(directory, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
@@ -168,8 +173,9 @@ class OnnxModel:
 
 
 def _session(onnxruntime, path: Path, options):
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise ScriptRNNError(f"{path.parent}: missing {path.name}; export the run again")
+    check_regular(path, "the exported graph", MAX_WEIGHTS_BYTES)  # onnxruntime opens it by name
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own error types: a damaged or foreign file
