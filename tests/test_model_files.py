@@ -142,7 +142,7 @@ def test_whole_numbers_stored_where_the_model_keeps_fractions(pristine, tmp_path
     name = next(iter(tensors))
     tensors[name] = tensors[name].to(torch.int32)
     save_tensors(run / "model.safetensors", tensors)
-    with pytest.raises(ScriptRNNError, match=f"weight {name} is stored as int32 but .* keeps it as float32"):
+    with pytest.raises(ScriptRNNError, match=f"weight {name} is stored as torch.int32 but .* keeps it as torch.float32"):
         load_checkpoint(run)
 
 

@@ -185,18 +185,14 @@ def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor],
         if tensor.is_floating_point() != expected[name].is_floating_point():
             # Whole numbers where the model keeps fractions (or the reverse) are not its weights: copying
             # them would load silently and write nonsense.
-            raise ScriptRNNError(f"{source}: weight {name} is stored as {_dtype_name(tensor)} but the model "
-                                 f"described by config.json keeps it as {_dtype_name(expected[name])}")
+            raise ScriptRNNError(f"{source}: weight {name} is stored as {tensor.dtype} but the model "
+                                 f"described by config.json keeps it as {expected[name].dtype}")
         if not torch.isfinite(tensor).all():
             raise ScriptRNNError(
                 f"{source}: weight {name} holds NaN or infinite values (the run diverged or the file is "
                 "damaged); use an earlier checkpoint or retrain with a lower --lr"
             )
     model.load_state_dict(tensors, strict=False)
-
-
-def _dtype_name(tensor: torch.Tensor) -> str:
-    return str(tensor.dtype).replace("torch.", "")
 
 
 def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="cpu"):

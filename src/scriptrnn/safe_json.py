@@ -42,7 +42,7 @@ def loads(data: str | bytes, max_depth: int = MAX_DEPTH):
     except RecursionError:
         raise JSONLimitError(f"JSON nested deeper than {max_depth} levels") from None
     except UnicodeDecodeError:
-        raise JSONLimitError("not UTF-8 text") from None
+        raise JSONLimitError("not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
         raise JSONLimitError(f"not valid JSON ({e})") from None
     except ValueError as e:  # int() refusing digits, whatever the limit above
