@@ -31,8 +31,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str | None, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "scriptrnn", "serve", "--port", str(port), "--max-queue", "256"]
+def start_server(model: str | None, port: int, *flags: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "scriptrnn", "serve", "--port", str(port), "--max-queue", "256", *flags]
     if model:
         cmd.insert(4, model)
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

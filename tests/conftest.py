@@ -37,13 +37,15 @@ TINY_TRAIN = dict(hidden_size=32, embedding_size=16, num_layers=1, seq_len=16, b
 
 @contextlib.contextmanager
 def live_server(app):
-    """Run ``app`` under a real uvicorn on a free loopback port; yields its base URL."""
+    """Run ``app`` under a real uvicorn, configured as ``serve`` does, on a free loopback port; yields its URL."""
     import uvicorn
+
+    from scriptrnn.server.guards import server_config
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, app.state.service.limits))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
@@ -56,7 +58,8 @@ def live_server(app):
         thread.join(timeout=10)
 
 
-def make_run(directory: Path, cell: str = "lstm", level: str = "char", seed: int = 0, softmax: str = "full") -> Path:
+def make_run(directory: Path, cell: str = "lstm", level: str = "char", seed: int = 0, softmax: str = "full",
+             extra_text: str = "") -> Path:
     """A run directory holding an untrained model, in seconds: for tests of what happens after training.
 
     Weights are scaled up from their initial values so the model is confident (few near-ties
@@ -67,7 +70,7 @@ def make_run(directory: Path, cell: str = "lstm", level: str = "char", seed: int
     from scriptrnn.model.network import ModelConfig, RNNLanguageModel
     from scriptrnn.data.tokenizer import fit_tokenizer
 
-    text = DIALOGUE + (" ".join(f"w{i}" for i in range(1_200)) if softmax == "adaptive" else "")
+    text = DIALOGUE + (" ".join(f"w{i}" for i in range(1_200)) if softmax == "adaptive" else "") + extra_text
     tokenizer = fit_tokenizer(text, level)
     config = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, num_layers=2, hidden_size=24,
                          embedding_size=16, dropout=0.2, softmax=softmax,

@@ -221,3 +221,20 @@ def test_a_failing_step_fails_its_requests_and_the_server_goes_on(models, monkey
 def test_zero_new_tokens(client):
     assert client.post("/generate", json={"inputs": "A", "parameters": {"max_new_tokens": 0}}).json() == \
         {"generated_text": ""}
+
+
+def test_many_streaming_clients_at_once_all_finish(base_url):
+    """The load test of issue 17 in small: 24 streams at once over loopback, no errors, every token."""
+    import httpx
+
+    async def one(client, seed):
+        body = {"inputs": "HAMLET:", "parameters": {"max_new_tokens": 15, "seed": seed}}
+        async with client.stream("POST", "/generate_stream", json=body) as response:
+            assert response.status_code == 200
+            return len([line async for line in response.aiter_lines() if line.startswith("data:")])
+
+    async def many():
+        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+            return await asyncio.gather(*[one(client, s) for s in range(24)])
+
+    assert asyncio.run(many()) == [15] * 24

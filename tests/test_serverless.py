@@ -70,7 +70,11 @@ REFUSED = [
         ("top_k", 0), ("top_p", 0), ("top_p", 1.5), ("temperature", -1), ("temperature", "hot"),
         ("repetition_penalty", 0), ("seed", -1), ("seed", 2**64), ("stop", "x"), ("stop", [1]), ("stop", [""]),
         ("num_return_sequences", 0), ("num_return_sequences", 4), ("stop_after_lines", 0),
-        ("do_sample", "maybe"), ("details", 2)]),
+        ("do_sample", "maybe"), ("details", 2),
+        # JSON's own types only, in both: pydantic's server once read these as 1 and 10 (issue 17)
+        ("max_new_tokens", True), ("max_new_tokens", "10"), ("temperature", "0.5"), ("top_k", True),
+        ("seed", "1"), ("stop", [["x"]]), ("num_return_sequences", False)]),
+    {"inputs": "jerry", "parameters": {"stop": [f"s{i}" for i in range(6500)]}},  # more stops than allowed
     {"inputs": "jerry €"}, {"inputs": "j" * 101}, {"inputs": "jerry", "model": "nope"},
     {"inputs": "x" * 3000},
 ]
@@ -90,6 +94,50 @@ def test_the_handler_answers_every_body_as_the_server_does(server, handle, body)
         assert answer["error_type"] == expected.json()["error_type"]
 
 
+# Raw bodies: what each must get from both (400: not JSON the project reads; 422: JSON of the wrong shape).
+RAW = [
+    ("{not json", 400), ("", 400), ("   ", 400), ("[1]", 422), ("null", 422), ("7", 422), ('"jerry"', 422),
+    # (within LIMITS' 2,000 bytes; test_server_guards.py sends the 100,000-deep and 5,000-digit ones)
+    ("[" * 990 + "]" * 990, 400),
+    ('{"inputs": "a", "x": ' + "[" * 70 + "]" * 70 + "}", 400),  # deeper than the limit, not the recursion one
+    ('{"inputs": "a", "parameters": {"seed": 1' + "0" * 150 + "}}", 400),
+    ('{"inputs": "a"}\xff'.encode("latin-1").decode("latin-1"), 400),
+]
+
+
+@pytest.mark.parametrize("raw, status", RAW, ids=lambda v: repr(v)[:30] if isinstance(v, str) else str(v))
+def test_raw_bodies_get_the_same_answer_from_both(server, handle, raw, status):
+    expected = server.post("/generate", content=raw.encode("utf-8", "surrogatepass"),
+                           headers={"content-type": "application/json"})
+    got = handle(rest_event(raw))
+    assert (got["statusCode"], expected.status_code) == (status, status), (got["body"], expected.text)
+    assert json.loads(got["body"])["error_type"] == expected.json()["error_type"]
+    assert "Traceback" not in got["body"] + expected.text
+
+
+# Events of shapes no platform sends: each a 4xx JSON answer, never a 500.
+MALFORMED_EVENTS = [
+    None, [], ["inputs"], "jerry", 7, True,
+    {"body": {"inputs": "jerry"}}, {"body": [1]}, {"body": 7},  # a body already decoded, or not text at all
+    {"requestContext": "x", "body": '{"inputs": "a"}'},
+    {"requestContext": {"http": None}, "body": '{"inputs": "a"}'},
+    {"requestContext": {"http": "GET"}, "body": '{"inputs": "a"}'},
+    {"httpMethod": 7, "body": '{"inputs": "a"}'},
+    {"httpMethod": "POST", "isBase64Encoded": True, "body": "%%%"},
+    {"httpMethod": "POST", "body": "[" * 100_000 + "]" * 100_000},
+    {"inputs": "a", "parameters": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}},
+]
+
+
+@pytest.mark.parametrize("event", MALFORMED_EVENTS, ids=lambda e: repr(e)[:40])
+def test_malformed_events_get_a_4xx_json_answer(handle, event, capsys):
+    got = handle(event)
+    assert 400 <= got["statusCode"] < 500, got
+    assert got["headers"]["Content-Type"] == "application/json"
+    assert json.loads(got["body"])["message"]
+    assert "Traceback" not in capsys.readouterr().err  # no bug logged: each was an answer, not a crash
+
+
 def test_payload_2_base64_and_direct_invocation(server, handle):
     body = {"inputs": "jerry", "parameters": {"max_new_tokens": 25, "seed": 9}}
     expected = server.post("/generate", json=body).json()
@@ -101,8 +149,8 @@ def test_methods_and_malformed_bodies(handle):
     assert json.loads(handle(rest_event("", "GET"))["body"]) == {"status": "ok", "model": "tiny"}
     refused = handle(rest_event("{}", "PUT"))
     assert refused["statusCode"] == 405 and refused["headers"]["Allow"] == "GET, POST"
-    assert handle(rest_event("{not json"))["statusCode"] == 422
-    assert handle({**http_event(b"{}"), "body": "%%%"})["statusCode"] == 422
+    assert handle(rest_event("{not json"))["statusCode"] == 400  # not JSON at all: 400, as the server says
+    assert handle({**http_event(b"{}"), "body": "%%%"})["statusCode"] == 400
     streamed = handle(rest_event(json.dumps({"inputs": "jerry", "stream": True})))
     assert streamed["statusCode"] == 422 and "stream" in streamed["body"]
 

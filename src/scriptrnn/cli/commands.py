@@ -231,13 +231,15 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from ..server import serve
+    from ..server import api_key_from, serve
 
     limits = {"max_new_tokens": args.max_new_tokens, "max_prime_chars": args.max_prime_chars,
               "max_body_bytes": args.max_body_bytes, "max_return_sequences": args.max_return_sequences,
-              "max_queue": args.max_queue, "max_batch": args.max_batch, "request_timeout_s": args.timeout}
-    serve(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, device=args.device,
-          threads=args.threads, **limits)
+              "max_queue": args.max_queue, "max_batch": args.max_batch, "request_timeout_s": args.timeout,
+              "read_timeout_s": args.read_timeout, "max_stops": args.max_stops,
+              "max_stop_chars": args.max_stop_chars}
+    serve(args.model_dirs, host=args.host, port=args.port, api_key=api_key_from(args.api_key, args.api_key_file),
+          device=args.device, threads=args.threads, allowed_hosts=args.allowed_hosts, **limits)
     return 0
 
 

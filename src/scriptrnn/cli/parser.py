@@ -193,7 +193,12 @@ def _add_serve_parser(sub) -> None:
                    help="run directories or exported directories, mixed as you like (default: the built-in model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health and the page "
+                                     "(visible in ps: prefer --api-key-file or SCRIPTRNN_API_KEY)")
+    p.add_argument("--api-key-file", type=Path, help="read the API key from this file (kept out of ps)")
+    p.add_argument("--allowed-hosts", type=lambda text: [h.strip() for h in text.split(",") if h.strip()],
+                   help="comma-separated Host header values to answer, '*' for any (default: 127.0.0.1, "
+                        "localhost and ::1 when bound to loopback, any otherwise)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="cap per sequence")
     p.add_argument("--max-prime-chars", type=int, default=d.max_prime_chars, help="cap on the prime's length")
@@ -202,6 +207,13 @@ def _add_serve_parser(sub) -> None:
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests waiting before 503")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help="sequences stepped together")
     p.add_argument("--timeout", type=float, default=d.request_timeout_s, help="seconds per request")
+    p.add_argument("--read-timeout", type=float, default=d.read_timeout_s,
+                   help=f"seconds a client has to send its request's headers, and again its body "
+                        f"(default {d.read_timeout_s:g}: slow clients must not hold connections)")
+    p.add_argument("--max-stops", type=int, default=d.max_stops,
+                   help=f"stop sequences per request (default {d.max_stops}; TGI and OpenAI allow 4)")
+    p.add_argument("--max-stop-chars", type=int, default=d.max_stop_chars,
+                   help=f"characters of all a request's stop sequences together (default {d.max_stop_chars})")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch (or onnxruntime) CPU threads (default 1: one-token steps gain nothing from more, "
                         "and the HTTP side needs a core; see benchmarks/RESULTS.md)")

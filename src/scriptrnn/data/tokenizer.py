@@ -228,6 +228,7 @@ def tokenizer_from_dict(data: dict) -> CharTokenizer | WordTokenizer:
         raise ScriptRNNError("tokenizer.json has no valid 'vocab' list")
     if len(set(vocab)) != len(vocab):
         raise ScriptRNNError("tokenizer.json: the 'vocab' list repeats a token")
+    _check_encodable(vocab, "vocab")
     if level == "char":
         if not all(len(t) == 1 for t in vocab):
             bad = next(t for t in vocab if len(t) != 1)
@@ -241,10 +242,22 @@ def tokenizer_from_dict(data: dict) -> CharTokenizer | WordTokenizer:
             for k, v in symbols.items()
         ) or len(set(symbols.values())) != len(symbols):
             raise ScriptRNNError("tokenizer.json has no valid 'symbols' table (one character -> a distinct name)")
+        _check_encodable([*symbols, *symbols.values()], "symbols")
         if not isinstance(lowercase, bool):
             raise ScriptRNNError(f"tokenizer.json: 'lowercase' must be true or false, got {lowercase!r}")
         return WordTokenizer(vocab, lowercase=lowercase, symbols=symbols)
     raise ScriptRNNError(f"tokenizer.json has unknown level {level!r} (expected 'char' or 'word')")
+
+
+def _check_encodable(tokens: list[str], field: str) -> None:
+    # JSON can spell a lone surrogate ("\ud800"), which no UTF-8 output can carry: every answer,
+    # page or file holding it would fail, so the vocabulary is refused when it loads.
+    for token in tokens:
+        try:
+            token.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ScriptRNNError(f"tokenizer.json: '{field}' entry {token!r} is not valid Unicode "
+                                 "(a lone surrogate); the file is damaged") from None
 
 
 def fit_tokenizer(text: str, level: str, *, lowercase: bool = True, min_count: int = 1):

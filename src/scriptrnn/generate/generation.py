@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .sampling import SamplingConfig, Uniforms, draw, next_tokens, probabilities, random_seed
+from .stops import StopMatcher
 
 
 class Generation:
@@ -48,6 +49,8 @@ class Generation:
         self.tokens: list[list[int]] = [[] for _ in range(self.n)]
         self.pieces: list[list[str]] = [[] for _ in range(self.n)]  # the text each token added
         self.finish_reasons: list[str | None] = [None] * self.n  # "length" or "stop"
+        self.stops = StopMatcher(config.stop)  # one automaton; each sequence carries its state in it
+        self.stop_states = [0] * self.n
         self.processors, self.greedy = config.processors(), config.greedy
         self.seed = config.seed if config.seed is not None else random_seed()
         self.generator = Uniforms(self.seed)
@@ -143,8 +146,10 @@ class Generation:
                 return "stop"
         elif self.pieces[i][-1].strip():
             self.line_has_words[i] = True
-        if config.stop and any(s in self.texts[i][-(len(s) + 64):] for s in config.stop):
-            return "stop"
+        if self.stops:
+            self.stop_states[i], hit = self.stops.feed(self.stop_states[i], self.pieces[i][-1])
+            if hit:
+                return "stop"
         if len(self.tokens[i]) >= config.max_new_tokens:
             return "length"
         return None

@@ -26,7 +26,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from ..errors import ScriptRNNError
 # Re-exported: the file helpers need no PyTorch and moved to files.py for the runtime.
 from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json, write_atomic  # noqa: F401
-from .files import remove_temporaries, write_atomic_with  # noqa: F401
+from .files import MAX_WEIGHTS_BYTES, read_regular, remove_temporaries, write_atomic_with  # noqa: F401
 from .directory import FORMAT_NAME, FORMAT_VERSION, RESUME_FILE, WEIGHTS_FILE, read_config  # noqa: F401
 from .network import ModelConfig, RNNLanguageModel
 from ..data.tokenizer import tokenizer_from_dict
@@ -62,9 +62,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file, refusing anything else (pickles included) with a clear message."""
     path = Path(path)
-    if not path.is_file():
-        raise ScriptRNNError(f"{path.parent}: missing {path.name} (the weights)")
-    data = path.read_bytes()
+    data = read_regular(path, "the weights", MAX_WEIGHTS_BYTES)
     _refuse_non_safetensors(path, data)
     try:
         tensors = load_safetensors_bytes(data)
@@ -154,17 +152,17 @@ def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor],
                 f"{source}: weight {name} has shape {tuple(tensor.shape)} but config.json needs "
                 f"{tuple(expected[name].shape)}"
             )
-        if not (tensor.is_floating_point() or tensor.dtype in _WHOLE_NUMBER_TYPES):
-            raise ScriptRNNError(f"{source}: weight {name} is stored as {tensor.dtype}, not numbers a model uses")
+        if tensor.is_floating_point() != expected[name].is_floating_point():
+            # Whole numbers where the model keeps fractions (or the reverse) are not its weights: copying
+            # them would load silently and write nonsense.
+            raise ScriptRNNError(f"{source}: weight {name} is stored as {tensor.dtype} but the model "
+                                 f"described by config.json keeps it as {expected[name].dtype}")
         if not torch.isfinite(tensor).all():
             raise ScriptRNNError(
                 f"{source}: weight {name} holds NaN or infinite values (the run diverged or the file is "
                 "damaged); use an earlier checkpoint or retrain with a lower --lr"
             )
     model.load_state_dict(tensors, strict=False)
-
-
-_WHOLE_NUMBER_TYPES = {torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64}
 
 
 def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="cpu"):

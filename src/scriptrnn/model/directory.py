@@ -8,7 +8,6 @@ config.json, so every caller (the loader, info, resume, export) checks them alik
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import ScriptRNNError
@@ -32,10 +31,16 @@ def is_exported(directory) -> bool:
     directory = Path(directory)
     if (directory / MODEL_FILE).is_file():
         return True
+    path = directory / CONFIG_FILE
+    if not directory.is_dir() or not (path.exists() or path.is_symlink()):
+        return False  # the loader that runs next says what is missing
     try:
-        return json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        # read_json refuses, in one line, a config.json that is a FIFO, a device or too big to be one.
+        return read_json(path, "the model settings").get("format") == EXPORT_FORMAT
+    except ScriptRNNError as e:
+        if "not valid JSON" in str(e) or "expected a JSON object" in str(e):
+            return False  # a damaged training run's config: its own loader explains
+        raise
 
 
 def read_config(directory, *, exported: bool | None = None) -> dict:

@@ -5,16 +5,21 @@ Shared by checkpoints (``checkpoint.py``), exported models (``runtime``) and the
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from . import safe_json
 from ..errors import ScriptRNNError
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
+# The most a JSON file of a model directory may hold: a 1M-word vocabulary is about 20 MB.
+MAX_JSON_BYTES = 256 * 2**20
+# The most weights may hold: far beyond any model here (the built-in one is 2 MB), short of a disk.
+MAX_WEIGHTS_BYTES = 64 * 2**30
 
 # Reading the umask means setting it; done once at import, before any thread of ours runs.
 _UMASK = os.umask(0)
@@ -67,13 +72,56 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ScriptRNNError(f"{path.parent}: missing {path.name} ({what}); is this a complete scriptrnn run?")
+def check_regular(path: Path, what: str, max_bytes: int) -> int:
+    """The size of ``path`` if it is a regular file of at most ``max_bytes``; one line otherwise.
+
+    A model directory's files may be anything a link points at: /dev/zero never ends, a FIFO
+    blocks the first read forever, a directory cannot be read. os.stat follows the link and
+    says what is at the end without opening it.
+    """
+    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ScriptRNNError(f"{path}: not valid JSON ({e}); the file is damaged") from None
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ScriptRNNError(f"{path.parent}: missing {path.name} ({what}); is this a complete scriptrnn run?") \
+            from None
+    except OSError as e:
+        raise ScriptRNNError(f"{path}: cannot read {what} ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
+        raise ScriptRNNError(f"{path} ({what}) is {kind}, not a regular file")
+    if info.st_size > max_bytes:
+        raise ScriptRNNError(f"{path} ({what}) holds {info.st_size:,} bytes; at most {max_bytes:,} are read")
+    return info.st_size
+
+
+def read_regular(path: Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (``check_regular``), never blocking.
+
+    Opened with O_NONBLOCK and checked again once open, so a file swapped for a FIFO or a
+    device between the check and the open is refused too; reads stop at ``max_bytes``.
+    """
+    check_regular(path, what, max_bytes)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise ScriptRNNError(f"{path}: cannot read {what} ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ScriptRNNError(f"{path} ({what}) is not a regular file")
+        # The size stat gave, plus one byte to notice a file that grew (f.read(n) would allocate n).
+        data = f.read(min(os.fstat(fd).st_size, max_bytes) + 1)
+    if len(data) > max_bytes:
+        raise ScriptRNNError(f"{path} ({what}) holds more than {max_bytes:,} bytes")
+    return data
+
+
+def read_json(path: Path, what: str) -> dict:
+    data = read_regular(path, what, MAX_JSON_BYTES)
+    try:
+        data = safe_json.loads(data)
+    except safe_json.JSONLimitError as e:
+        raise ScriptRNNError(f"{path}: {e}; the file is damaged") from None
     if not isinstance(data, dict):
         raise ScriptRNNError(f"{path}: expected a JSON object")
     return data

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ScriptRNNError
 from .directory import MODEL_FILE
-from .files import CONFIG_FILE
+from .files import CONFIG_FILE, MAX_WEIGHTS_BYTES, check_regular
 
 __all__ = ["OnnxModel", "evaluate_loss"]
 
@@ -92,8 +92,9 @@ class OnnxModel:
 
 
 def _session(onnxruntime, path: Path, options):
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise ScriptRNNError(f"{path.parent}: missing {path.name}; export the run again")
+    check_regular(path, "the exported graph", MAX_WEIGHTS_BYTES)  # onnxruntime opens it by name
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own error types: a damaged or foreign file

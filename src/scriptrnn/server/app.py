@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 import uuid
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import ScriptRNNError
 from ..generate.generation import Generation
-from ..generate.script_model import ScriptModel
-from .protocol import (RequestError, ServerLimits, answer_text, check_request, error_body, tgi_answer, tgi_reason,
-                        tgi_sampling)
 from ..generate.sampling import SamplingConfig
+from ..generate.script_model import ScriptModel
+from .protocol import (TGIBody, RequestError, ServerLimits, answer_text, check_request, error_body, parse_tgi_body,
+                       read_json_body, tgi_answer, tgi_json_schema, tgi_reason, tgi_sampling)
 from .batcher import Batcher, Job, QueueFull, read_events
-from .schemas import CompletionRequest, TGIRequest, completion_sampling
+from .guards import Guard
+from .schemas import CompletionRequest, completion_sampling
 
 STATIC = Path(str(resources.files("scriptrnn") / "server" / "static"))
 
@@ -49,6 +51,8 @@ class Service:
     def __init__(self, models: dict[str, ScriptModel], limits: ServerLimits, api_key: str | None):
         self.models, self.limits, self.api_key = models, limits, api_key
         self.default_model = next(iter(models))
+        for name, model in models.items():
+            check_servable(name, model)
         self.batcher = Batcher(max_queue=limits.max_queue, max_batch=limits.max_batch)
 
     def model(self, name: str | None) -> ScriptModel:
@@ -80,14 +84,32 @@ class Service:
                 raise RequestError(event.message, status=event.status)
 
 
+def check_servable(name: str, model: ScriptModel) -> None:
+    """Refuse at start-up, in one line, a model whose card no JSON answer can carry (not a 500 per request)."""
+    try:
+        json.dumps(model_card(name, model), allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        raise ScriptRNNError(f"{name}: cannot be served: its config.json or vocabulary holds values a JSON "
+                             f"answer cannot carry ({str(e).splitlines()[0][:120]}); retrain or fix the file") \
+            from None
+
+
+async def read_body(request: Request, service: Service):
+    """The request's JSON, read as the serverless handler reads it (protocol.read_json_body)."""
+    return read_json_body(await request.body(), service.limits)
+
+
 def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
 def create_app(models: dict[str, ScriptModel], limits: ServerLimits | None = None,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app; ``allowed_hosts`` None accepts any Host header (``serve`` passes loopback names by default)."""
     if not models:
         raise ScriptRNNError("no models to serve")
+    if api_key is not None and not api_key:
+        raise ScriptRNNError("the API key is empty; give a key, or none to serve without one")
     service = Service(models, limits or ServerLimits(), api_key)
 
     @asynccontextmanager
@@ -98,11 +120,12 @@ def create_app(models: dict[str, ScriptModel], limits: ServerLimits | None = Non
     app = FastAPI(title="scriptrnn", version=__version__, lifespan=lifespan,
                   description="Write scripts with recurrent networks: TGI and OpenAI-compatible routes.")
     app.state.service = service
-    _install_guards(app, service)
-    auth = [Depends(_require_key(service))]
-    _add_info_routes(app, service, auth)
-    _add_tgi_routes(app, service, auth)
-    _add_openai_routes(app, service, auth)
+    # Host, API key and body limits are checked by Guard before any route runs (guards.py).
+    app.add_middleware(Guard, limits=service.limits, api_key=api_key, allowed_hosts=allowed_hosts)
+    _install_error_handlers(app)
+    _add_info_routes(app, service)
+    _add_tgi_routes(app, service)
+    _add_openai_routes(app, service)
     _add_page(app)
     return app
 
@@ -110,24 +133,8 @@ def create_app(models: dict[str, ScriptModel], limits: ServerLimits | None = Non
 # ---------------------------------------------------------------- guards
 
 
-def _require_key(service: Service):
-    async def check(request: Request):
-        if service.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
-        if not secrets.compare_digest(token.encode(), service.api_key.encode()):
-            raise RequestError("missing or wrong API key: send 'Authorization: Bearer KEY'", status=401)
-    return check
-
-
-def _install_guards(app: FastAPI, service: Service) -> None:
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > service.limits.max_body_bytes:
-            return _error(f"request body: at most {service.limits.max_body_bytes} bytes", 413)
-        return await call_next(request)
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every 4xx and 5xx in one shape (error_body), the framework's own (404, 405, 400) included."""
 
     @app.exception_handler(RequestError)
     async def request_error(_request, exc: RequestError):
@@ -135,13 +142,22 @@ def _install_guards(app: FastAPI, service: Service) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return _error(f"{field}: {first.get('msg', 'invalid value')}", 422)
+        return _error(_first_error(exc.errors()), 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request, exc: HTTPException):
+        return _error(str(exc.detail), exc.status_code, exc.headers)
 
     @app.exception_handler(Exception)
     async def internal_error(_request, exc: Exception):
         return _error(f"internal error ({type(exc).__name__})", 500)  # never a stack trace
+
+
+def _first_error(errors: list) -> str:
+    """pydantic's first complaint as 'field: message'."""
+    first = errors[0] if errors else {}
+    field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{field}: {first.get('msg', 'invalid value')}"
 
 
 def _error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
@@ -151,16 +167,16 @@ def _error(message: str, status: int, headers: dict | None = None) -> JSONRespon
 # ---------------------------------------------------------------- info
 
 
-def _add_info_routes(app: FastAPI, service: Service, auth) -> None:
+def _add_info_routes(app: FastAPI, service: Service) -> None:
     @app.get("/health")
     async def health():
         return {"status": "ok"}
 
-    @app.get("/v1/models", dependencies=auth)
+    @app.get("/v1/models")
     async def list_models():
         return {"object": "list", "data": [model_card(n, m) for n, m in service.models.items()]}
 
-    @app.get("/info", dependencies=auth)
+    @app.get("/info")
     async def info():
         limits = service.limits
         return {"model_id": service.default_model, "models": list(service.models),
@@ -173,24 +189,29 @@ def _add_info_routes(app: FastAPI, service: Service, auth) -> None:
 # ---------------------------------------------------------------- TGI
 
 
-def _add_tgi_routes(app: FastAPI, service: Service, auth) -> None:
-    @app.post("/generate", dependencies=auth)
-    async def generate(body: TGIRequest):
-        return await _tgi_whole(service, body)
+def _add_tgi_routes(app: FastAPI, service: Service) -> None:
+    # The body is read by protocol.parse_tgi_body, the serverless handler's check too, so both
+    # accept and refuse the same bodies; the schema is only for the API docs.
+    documented = {"requestBody": {"required": True, "content": {"application/json": {"schema": tgi_json_schema()}}}}
 
-    @app.post("/generate_stream", dependencies=auth)
-    async def generate_stream(body: TGIRequest):
-        return _tgi_stream(service, body)
+    @app.post("/generate", openapi_extra=documented)
+    async def generate(request: Request):
+        return await _tgi_whole(service, parse_tgi_body(await read_body(request, service)))
 
-    @app.post("/", dependencies=auth)
-    async def compat(body: TGIRequest):
+    @app.post("/generate_stream", openapi_extra=documented)
+    async def generate_stream(request: Request):
+        return _tgi_stream(service, parse_tgi_body(await read_body(request, service)))
+
+    @app.post("/", openapi_extra=documented)
+    async def compat(request: Request):
         # TGI's compatibility route, which InferenceClient(base_url) posts to.
+        body = parse_tgi_body(await read_body(request, service))
         if body.stream:
             return _tgi_stream(service, body)
         return [await _tgi_whole(service, body)]
 
 
-def _tgi_job(service: Service, body: TGIRequest) -> Job:
+def _tgi_job(service: Service, body: TGIBody) -> Job:
     config = tgi_sampling(body.parameters, service.limits)
     return service.start(service.model(body.model), body.inputs, config, asyncio.get_running_loop())
 
@@ -199,13 +220,13 @@ def _openai_reason(reason: str | None) -> str:
     return "stop" if reason == "stop" else "length"
 
 
-async def _tgi_whole(service: Service, body: TGIRequest) -> dict:
+async def _tgi_whole(service: Service, body: TGIBody) -> dict:
     job = _tgi_job(service, body)
     await service.collect(job)
     return tgi_answer(job.generation, body.parameters.details)
 
 
-def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
+def _tgi_stream(service: Service, body: TGIBody) -> StreamingResponse:
     """TGI's event stream: one event per token of the first sequence, the last with the details."""
     job = _tgi_job(service, body)  # errors before the stream starts are plain 4xx/5xx answers
 
@@ -238,9 +259,16 @@ def _tgi_stream(service: Service, body: TGIRequest) -> StreamingResponse:
 # ---------------------------------------------------------------- OpenAI
 
 
-def _add_openai_routes(app: FastAPI, service: Service, auth) -> None:
-    @app.post("/v1/completions", dependencies=auth)
-    async def completions(body: CompletionRequest):
+def _add_openai_routes(app: FastAPI, service: Service) -> None:
+    documented = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": CompletionRequest.model_json_schema()}}}}
+
+    @app.post("/v1/completions", openapi_extra=documented)
+    async def completions(request: Request):
+        try:
+            body = CompletionRequest.model_validate(await read_body(request, service))
+        except ValidationError as e:
+            raise RequestError(_first_error(e.errors())) from None
         if isinstance(body.prompt, list) and len(body.prompt) > 1:
             raise RequestError("prompt: one prompt per request (send n for several texts from one prompt)")
         prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)

@@ -1,19 +1,24 @@
 """TGI's ``/generate`` without a web framework: the limits, the checks and the answer's shape.
 
-The server (FastAPI, with pydantic bodies) and the serverless handler (no web
-framework, no pydantic: ``scriptrnn.runtime.serverless``) share these, so a request
-is refused or answered the same way by both. ``parse_tgi_body`` is the handler's
-stand-in for the server's pydantic model: the same fields, bounds and messages, for
-bodies that use JSON's own types (pydantic also reads numbers written as strings).
+The server (FastAPI) and the serverless handler (no web framework, no pydantic:
+``scriptrnn.server.serverless``) share these, so a request is refused or answered the
+same way by both: ``read_json_body`` reads the JSON (bounded), ``parse_tgi_body`` checks
+its fields (JSON's own types only: ``"10"`` or ``true`` is not a number), and
+``check_request`` the server's limits. ``event_request`` reads a serverless event of
+any shape.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from dataclasses import dataclass, field
 
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
+from ..generate.stops import MAX_STOP_CHARS, MAX_STOPS, check_stops
+from ..model import safe_json
 
 
 @dataclass
@@ -28,6 +33,9 @@ class ServerLimits:
     max_batch: int = 256  # sequences stepped together
     request_timeout_s: float = 300.0
     default_new_tokens: int = 200
+    max_stops: int = MAX_STOPS  # stop sequences per request (stops.py says why these two)
+    max_stop_chars: int = MAX_STOP_CHARS  # their characters in all
+    read_timeout_s: float = 10.0  # for a client to send its request's headers, and again its body
 
 
 class RequestError(Exception):
@@ -74,6 +82,7 @@ def check_request(prime: str, config: SamplingConfig, limits: ServerLimits) -> S
     if len(prime) > limits.max_prime_chars:
         raise RequestError(f"inputs / prompt: at most {limits.max_prime_chars} characters, got {len(prime)}")
     try:
+        check_stops(config.stop, limits.max_stops, limits.max_stop_chars)
         return config.validate()
     except ScriptRNNError as e:
         raise RequestError(str(e)) from None
@@ -109,12 +118,76 @@ def tgi_answer(g, details: bool) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- a body: bytes, then JSON
+
+
+def read_json_body(data: bytes | str | None, limits: ServerLimits):
+    """A request body's JSON, read by both the server and the handler: 413 over the size, 400 if unreadable."""
+    data = data or b""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) > limits.max_body_bytes:
+        raise RequestError(f"request body: at most {limits.max_body_bytes} bytes", 413)
+    if not data.strip():
+        raise RequestError("body: empty; send a JSON object", 400)
+    try:
+        return safe_json.loads(data)
+    except safe_json.JSONLimitError as e:
+        raise RequestError(f"body: {e}", 400) from None
+
+
+def event_request(event: object, limits: ServerLimits) -> tuple[str, object]:
+    """(method, decoded JSON body) of a serverless event, whatever its shape; 400 for a malformed one.
+
+    API Gateway's REST APIs (payload 1.0: ``httpMethod``), HTTP APIs and function URLs
+    (2.0: ``requestContext.http.method``), and a direct invocation whose event is the body.
+    The body must be JSON text (a string, base64 when ``isBase64Encoded``), as the platforms send it.
+    """
+    if not isinstance(event, dict):
+        raise RequestError(f"event: expected a JSON object (an HTTP event or a /generate body), "
+                           f"got {type(event).__name__}", 400)
+    if "body" not in event and "inputs" in event:
+        return "POST", _checked_depth(event)
+    context = event.get("requestContext", {})
+    http = context.get("http", {}) if isinstance(context, dict) else None
+    if not isinstance(http, dict):
+        raise RequestError("event: requestContext and requestContext.http must be JSON objects", 400)
+    method = event.get("httpMethod") or http.get("method") or "POST"
+    if not isinstance(method, str):
+        raise RequestError("event: the HTTP method must be a string", 400)
+    method = method.upper()
+    if method != "POST":
+        return method, None
+    return method, _event_body(event, limits)
+
+
+def _checked_depth(body):
+    """A body the platform decoded already: only its nesting is left to check."""
+    try:
+        safe_json.check_depth(body)
+    except safe_json.JSONLimitError as e:
+        raise RequestError(f"body: {e}", 400) from None
+    return body
+
+
+def _event_body(event: dict, limits: ServerLimits):
+    raw = event.get("body")
+    if raw is not None and not isinstance(raw, str):
+        raise RequestError(f"event: body must be a string (JSON text), got {type(raw).__name__}", 400)
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(raw or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError("body: not valid base64", 400) from None
+    return read_json_body(raw, limits)
+
+
 # ---------------------------------------------------------------- a body without pydantic
 
 
 @dataclass
 class TGIParameters:
-    """The fields, types and bounds of the server's ``schemas.TGIParameters``."""
+    """TGI's parameters: the fields, types and bounds of ``_PARAMETERS``."""
 
     max_new_tokens: int | None = None
     do_sample: bool | None = None
@@ -202,3 +275,17 @@ def _of_kind(name: str, value, kind: str):
         return value
     words = {"int": "a valid integer", "float": "a valid number", "bool": "a valid boolean", "str": "a valid string"}
     raise RequestError(f"{name}: Input should be {words[kind]}")
+
+
+def tgi_json_schema() -> dict:
+    """The body ``parse_tgi_body`` reads, as JSON Schema for the API docs (built from the same table)."""
+    types = {"int": {"type": "integer"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
+             "list[str]": {"type": "array", "items": {"type": "string"}}}
+    keyword = {"ge": "minimum", "gt": "exclusiveMinimum"}
+    parameters = {}
+    for name, (kind, bound, compare) in _PARAMETERS.items():
+        parameters[name] = {**types[kind], **({keyword[compare]: bound} if bound is not None else {})}
+    parameters["top_p"]["maximum"] = 1
+    return {"type": "object", "required": ["inputs"], "properties": {
+        "inputs": {"type": "string"}, "parameters": {"type": "object", "properties": parameters},
+        "stream": {"type": "boolean"}, "model": {"type": "string"}}}

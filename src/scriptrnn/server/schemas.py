@@ -1,9 +1,9 @@
-"""Request bodies of the two protocols clients already speak, and the server's limits.
+"""OpenAI's completions body, and the server's limits.
 
-Text-generation-inference (Hugging Face's ``InferenceClient``) and OpenAI's
-completions API. Both map to one ``SamplingConfig``, so a parameter means the same
-everywhere: here, on the command line and in Python. Unknown fields are ignored, as
-those clients send options this server has no use for.
+TGI's body (Hugging Face's ``InferenceClient``) is read by ``protocol.parse_tgi_body``,
+which the serverless handler shares. Both map to one ``SamplingConfig``, so a parameter
+means the same everywhere: here, on the command line and in Python. Unknown fields are
+ignored, as those clients send options this server has no use for.
 """
 
 from __future__ import annotations
@@ -15,34 +15,9 @@ from .protocol import ServerLimits, tgi_sampling  # noqa: F401
 from ..generate.sampling import SamplingConfig
 
 
-class TGIParameters(BaseModel):
-    # The same fields and bounds as protocol.TGIParameters (tests/test_serverless.py checks both agree).
-    model_config = ConfigDict(extra="ignore")
-
-    max_new_tokens: int | None = Field(None, ge=0)
-    do_sample: bool | None = None
-    temperature: float | None = Field(None, ge=0)
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0, le=1)
-    repetition_penalty: float | None = Field(None, gt=0)
-    seed: int | None = Field(None, ge=0)
-    stop: list[str] | None = None
-    details: bool = False
-    num_return_sequences: int | None = Field(None, ge=1)  # scriptrnn extension (TGI has best_of)
-    stop_after_lines: int | None = Field(None, ge=1)  # scriptrnn extension
-
-
-class TGIRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    inputs: str
-    parameters: TGIParameters = Field(default_factory=TGIParameters)
-    stream: bool = False
-    model: str | None = None  # scriptrnn extension: which served model (default: the first)
-
-
 class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: JSON's own types only, as for TGI's body ("10" or true is not a number of tokens).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = None
     prompt: str | list[str] = ""

@@ -6,7 +6,8 @@ The body is that of the server's ``POST /generate`` (TGI's), checked the same wa
     POST {"inputs": "jerry", "parameters": {"max_new_tokens": 200, "seed": 1}}
     -> 200 {"generated_text": ": what is the deal with ..."}
 
-Bad values get 422 naming the field, an oversized body 413, another method 405; a GET
+Bad values get 422 naming the field, an oversized body 413, an event or body that is not
+what an HTTP event or JSON can be 400 (``protocol.event_request``), another method 405; a GET
 answers {"status": "ok", ...} for health checks. Events from API Gateway's REST APIs
 (version 1.0), HTTP APIs and function URLs (2.0) are understood, as is a direct
 invocation whose event is the body itself. ``docs/serverless.md`` says what to zip.
@@ -19,8 +20,6 @@ the first request and stays loaded while the platform keeps the instance warm.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import sys
@@ -33,13 +32,13 @@ from ..errors import ScriptRNNError
 from ..generate.generation import Generation
 from ..generate.script_model import ScriptModel
 from ..model.loader import load_exported
-from .protocol import (RequestError, ServerLimits, check_request, error_body, parse_tgi_body, tgi_answer,
-                        tgi_sampling)
+from .protocol import (RequestError, ServerLimits, check_request, error_body, event_request, parse_tgi_body,
+                       tgi_answer, tgi_sampling)
 
 _HANDLERS: dict[str, Callable] = {}  # one per model directory, kept between invocations
 
 
-def handler(event: dict, context=None) -> dict:
+def handler(event: object, context=None) -> dict:
     """The entry point to configure on the platform: ``scriptrnn.server.serverless.handler``."""
     model_dir = os.environ.get("SCRIPTRNN_MODEL_DIR") or str(_code_root() / "model")
     if model_dir not in _HANDLERS:
@@ -77,7 +76,7 @@ def make_handler(model_dir, limits: ServerLimits | None = None, threads: int | N
     name = Path(model_dir).resolve().name
     limits = limits or ServerLimits()
 
-    def handle(event: dict, context=None) -> dict:
+    def handle(event: object, context=None) -> dict:
         try:
             return _respond(200, _answer(model, name, limits, event))
         except RequestError as e:
@@ -89,13 +88,13 @@ def make_handler(model_dir, limits: ServerLimits | None = None, threads: int | N
     return handle
 
 
-def _answer(model: ScriptModel, name: str, limits: ServerLimits, event: dict) -> dict:
-    method = _method(event)
+def _answer(model: ScriptModel, name: str, limits: ServerLimits, event: object) -> dict:
+    method, raw = event_request(event, limits)  # 400 for an event of the wrong shape, whatever it is
     if method == "GET":
         return {"status": "ok", "model": name}
     if method != "POST":
         raise RequestError(f"method {method} not allowed; POST a /generate body", 405, {"Allow": "GET, POST"})
-    body = parse_tgi_body(_body(event, limits))
+    body = parse_tgi_body(raw)
     if body.stream:
         raise RequestError("stream: this function answers with the whole text; send stream false")
     if body.model not in (None, "", "tgi", name):
@@ -107,30 +106,6 @@ def _answer(model: ScriptModel, name: str, limits: ServerLimits, event: dict) ->
         raise RequestError(str(e)) from None
     generation.run()
     return tgi_answer(generation, body.parameters.details)
-
-
-def _method(event: dict) -> str:
-    http = event.get("requestContext", {}).get("http", {})  # payload 2.0: HTTP APIs, function URLs
-    return str(event.get("httpMethod") or http.get("method") or "POST").upper()
-
-
-def _body(event: dict, limits: ServerLimits):
-    """The decoded JSON body; an event without "body" and with "inputs" is a direct invocation's body."""
-    if "body" not in event and "inputs" in event:
-        return event
-    raw = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        try:
-            raw = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise RequestError("body: not valid base64") from None
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if len(data) > limits.max_body_bytes:
-        raise RequestError(f"request body: at most {limits.max_body_bytes} bytes", 413)
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise RequestError(f"body: JSON decode error ({e})") from None
 
 
 def _respond(status: int, body: dict, headers: dict | None = None) -> dict:
