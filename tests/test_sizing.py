@@ -116,7 +116,7 @@ def test_runs_limited_by_steps_or_epochs_or_without_a_budget_keep_their_sizes():
 def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
     monkeypatch.setattr(sizing.Probe, "time_steps",
                         lambda self, c, enough_s=1.0: Measured(c, 1000, 1e9 / c.num_layers, 1e-3))
-    train = TrainConfig(time_budget=5, size="auto")
+    train = TrainConfig(time_budget=5, size="auto", epochs=None)  # no epochs: no cap on the tokens seen
     said = []
     model, chosen, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, {"hidden_size": 40},
                                              80, corpus_tokens=100_000, device=torch.device("cpu"), say=said.append)
@@ -163,3 +163,13 @@ def test_a_real_tiny_run_sizes_itself_prints_the_line_and_keeps_it_on_resume(tmp
     assert again["model"] == config["model"] and again["sizing"] == sized
     with pytest.raises(ScriptRNNError, match="cannot change --size"):
         scriptrnn.train(out=out, resume=True, size="fixed", progress=False)
+
+
+def test_the_epochs_limit_caps_the_tokens_a_size_can_see(monkeypatch):
+    monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
+    monkeypatch.setattr(sizing, "SIZING_SLOPE", 0.0)
+    fast = _measured({"1x128": 2_000_000, "2x128": 1_000_000})  # far too many tokens for both...
+    # ...but a corpus of 50,000 tokens seen 20 times caps them at 1M: 1x128 (99k parameters) would see 10.1
+    # per parameter, 2x128 (231k) 4.3, nearer 5.
+    choice = sizing.choose(fast, 300, 5, eval_every=200, eval_tokens=0, max_tokens=1_000_000)
+    assert choice.measured.candidate.name == "2x128" and choice.tokens == 1_000_000

@@ -120,13 +120,15 @@ class Choice:
 
 
 def choose(measured: list[Measured], seconds_left: float, minutes: float, *, eval_every: int,
-           eval_tokens: int) -> Choice:
+           eval_tokens: int, max_tokens: float = math.inf) -> Choice:
     """The candidate whose predicted tokens per parameter are nearest r* (in log: 2x too many is
-    as far as 2x too few); on a tie the cheaper. Pure: the same speeds give the same choice."""
+    as far as 2x too few); on a tie the cheaper. ``max_tokens``: what --epochs lets a run see.
+    Pure: the same speeds give the same choice."""
     target = target_ratio(minutes)
     best = None
     for m in measured:
-        tokens = m.tokens_per_s * training_seconds(seconds_left, m.candidate, eval_every, eval_tokens)
+        seconds = training_seconds(seconds_left, m.candidate, eval_every, eval_tokens)
+        tokens = min(m.tokens_per_s * seconds, max_tokens)
         ratio = max(tokens, 1.0) / m.parameters
         distance = abs(math.log(ratio / target))
         if best is None or distance < best[0] - 1e-12:
@@ -272,8 +274,9 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     run = Probe(ModelConfig(**{**model_settings, "vocab_size": vocab_size}), device, autocast, train.lr, processes)
     budget_s = train.time_budget * 60
     measured, probe_s = probe(ladder, run, budget_s, eval_every=train.eval_every, eval_tokens=eval_tokens)
+    epochs_tokens = train.epochs * (corpus_tokens - held_out) if train.epochs else math.inf  # the default's limit
     choice = choose(measured, budget_s - probe_s, train.time_budget, eval_every=train.eval_every,
-                    eval_tokens=eval_tokens)
+                    eval_tokens=eval_tokens, max_tokens=epochs_tokens)
     line = reason(choice, "bf16" if autocast is not None else "fp32", train.time_budget, processes)
     say(line)
     c = choice.measured.candidate
