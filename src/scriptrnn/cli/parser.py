@@ -85,6 +85,9 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--save-every", type=_save_every, metavar="N|Mm",
                    help="also save a resume checkpoint every N steps (500) or every M minutes (10m); "
                         "default: only at each --eval-every check")
+    g.add_argument("--size", choices=["auto", "fixed"],
+                   help="auto: under --time-budget, choose the layers, hidden size, batch and window not given "
+                        f"from this machine's speed, measured in the first seconds ({_default_text('size')})")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                    help="auto (default): bfloat16 arithmetic where the CPU or GPU has it natively, else fp32")

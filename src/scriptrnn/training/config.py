@@ -15,6 +15,23 @@ from ..errors import ScriptRNNError
 from ..model.network import ModelConfig
 
 PRECISIONS = ("auto", "bf16", "fp32")
+SIZES = ("auto", "fixed")
+
+# --size auto's rule (training/sizing.py): the candidate whose predicted training tokens per
+# recurrent-layer parameter come nearest r*(M) = SIZING_TOKENS_PER_PARAMETER * (M / 5) ** SIZING_SLOPE
+# for a budget of M minutes. PROVISIONAL, not measured by benchmarks/sizing.py yet: set from the
+# two 5-minute pairs on record (bf16, 2 cores), assuming held-out loss is a valley symmetric in
+# log(tokens/parameter):
+# - AMD EPYC, a public 1.1 MB Shakespeare text (issue 14): 2x256 saw 1,298 x 64 x 128 = 10.6M
+#   tokens = 12.4 per parameter (856k) and reached 1.500; 2x512 saw 3.7M = 1.13 per parameter
+#   (3.28M) and reached 1.567: the optimum lies above their geometric midpoint, 3.7;
+# - Sapphire Rapids, the built-in plays' first 1 MB (benchmarks/sweeps/char-defaults): 2x256 at
+#   18.9 per parameter reached 1.548, 2x512 at 2.0 reached 1.536: a little below their midpoint, 6.1.
+# Hence 5, and no slope (one budget only). Replace both with the fit that `python
+# benchmarks/sizing.py` writes (benchmarks/results/sizing.md). Word level has no figures and
+# borrows char level's.
+SIZING_TOKENS_PER_PARAMETER = 5.0
+SIZING_SLOPE = 0.0
 
 
 @dataclass
@@ -50,6 +67,9 @@ class TrainConfig:
     # auto: bfloat16 where the hardware multiplies it natively (CPUs with AMX/AVX512-BF16,
     # CUDA GPUs from Ampere on), measured 2.4-2.9x faster on this project's CPU; else float32.
     precision: str = "auto"  # auto | bf16 | fp32
+    # auto: under --time-budget, the sizes not given (layers, hidden, batch, window) are chosen
+    # from this machine's measured speed (training/sizing.py); fixed: the defaults above.
+    size: str = "fixed"  # auto | fixed; off by default until SIZING_TOKENS_PER_PARAMETER is measured
 
     def validate(self) -> "TrainConfig":
         _positive("--seq-len", self.seq_len, 1_000_000)
@@ -84,6 +104,8 @@ class TrainConfig:
         if not isinstance(self.lowercase, bool) or not isinstance(self.device, str):
             raise ScriptRNNError("lowercase must be true or false and device a name such as 'cpu'")
         _positive("--min-count", self.min_count, 10**12)
+        if self.size not in SIZES:
+            raise ScriptRNNError(f"--size must be one of {', '.join(SIZES)}, got {self.size!r}")
         if self.precision not in PRECISIONS:
             raise ScriptRNNError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         return self

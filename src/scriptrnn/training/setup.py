@@ -32,6 +32,7 @@ from .config import LEVEL_DEFAULTS, RESUME_OVERRIDES, TrainConfig, level_default
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
 from .reporting import CURVE_FILE, METRICS_FILE
+from .sizing import auto_size, rough_tokens
 
 # What a run writes into --out; --overwrite removes these and nothing else.
 RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE)
@@ -158,9 +159,17 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) 
     tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
                               min_count=train_config.min_count)
     model_settings = output_layer(model_settings, settings, tokenizer.vocab_size, level)
+    sizing = None
+    if train_config.size == "auto":  # the unset sizes, from this machine's measured speed (sizing.py)
+        model_settings, train_config, sizing = auto_size(
+            model_settings, train_config, settings, tokenizer.vocab_size, processes=where.world_size,
+            corpus_tokens=rough_tokens(len(text_corpus.text), level),
+            device=where.device(pick_device(train_config.device)))
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
     config = _run_config(text_corpus, source, model_config, train_config, tokenizer)
+    if sizing:
+        config["sizing"] = sizing
     ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
     del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
     config["corpus"]["train_tokens"] = val_start
@@ -251,6 +260,8 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
                       progress=progress, callbacks=callbacks, dist=where)
     if run.resume:
         trainer.load_resume()
+    else:  # --size auto's probe took its seconds out of the budget
+        trainer.state.elapsed_s = run.config.get("sizing", {}).get("probe_s", 0.0)
     result = trainer.fit()
     if where.is_main:
         run.config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,

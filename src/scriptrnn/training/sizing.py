@@ -1,0 +1,285 @@
+"""--size auto: the model sized to the --time-budget and to this machine's measured speed (issue 14).
+
+A ladder of candidate sizes per level (layers x hidden, each with its batch and window). The
+probe times a few real training steps of the candidates on this machine, at the run's device,
+precision and threads, smallest first: the speed, never the CPU's name, is what is known about
+the machine. From each speed it predicts the tokens a candidate would train on in what is left
+of the budget (after the probe and the validation checks' share) and picks the candidate whose
+tokens per parameter come nearest the target r* (training.config: SIZING_TOKENS_PER_PARAMETER,
+SIZING_SLOPE; benchmarks/sizing.py measures them). The probe's seconds count against the budget.
+
+Sizes the user gave always win: they are written into every candidate, so only the others are
+chosen. Runs limited by --epochs or --max-steps, and resumed runs, keep their sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
+
+import torch
+
+from ..device import arithmetic, autocast_dtype
+from ..model.network import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
+from .config import SIZING_SLOPE, SIZING_TOKENS_PER_PARAMETER, TrainConfig
+
+SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
+LIMIT_FIELDS = ("epochs", "max_steps")  # given by the user, the run is not limited by time alone
+
+VAL_COST = 1 / 3  # a validation token costs about a third of a training one (forward only); assumed
+FAR_BELOW = 4.0  # stop probing bigger candidates once one predicts r*/FAR_BELOW tokens per parameter
+PROBE_SHARE = 0.03  # the probe may take this share of the budget...
+PROBE_MAX_S = 20.0  # ...and at most this many seconds (at least one candidate is always timed)
+TIMED_STEPS = 3  # steps timed per candidate after one warm-up step
+TIMED_ENOUGH_S = 1.0  # fewer steps when a candidate's timed steps already took this long
+
+
+@dataclass(frozen=True)
+class Candidate:
+    num_layers: int  # L
+    hidden_size: int  # H
+    batch_size: int  # B
+    seq_len: int  # T
+
+    @property
+    def name(self) -> str:
+        return f"{self.num_layers}x{self.hidden_size}"
+
+    def describe(self) -> str:
+        return f"{self.name} (batch {self.batch_size}, window {self.seq_len})"
+
+
+def _ladder(rows) -> tuple[Candidate, ...]:
+    return tuple(Candidate(*row) for row in rows)
+
+
+# Cheapest first. Batch and window per size are starting points, not measured per size (only
+# 64 x 128 at char level and 32 x 64 at word level are); the biggest take batch 128, which
+# used the CPU's arithmetic better in the throughput run (benchmarks/RESULTS.md, section 3).
+LADDERS = {
+    "char": _ladder([(1, 128, 64, 128), (2, 128, 64, 128), (2, 256, 64, 128), (2, 384, 64, 128),
+                     (2, 512, 64, 128), (3, 512, 64, 128), (2, 768, 128, 128), (2, 1024, 128, 128)]),
+    "word": _ladder([(1, 128, 32, 64), (2, 128, 32, 64), (2, 256, 32, 64), (2, 384, 32, 64),
+                     (2, 512, 32, 64), (2, 768, 64, 64), (2, 1024, 64, 64)]),
+}
+
+
+def target_ratio(minutes: float) -> float:
+    """r*: the training tokens per parameter aimed at for a budget of ``minutes``."""
+    return SIZING_TOKENS_PER_PARAMETER * (minutes / 5.0) ** SIZING_SLOPE
+
+
+def rule_parameters(model: ModelConfig) -> int:
+    """The rule's parameter count: the recurrent layers' weights (what the ladder changes; the
+    embedding and output layer are fixed by the vocabulary)."""
+    E, H = model.embedding_size, model.hidden_size
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[model.cell]
+    return sum(gates * H * ((E if i == 0 else H) + H + 2) for i in range(model.num_layers))
+
+
+def candidates(level: str, asked: dict, *, processes: int = 1, corpus_tokens: int | None = None) -> list[Candidate]:
+    """The ladder with the sizes the user gave written in, duplicates dropped, cheapest first;
+    without those whose batch cannot split over the processes or that need more text than there is."""
+    fixed = {k: asked[k] for k in SIZE_FIELDS if k in asked}
+    seen, out = set(), []
+    for rung in LADDERS[level]:
+        c = replace(rung, **fixed)
+        if c in seen or c.batch_size % processes:
+            continue
+        if corpus_tokens is not None and c.batch_size * (c.seq_len + 1) + 1 > 0.9 * corpus_tokens:
+            continue
+        seen.add(c)
+        out.append(c)
+    return out
+
+
+@dataclass
+class Measured:
+    """One candidate as the probe found it."""
+
+    candidate: Candidate
+    parameters: int  # the rule's N (rule_parameters)
+    tokens_per_s: float  # training tokens per second, all processes together
+    step_s: float  # seconds per timed step
+
+
+def training_seconds(seconds_left: float, c: Candidate, eval_every: int, eval_tokens: int) -> float:
+    """Of ``seconds_left``, the part spent training rather than in validation checks."""
+    per_check = eval_every * c.batch_size * c.seq_len  # training tokens between two checks
+    return seconds_left / (1 + eval_tokens * VAL_COST / per_check)
+
+
+@dataclass
+class Choice:
+    measured: Measured
+    tokens: float  # predicted training tokens in the budget
+    ratio: float  # tokens / parameters
+    target: float
+
+
+def choose(measured: list[Measured], seconds_left: float, minutes: float, *, eval_every: int,
+           eval_tokens: int, max_tokens: float = math.inf) -> Choice:
+    """The candidate whose predicted tokens per parameter are nearest r* (in log: 2x too many is
+    as far as 2x too few); on a tie the cheaper. ``max_tokens``: what --epochs lets a run see.
+    Pure: the same speeds give the same choice."""
+    target = target_ratio(minutes)
+    best = None
+    for m in measured:
+        seconds = training_seconds(seconds_left, m.candidate, eval_every, eval_tokens)
+        tokens = min(m.tokens_per_s * seconds, max_tokens)
+        ratio = max(tokens, 1.0) / m.parameters
+        distance = abs(math.log(ratio / target))
+        if best is None or distance < best[0] - 1e-12:
+            best = (distance, Choice(m, tokens, ratio, target))
+    return best[1]
+
+
+def reason(choice: Choice, precision: str, minutes: float, processes: int = 1) -> str:
+    """The one line a run prints, and records: what was chosen and why."""
+    m, where = choice.measured, f"{processes} processes" if processes > 1 else "here"
+    ratio = f"{choice.ratio:.{1 if choice.ratio >= 1 else 2}f}"
+    return (f"sizing: {m.candidate.describe()}: {_short(m.tokens_per_s)} tokens/s measured {where} in {precision}, "
+            f"~{_short(choice.tokens)} tokens in {minutes:g} min = {ratio} per parameter ({_short(m.parameters)}), "
+            f"target {choice.target:g}")
+
+
+def _short(n: float) -> str:
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{unit}".replace(".0" + unit, unit)
+    return f"{n:.0f}"
+
+
+# ------------------------------------------------------------ the probe
+
+@dataclass
+class Probe:
+    """What the probe needs of the run: how to build a candidate's model and where it runs."""
+
+    model: ModelConfig  # the run's model settings; a candidate's layers and hidden size go in
+    device: torch.device
+    autocast: torch.dtype | None  # the run's arithmetic (device.autocast_dtype)
+    lr: float
+    processes: int = 1  # torchrun: this process times its share of the batch; the rest assumed alike
+    clock: Callable[[], float] = time.perf_counter
+
+    def config(self, c: Candidate) -> ModelConfig:
+        return replace(self.model, num_layers=c.num_layers, hidden_size=c.hidden_size).validate()
+
+    def time_steps(self, c: Candidate, enough_s: float = TIMED_ENOUGH_S) -> Measured:
+        """One warm-up step, then up to TIMED_STEPS real training steps timed (fewer past ``enough_s``)."""
+        config = self.config(c)
+        model = RNNLanguageModel(config).to(self.device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr)
+        rows = c.batch_size // self.processes
+        ids = torch.randint(0, config.vocab_size, (rows, c.seq_len + 1), device=self.device)  # (B, T+1)
+        hidden, times = None, []
+        for step in range(TIMED_STEPS + 1):
+            start = self.clock()
+            with arithmetic(self.device, self.autocast):
+                loss, hidden = model(ids[:, :-1], hidden, targets=ids[:, 1:])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            hidden = state_from_parts(h.detach().float() for h in state_parts(hidden))  # as the loop does
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            if step:  # the first step warms caches and kernels up: not timed
+                times.append(self.clock() - start)
+                if sum(times) >= enough_s:
+                    break
+        step_s = sum(times) / len(times)
+        return Measured(c, rule_parameters(config), c.batch_size * c.seq_len / step_s, step_s)
+
+
+def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: int,
+          eval_tokens: int) -> tuple[list[Measured], float]:
+    """Time candidates, cheapest first, while they may still be chosen and the probe's share allows.
+
+    Returns what was measured and the seconds the probe took."""
+    start, limit = run.clock(), min(PROBE_MAX_S, PROBE_SHARE * budget_s)
+    measured: list[Measured] = []
+    for c in ladder:
+        spent = run.clock() - start
+        if measured:
+            last = measured[-1]
+            guess = last.step_s * _cost(run, c) / _cost(run, last.candidate) * (TIMED_STEPS + 1)
+            if spent + guess > limit:
+                break
+        measured.append(run.time_steps(c, min(TIMED_ENOUGH_S, limit / 2)))
+        left = budget_s - (run.clock() - start)
+        choice = choose(measured[-1:], left, budget_s / 60, eval_every=eval_every, eval_tokens=eval_tokens)
+        if choice.ratio < choice.target / FAR_BELOW:
+            break  # bigger candidates would see fewer tokens per parameter still
+    return measured, run.clock() - start
+
+
+def _cost(run: Probe, c: Candidate) -> float:
+    """Arithmetic per step, roughly: the weights every token passes through, times the tokens."""
+    config = run.config(c)
+    return (config.parameter_count() - config.vocab_size * config.embedding_size) * c.batch_size * c.seq_len
+
+
+def record(choice: Choice, measured: list[Measured], probe_s: float, line: str) -> dict:
+    """config.json's "sizing": the choice, its reason and every speed the probe measured."""
+    return {"choice": asdict(choice.measured.candidate), "reason": line, "probe_s": round(probe_s, 2),
+            "target_tokens_per_parameter": choice.target, "predicted_tokens": round(choice.tokens),
+            "measured": [{**asdict(m.candidate), "name": m.candidate.name, "parameters": m.parameters,
+                          "tokens_per_s": round(m.tokens_per_s, 1), "step_s": round(m.step_s, 4)}
+                         for m in measured]}
+
+
+# ------------------------------------------------------------ a run's sizing (training.setup calls this)
+
+def rough_tokens(characters: int, level: str) -> int:
+    """The corpus's length in tokens before it is tokenized: exact at char level; at word level a
+    low guess (Seinfeld's scripts have 3.6 characters a word, punctuation counted as words)."""
+    return characters if level == "char" else characters // 6
+
+
+def fixed_because(train: TrainConfig, asked: dict) -> str | None:
+    """Why a --size auto run keeps its sizes, or None when they are to be chosen."""
+    if not train.time_budget:
+        return "the run has no --time-budget"
+    given = [k for k in LIMIT_FIELDS if asked.get(k) is not None]
+    if given:
+        return f"the run is limited by --{given[0].replace('_', '-')} too"
+    if all(k in asked for k in SIZE_FIELDS):
+        return "every size was given"
+    return None
+
+
+def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size: int, *, corpus_tokens: int,
+              device: torch.device, processes: int = 1, say: Callable[[str], None] = print,
+              ) -> tuple[dict, TrainConfig, dict]:
+    """--size auto: (model settings, TrainConfig, config.json's "sizing") with the chosen sizes in.
+
+    ``asked`` is what the user gave (those sizes win); ``corpus_tokens`` the corpus's length in
+    tokens, roughly (candidates that need more text are left out)."""
+    why = fixed_because(train, asked)
+    if why:
+        line = f"sizing: fixed sizes, {why}"
+        say(line)
+        return model_settings, train, {"choice": None, "reason": line}
+    held_out = max(1, int(corpus_tokens * train.val_fraction))
+    eval_tokens = min(train.eval_tokens or held_out, held_out)
+    ladder = candidates(train.level, asked, processes=processes, corpus_tokens=corpus_tokens)
+    if not ladder:
+        line = "sizing: fixed sizes, no candidate size fits this corpus and these settings"
+        say(line)
+        return model_settings, train, {"choice": None, "reason": line}
+    autocast = autocast_dtype(train.precision, device)
+    run = Probe(ModelConfig(**{**model_settings, "vocab_size": vocab_size}), device, autocast, train.lr, processes)
+    budget_s = train.time_budget * 60
+    measured, probe_s = probe(ladder, run, budget_s, eval_every=train.eval_every, eval_tokens=eval_tokens)
+    epochs_tokens = train.epochs * (corpus_tokens - held_out) if train.epochs else math.inf  # the default's limit
+    choice = choose(measured, budget_s - probe_s, train.time_budget, eval_every=train.eval_every,
+                    eval_tokens=eval_tokens, max_tokens=epochs_tokens)
+    line = reason(choice, "bf16" if autocast is not None else "fp32", train.time_budget, processes)
+    say(line)
+    c = choice.measured.candidate
+    model_settings = {**model_settings, "num_layers": c.num_layers, "hidden_size": c.hidden_size}
+    train = replace(train, batch_size=c.batch_size, seq_len=c.seq_len).validate()
+    return model_settings, train, record(choice, measured, probe_s, line)
