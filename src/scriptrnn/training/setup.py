@@ -32,9 +32,11 @@ from .config import LEVEL_DEFAULTS, RESUME_OVERRIDES, TrainConfig, level_default
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
 from .reporting import CURVE_FILE, METRICS_FILE
+from .samples import SAMPLES_FILE, RunSamples
 
 # What a run writes into --out; --overwrite removes these and nothing else.
-RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE)
+RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE,
+             SAMPLES_FILE)
 MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent first
 
 
@@ -251,6 +253,9 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
                       progress=progress, callbacks=callbacks, dist=where)
     if run.resume:
         trainer.load_resume()
+    if where.is_main and run.train_config.sample_every:  # under torchrun only rank 0 samples
+        trainer.sampler = RunSamples(out, run.tokenizer, run.config, every=run.train_config.sample_every,
+                                     seed=run.train_config.seed, start_step=trainer.state.step)
     result = trainer.fit()
     if where.is_main:
         run.config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
