@@ -42,6 +42,9 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
                    help="continue the run in DIR (or --out) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--init-from", metavar="DIR|builtin",
+                   help="fine-tune: start from this run's weights (or the built-in model's); the model's shape "
+                        "and token level are the parent's, new characters or words get new rows")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no samples shown (samples.jsonl is still written)")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",

@@ -122,6 +122,13 @@ LEVEL_DEFAULTS = {
              "batch_size": 32, "seq_len": 64, "epochs": 10.0},
 }
 
+# Fine-tuning (--init-from) starts from these instead of the scratch ones above (anything passed by
+# name still wins). PROVISIONAL, not yet measured: a third of scratch's peak learning rate and a
+# shorter warm-up are the usual choice for a model that already writes (a scratch-sized first step
+# would undo what it learned), to be settled by benchmarks/finetune.py (fine-tuned from the ready
+# model against scratch, ~300 KB of Seinfeld at 1, 2 and 5 minutes).
+FINETUNE_DEFAULTS = {"lr": 1e-3, "warmup_steps": 20}
+
 ADAPTIVE_DEFAULT_VOCAB = 5_000  # word vocabularies from this size train with the adaptive softmax by default
 
 # What a resumed run may change: how long it goes on, and where. Anything else would
