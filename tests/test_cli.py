@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,15 @@ def test_generate_with_no_model_uses_the_built_in_one():
     done = run_cli("generate", "--max-new-tokens", "300", "--seed", "0")
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.strip()) > 20 and done.stdout.endswith("\n")
+
+
+def test_the_readme_generate_shows_a_speech_with_any_seed(capsys):
+    # The README's main command writes from a fresh run; here from the shipped model, in-process: every
+    # seed shows at least one speech ("NAME: text"), whole or cut at a word end, and exits 0.
+    for seed in range(20):
+        assert main(["generate", "--prime", "romeo", "--max-new-tokens", "800", "--seed", str(seed)]) == 0
+        out = capsys.readouterr().out
+        assert re.search(r"^[A-Z][A-Za-z .'-]*: \S", out, re.M), (seed, out)
 
 
 def _one_line_error(capsys, argv, match):

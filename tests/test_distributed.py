@@ -95,6 +95,8 @@ def test_two_processes_give_the_loss_curve_of_one_with_the_same_global_batch(one
     done = run_cli(data, "--out", tmp_path / "run", *FLAGS, procs=2)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("held-out loss") == 1  # rank 0 reports for both
+    samples = [json.loads(line)["step"] for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert samples == [10, 10, 20, 20, 30, 30, 40, 40]  # rank 0 samples, once per check and temperature
     assert_close_runs(reference, tmp_path / "run")
     final = [json.loads((d / "config.json").read_text())["metrics"]["val"] for d in (reference, tmp_path / "run")]
     assert final[1]["tokens"] == final[0]["tokens"]  # the ranks scored the held-out text between them

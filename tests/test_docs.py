@@ -17,7 +17,8 @@ block can train a run that the next one writes from), with tiny made-up corpora 
 the docs use (FILES). What makes a documented command tiny is explicit and small:
 - SUBSTITUTIONS rewrite the text of a block (installs dropped, minutes turned into 2 steps);
 - `scriptrnn` is a shell function that runs `python -m scriptrnn` with this interpreter (so the
-  code under test is this checkout's) and appends TINY_FLAGS to every `train` (argparse takes
+  code under test is this checkout's) and appends TINY_FLAGS to every `train` (TINY_FINETUNE_FLAGS to a
+  `train --init-from`, whose shape is its parent's) (argparse takes
   the last value, so they win over the documented sizes; a `--resume` is left as written);
 - in Python blocks `scriptrnn.train` is wrapped to take TINY_KWARGS the same way.
 """
@@ -52,11 +53,15 @@ TINY_FLAGS = ("--hidden-size 16 --embedding-size 8 --layers 1 --seq-len 8 --batc
               "--eval-every 2 --eval-tokens 200 --quiet")
 TINY_KWARGS = dict(hidden_size=16, embedding_size=8, num_layers=1, seq_len=8, batch_size=4, max_steps=2,
                    eval_every=2, eval_tokens=200, progress=False)
+# A fine-tuned run takes its shape from its parent (--init-from): only the budget is made tiny.
+TINY_FINETUNE_FLAGS = "--seq-len 8 --batch-size 4 --max-steps 2 --eval-every 2 --eval-tokens 200 --quiet"
 
 BASH_PRELUDE = f"""
 set -euo pipefail
 scriptrnn() {{
-    if [ "${{1:-}}" = train ] && [[ " $* " != *" --resume"* ]]; then
+    if [ "${{1:-}}" = train ] && [[ " $* " == *" --init-from"* ]]; then
+        shift; set -- train "$@" {TINY_FINETUNE_FLAGS}
+    elif [ "${{1:-}}" = train ] && [[ " $* " != *" --resume"* ]]; then
         shift; set -- train "$@" {TINY_FLAGS}
     fi
     "$PYTHON" -m scriptrnn "$@"

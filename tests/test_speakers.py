@@ -149,6 +149,38 @@ def test_whole_lines_drop_a_line_cut_short(runs):
     assert all(piece[0] == "" or piece[0].endswith("\n") for piece in streamed)  # a line at a time
 
 
+def test_with_no_whole_line_the_text_comes_cut_at_a_word_end(runs):
+    model = scriptrnn.load()  # the shipped model: its speeches are long lines
+    stream = model.stream("romeo", max_new_tokens=60, seed=1, whole_lines=True)
+    text = "".join(piece[0] for piece in stream)
+    exact = model.generate("romeo", max_new_tokens=60, seed=1)[0]
+    assert stream.cut == [True] and stream.generation.finish_reasons == ["length"]
+    assert text.startswith("ROMEO: ") and "\n" not in text and exact.startswith(text)
+    assert exact[len(text)] == " " and len(text) > len("ROMEO: ")  # the last whole word, then the cut
+    whole = model.stream("romeo", max_new_tokens=800, seed=1, whole_lines=True)
+    assert "".join(piece[0] for piece in whole).endswith("\n") and whole.cut == [False]
+
+
+def test_word_level_cut_text_keeps_its_last_word(runs):
+    model = scriptrnn.load(runs["word"])
+    stream = model.stream(speaker="jerry", max_new_tokens=3, seed=5, whole_lines=True)
+    text = "".join(piece[0] for piece in stream)
+    if "\n" not in text:  # the tiny model may end its line within 3 words
+        assert stream.cut == [True] and text == model.generate(speaker="jerry", max_new_tokens=3, seed=5)[0]
+
+
+def test_cli_prints_the_cut_text_and_says_so(capsys):
+    assert main(["generate", "--prime", "romeo", "--max-new-tokens", "60", "--seed", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("ROMEO: ") and captured.out.count("\n") == 1
+    assert captured.err.startswith("scriptrnn: no whole line within --max-new-tokens 60, so text is cut at a word")
+    assert main(["generate", "--prime", "romeo", "--max-new-tokens", "60", "--seed", "1",
+                 "--num-return-sequences", "2"]) == 0
+    captured = capsys.readouterr()
+    # Sequence 2 ended its speech within 60 characters; only sequence 1 is cut.
+    assert captured.out.count("ROMEO: ") == 2 and "so text 1 is cut" in captured.err
+
+
 def test_cli_speaker_cast_and_lines(runs, capsys):
     assert main(["generate", str(runs["word"]), "--speaker", "elaine", "--cast", "elaine,kramer", "--lines", "6",
                  "--seed", "3", "--temperature", "1.2"]) == 0

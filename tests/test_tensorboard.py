@@ -32,6 +32,13 @@ def test_train_flag_writes_the_metrics_as_scalars(tmp_path, dialogue_file):
     assert [s for s, _ in scalars["validation/loss"]] == [s for s, _ in want]
     assert all(abs(a - b) < 1e-5 for (_, a), (_, b) in zip(scalars["validation/loss"], want))
     assert [s for s, _ in scalars["train/loss"]] == [r["step"] for r in logged if "train_loss" in r]
+    # Each check's samples as text, at the check's step, as samples.jsonl has them.
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    texts = events.Tensors("samples/temperature 0.5/text_summary")
+    assert [e.step for e in texts] == [20, 40]
+    first = json.loads((out / "samples.jsonl").read_text().splitlines()[0])["text"]
+    assert texts[0].tensor_proto.string_val[0].decode().split("\n")[0] == "    " + first.split("\n")[0]
 
 
 def test_a_resumed_run_continues_the_same_curves(tmp_path, dialogue_file):

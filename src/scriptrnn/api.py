@@ -46,6 +46,10 @@ def train(
     ``level="word", cell="gru", hidden_size=256, time_budget=5``; what is not given
     comes from ``training.config`` (per level where the levels differ).
 
+    Fine-tuning: ``init_from="runs/x"`` (or ``"builtin"``) starts from that run's weights; the
+    network's shape and token level are the parent's, the vocabulary grows to the new corpus
+    (training/init_from.py), and the learning-rate defaults are ``training.config.FINETUNE_DEFAULTS``.
+
     One model for several styles: ``data={"seinfeld": "seinfeld.txt", "simpsons": [...]}``,
     paths written ``"seinfeld.txt:seinfeld"``, a TOML manifest, or ``styles="genre"`` for
     the built-in plays by genre (see data/styles.py).

@@ -94,17 +94,17 @@ def cmd_generate(args) -> int:
                             stop_after_lines=args.stop_after_lines, max_lines=args.lines, max_scenes=args.scenes,
                             whole_lines=args.whole_lines).validate()
     script = {"style": args.style, "speaker": args.speaker, "cast": args.cast}
-    if fmt != "text":
-        texts = script_model.generate(args.prime, config, **script)
-    elif config.num_return_sequences == 1:
-        texts = [_stream_to_terminal(script_model.stream(args.prime, config, **script))]
+    stream = script_model.stream(args.prime, config, **script)
+    if fmt == "text" and config.num_return_sequences == 1:
+        texts = [_stream_to_terminal(stream)]
     else:
-        texts = script_model.generate(args.prime, config, **script)
-        for i, text in enumerate(texts, 1):
+        texts = ["".join(column) for column in zip(*stream)]
+        for i, text in enumerate(texts if fmt == "text" else [], 1):
             print(f"===== {i} =====\n{text}\n")
-    if config.whole_lines and not all(texts):
-        print(f"scriptrnn: no whole line within --max-new-tokens {config.max_new_tokens}; raise it, or pass "
-              "--no-whole-lines for the text as cut", file=sys.stderr)
+    if any(stream.cut):
+        which = "" if len(texts) == 1 else " " + ", ".join(str(i) for i, c in enumerate(stream.cut, 1) if c)
+        print(f"scriptrnn: no whole line within --max-new-tokens {config.max_new_tokens}, so text{which} is cut at "
+              "a word end; raise --max-new-tokens for whole lines", file=sys.stderr)
     data = format_script(texts, fmt, sentence_case=getattr(script_model.tokenizer, "lowercase", False))
     if fmt in ("fountain", "html") and not args.output:
         sys.stdout.write(data.decode("utf-8"))

@@ -42,9 +42,13 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
                    help="continue the run in DIR (or --out) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--init-from", metavar="DIR|builtin",
+                   help="fine-tune: start from this run's weights (or the built-in model's); the model's shape "
+                        "and token level are the parent's, new characters or words get new rows")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no samples shown (samples.jsonl is still written)")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
-                   help="also write TensorBoard event files (loss, learning rate, tokens/s) into DIR")
+                   help="also write TensorBoard event files (loss, learning rate, tokens/s, samples) into DIR")
     g = p.add_argument_group("tokens")
     g.add_argument("--level", choices=["char", "word"], help=f"char or word tokens ({_default_text('level')})")
     g.add_argument("--keep-case", dest="lowercase", action="store_false", default=None,
@@ -79,6 +83,7 @@ def _add_train_parser(sub) -> None:
         ("--eval-every", int, "steps between validation checks and checkpoints"),
         ("--eval-tokens", int, "validation tokens per check (the final check uses all)"),
         ("--patience", int, "early stop after this many checks without improvement"),
+        ("--sample-every", int, "a short sample at every Nth validation check, shown and in samples.jsonl; 0 never"),
         ("--seed", int, "random seed"),
     ]:
         g.add_argument(flag, type=kind, help=f"{text} ({_default_text(flag.lstrip('-').replace('-', '_'))})")

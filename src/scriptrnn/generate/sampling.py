@@ -105,7 +105,9 @@ class SamplingConfig:
     # a blank line ends (the layout of the plays and of Fountain screenplays read here).
     max_lines: int | None = None
     max_scenes: int | None = None
-    whole_lines: bool = False  # stream()/generate(): drop a last line cut short by max_new_tokens
+    # stream()/generate(): drop a last line cut short by max_new_tokens; with no whole line at all, the
+    # text as written comes instead, cut at a word end (never nothing; script_model.TextStream)
+    whole_lines: bool = False
 
     def validate(self) -> "SamplingConfig":
         if not isinstance(self.max_new_tokens, int) or not 0 <= self.max_new_tokens <= 1_000_000:

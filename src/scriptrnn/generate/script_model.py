@@ -9,6 +9,7 @@ terminal and the Python API use it. The network behind it is the PyTorch
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Iterator
 
@@ -106,16 +107,16 @@ class ScriptModel:
             rules.append(cast_mask(self.tokenizer, resolve_cast(cast, self.speakers)))
         return rules
 
-    def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> Iterator[list[str]]:
+    def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> "TextStream":
         """Yield, step by step, the text each of the N sequences adds ('' once it has stopped).
 
         The first item is the prime as the model read it, so that joining all items
         of a sequence gives its whole text. With ``whole_lines`` the text comes a whole
-        line at a time, and a last line cut short by ``max_new_tokens`` never comes.
+        line at a time, and a last line cut short by ``max_new_tokens`` never comes,
+        unless no line was whole: then the text as written, cut at a word end, comes
+        last, and the returned stream's ``cut`` says so.
         """
-        generation = self.start(prime, config, **settings)
-        steps = generation.steps()
-        yield from _whole_lines(steps, generation.n) if generation.config.whole_lines else steps
+        return TextStream(self.start(prime, config, **settings))
 
     def generate(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> list[str]:
         """The whole text of each sequence (prime included)."""
@@ -123,14 +124,49 @@ class ScriptModel:
         return ["".join(column) for column in zip(*pieces)]
 
 
-def _whole_lines(steps: Iterator[list[str]], n: int) -> Iterator[list[str]]:
-    """Hold each sequence's text back until its line ends; what is left over at the end is dropped."""
-    pending = [""] * n
-    for step in steps:
-        out = []
-        for i, piece in enumerate(step):
-            pending[i] += piece
-            cut = pending[i].rfind("\n") + 1
-            out.append(pending[i][:cut])
-            pending[i] = pending[i][cut:]
-        yield out
+class TextStream:
+    """``stream()``'s iterator over one generation's pieces, whole lines only when its config asks.
+
+    ``cut[i]`` is True once sequence i has ended without one whole line with words in it
+    and its text as written came instead (the first run of a model whose first speech is
+    longer than the token budget still shows that speech, never nothing). ``generation``
+    is the request itself: its finish reasons, seed and tokens.
+    """
+
+    def __init__(self, generation: Generation):
+        self.generation = generation
+        self.cut = [False] * generation.n
+        self._pieces = self._whole_lines() if generation.config.whole_lines else generation.steps()
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> list[str]:
+        return next(self._pieces)
+
+    def _whole_lines(self) -> Iterator[list[str]]:
+        """Hold each sequence's text back until its line ends; what is left over at the end is dropped,
+        unless nothing with words came out: then it comes, cut at a word end."""
+        n = self.generation.n
+        pending, shown = [""] * n, [False] * n
+        for step in self.generation.steps():
+            out = []
+            for i, piece in enumerate(step):
+                pending[i] += piece
+                cut = pending[i].rfind("\n") + 1
+                out.append(pending[i][:cut])
+                shown[i] = shown[i] or bool(out[-1].strip())
+                pending[i] = pending[i][cut:]
+            yield out
+        tails = ["" if shown[i] else self._tail(i, pending[i]) for i in range(n)]
+        self.cut = [bool(tail) for tail in tails]
+        if any(tails):
+            yield tails
+
+    def _tail(self, i: int, text: str) -> str:
+        """An unfinished last line as the reader gets it: at char level a word the budget cut in two is
+        dropped (a word-level token is a whole word already)."""
+        if self.generation.finish_reasons[i] == "length" and self.generation.owner.level == "char":
+            words = re.match(r"(.*\S)\s+\S*$", text, re.S)  # up to the end of the last whole word
+            text = words.group(1) if words else text
+        return text if text.strip() else ""

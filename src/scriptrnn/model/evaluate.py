@@ -129,7 +129,8 @@ def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None 
                   seed: int = 0) -> tuple[TextReport, list[str]]:
     """Write ``samples`` texts and score them against the run's own training and held-out text.
 
-    Returns the report and the texts. The texts start from nothing (no prime) and end on a whole line.
+    Returns the report and the texts. The texts start from nothing (no prime) and end on a whole line
+    (a text with none is cut at a word end instead).
     """
     if samples < 1:
         raise ScriptRNNError(f"--samples must be at least 1, got {samples}")

@@ -1,9 +1,10 @@
 """The training stage: a corpus and settings in, a run directory out.
 
-Owns every training default (config.py: ``TrainConfig``, the per-level defaults and the
-output-layer policy), setting a run up or resuming it (setup.py), the loop (loop.py:
+Owns every training default (config.py: ``TrainConfig``, the per-level defaults, the
+fine-tuning defaults and the output-layer policy), setting a run up or resuming it
+(setup.py), starting from a parent's weights (init_from.py), the loop (loop.py:
 ``Trainer``), its exact resume state (resume.py), several processes with DDP
-(distributed.py) and progress and metrics (reporting.py). Named ``training`` rather than
-``train`` so that ``scriptrnn.train`` stays the function and dotted paths such as
-``scriptrnn.training.loop.Trainer`` resolve.
+(distributed.py), progress and metrics (reporting.py) and samples while it learns
+(samples.py). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays
+the function and dotted paths such as ``scriptrnn.training.loop.Trainer`` resolve.
 """

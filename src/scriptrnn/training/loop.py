@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .distributed import SINGLE, Distributed, LostContact, lost_contact, rank_seed
 from .reporting import CURVE_FILE, DiscardLog, MetricsLog, ProgressBar, plot_loss_curve
 from .resume import LoopState, load_resume, save_resume
+from .samples import format_samples
 
 @dataclass
 class TrainResult:
@@ -74,6 +75,10 @@ class Trainer:
         self.agreed_save = False  # several processes: a --save-every point, by any rank's clock
         self.last_val_loss = math.nan
         self.last_metrics: dict = {}  # the latest metrics.jsonl record, for "on_metrics" callbacks
+        # Rank 0's sample writer (training/samples.py; set up by training.setup), called at each check:
+        # trainer -> the records it wrote; last_samples is those records, for "on_samples" callbacks.
+        self.sampler: Callable[["Trainer"], list[dict]] | None = None
+        self.last_samples: list[dict] = []
         self.last_save = time.monotonic()  # for --save-every in minutes
         self._started = time.perf_counter()  # when the run began, by this clock; set again as the loop starts
         if dist.rank > 0:
@@ -289,12 +294,23 @@ class Trainer:
         self._log(log, {"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s})
         if self.dist.is_main:
             bar.write(f"step {s.step}: validation loss {val_loss:.4f}{' (best)' if improved else ''}")
+            self._sample(bar)
         self._save_resume()
         if self.dist.is_main:
             plot_loss_curve(log.records, self.out_dir / CURVE_FILE, title=self.out_dir.name)
         self.last_val_loss = val_loss
         self._notify("on_eval")
         return val_loss
+
+    def _sample(self, bar: ProgressBar) -> None:
+        """Rank 0: a short sample of what the model writes now, shown (unless --quiet) and logged."""
+        if self.sampler is None:
+            return
+        self.last_samples = self.sampler(self)
+        if self.last_samples:
+            if self.show_progress:
+                bar.write(format_samples(self.last_samples))
+            self._notify("on_samples")
 
     def _final_evaluation(self, log: MetricsLog) -> dict:
         """Score the best weights on the whole held-out split."""

@@ -130,7 +130,8 @@ def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
 
 
 class TensorBoardLogger:
-    """A trainer callback that writes every metrics record as TensorBoard scalars (``--tensorboard DIR``).
+    """A trainer callback that writes every metrics record as TensorBoard scalars (``--tensorboard DIR``),
+    and each validation check's samples as text.
 
     Use it as a context manager so that the event file is flushed and closed however the run ends.
     """
@@ -148,6 +149,12 @@ class TensorBoardLogger:
         self.writer = None
 
     def __call__(self, event: str, trainer) -> None:
+        if event == "on_samples" and self.writer is not None:  # a check's metrics always come first
+            for sample in trainer.last_samples:
+                # Indented: TensorBoard renders text as Markdown, and a code block keeps the lines.
+                text = "\n".join("    " + line for line in sample["text"].split("\n"))
+                self.writer.add_text(f"samples/temperature {sample['temperature']:g}", text, sample["step"])
+            self.writer.flush()
         if event != "on_metrics":
             return
         record = trainer.last_metrics

@@ -29,13 +29,16 @@ from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHT
                                 read_json, remove_temporaries, save_run_files)
 from ..model.network import ModelConfig, RNNLanguageModel
 from .config import LEVEL_DEFAULTS, RESUME_OVERRIDES, TrainConfig, level_defaults, output_layer, split_settings
+from .init_from import child_model, merge_corpus_facts, merged_tokenizer, parent_record, parent_settings, read_parent
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
 from .reporting import CURVE_FILE, METRICS_FILE
 from .sizing import auto_size, rough_tokens
+from .samples import SAMPLES_FILE, RunSamples
 
 # What a run writes into --out; --overwrite removes these and nothing else.
-RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE)
+RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE,
+             SAMPLES_FILE)
 MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent first
 
 
@@ -150,14 +153,22 @@ def _prepare(request: CorpusRequest, out: Path, resume: bool, overwrite: bool, s
 
 
 def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) -> _Run:
+    settings = dict(settings)
+    init_from = settings.pop("init_from", None)
+    parent = read_parent(init_from) if init_from is not None else None  # before the corpus: refuse early
     text_corpus = source.load()
+    if parent is not None:
+        settings = parent_settings(parent, settings)
     level = settings.get("level", TrainConfig.level)
     level_defaults(level)  # an unknown level is refused before anything is read into the settings
     model_settings, train_settings = split_settings({**LEVEL_DEFAULTS[level], **settings})
     train_config = TrainConfig(**train_settings).validate()
     where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
-    tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
-                              min_count=train_config.min_count)
+    if parent is not None:
+        tokenizer = merged_tokenizer(parent, text_corpus.text, train_config.min_count)
+    else:
+        tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
+                                  min_count=train_config.min_count)
     model_settings = output_layer(model_settings, settings, tokenizer.vocab_size, level)
     sizing = None
     if train_config.size == "auto":  # the unset sizes, from this machine's measured speed (sizing.py)
@@ -170,6 +181,9 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) 
     config = _run_config(text_corpus, source, model_config, train_config, tokenizer)
     if sizing:
         config["sizing"] = sizing
+    if parent is not None:
+        merge_corpus_facts(parent, config["corpus"], MAX_SPEAKERS)
+        config["parent"] = parent_record(parent)
     ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
     del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
     config["corpus"]["train_tokens"] = val_start
@@ -178,7 +192,7 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) 
     key = cache_key(config["corpus"]["sha256"], tokenizer)
     ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
     torch.manual_seed(train_config.seed)
-    model = RNNLanguageModel(model_config)
+    model = RNNLanguageModel(model_config) if parent is None else child_model(parent, model_config, train_config.seed)
     return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
 
 
@@ -262,6 +276,9 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
         trainer.load_resume()
     else:  # --size auto's probe took its seconds out of the budget
         trainer.state.elapsed_s = run.config.get("sizing", {}).get("probe_s", 0.0)
+    if where.is_main and run.train_config.sample_every:  # under torchrun only rank 0 samples
+        trainer.sampler = RunSamples(out, run.tokenizer, run.config, every=run.train_config.sample_every,
+                                     seed=run.train_config.seed, start_step=trainer.state.step)
     result = trainer.fit()
     if where.is_main:
         run.config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
