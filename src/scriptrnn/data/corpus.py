@@ -262,9 +262,19 @@ def find_speakers(text: str) -> Counter:
     """Speaker name -> number of speeches, from lines in the "Name: line" layout."""
     names = Counter()
     for match in _SPEAKER_LINE.finditer(text):
-        name = _TRAILING_NOTE.sub("", match.group(1)) or match.group(1)
-        names[" ".join(name.split())] += 1
+        names[_speaker_name(match)] += 1
     return names
+
+
+def speaker_in(line: str) -> str | None:
+    """The speaker's name if this one line (no '\n') is a speech, as find_speakers reads it; else None."""
+    match = _SPEAKER_LINE.match(line)
+    return _speaker_name(match) if match else None
+
+
+def _speaker_name(match: re.Match) -> str:
+    name = _TRAILING_NOTE.sub("", match.group(1)) or match.group(1)
+    return " ".join(name.split())
 
 
 def corpus_stats(corpus: Corpus) -> CorpusStats:

@@ -16,6 +16,7 @@ from typing import Iterable
 from ..errors import ScriptRNNError
 from .corpus import Corpus, PathLike, as_path_list, read_corpus
 from .shakespeare import shakespeare_corpus
+from .stream import StreamedCorpus, streamed_files
 from .styles import StyledCorpus, StylePart, StyleSource, free_tags, scene_chunks, style_sources, tagged
 
 BUILTIN_CORPORA = ("shakespeare",)
@@ -64,6 +65,17 @@ class CorpusSource:
             return load_styled_corpus(list(self.styles), self.text_format)
         return load_corpus(list(self.paths) or None, corpus=self.corpus, genres=list(self.genres) or None,
                            text_format=self.text_format)
+
+    def streamed(self) -> StreamedCorpus | None:
+        """The text as ``load`` reads it, as a stream of pieces (stream.py); None for styles, which load whole."""
+        if self.styles:
+            return None
+        f = self.text_format
+        if self.paths:
+            return streamed_files(list(self.paths), encoding=f.encoding, speaker_column=f.speaker_column,
+                                  dialogue_column=f.dialogue_column)
+        builtin = load_corpus(None, corpus=self.corpus, genres=list(self.genres) or None)  # ~5 MB: one piece
+        return StreamedCorpus(builtin.name, lambda: iter([builtin.text]))
 
     def describe(self) -> str:
         if self.styles:
