@@ -25,10 +25,11 @@ from ..errors import ScriptRNNError
 from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
                                 read_json, remove_temporaries, save_run_files)
 from ..model.network import ModelConfig, RNNLanguageModel
-from .config import LEVEL_DEFAULTS, RESUME_OVERRIDES, TrainConfig, level_defaults, output_layer, split_settings
+from .config import LEVEL_DEFAULTS, TrainConfig, level_defaults, output_layer, split_settings
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
 from .prepare import open_text
+from .same_run import resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
 
 # What a run writes into --out; --overwrite removes these and nothing else.
@@ -135,9 +136,7 @@ def _prepare(request: CorpusRequest, out: Path, resume: bool, overwrite: bool, s
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        if request.data or request.styles:
-            raise ScriptRNNError("--resume reads the run's own corpus and styles; leave out DATA and --styles")
-        return _resume(out, settings, where)
+        return _resume(out, request, settings, where)
     try:
         return _start(request.resolve(), out, settings, where)
     except ScriptRNNError:
@@ -202,19 +201,16 @@ def _check_tags_kept(text_corpus: StyledCorpus, tokenizer, min_count: int) -> No
                                  "become <unk>; give it more text or lower --min-count")
 
 
-def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
-    refused = sorted(set(settings) - RESUME_OVERRIDES)
-    if refused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
-        raise ScriptRNNError(f"--resume continues the run as it was set up; it cannot change {flags} "
-                             "(only --max-steps, --epochs, --time-budget, --patience, --save-every, --device, --precision)")
+def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distributed) -> _Run:
     config = read_config(out)
+    source = CorpusSource.from_dict(config.get("corpus", {}).get("source"))
+    # The run's own command again (DATA, settings) is fine; what differs is refused, named (same_run.py).
+    settings = resume_settings(config, source, request, settings)
     tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
     training = {**config.get("training", {}), **settings}
     train_config = TrainConfig.from_dict(training).validate()
     where.rows(train_config.batch_size)  # any number of processes that splits the global batch evenly
     config["training"] = vars(train_config)
-    source = CorpusSource.from_dict(config.get("corpus", {}).get("source"))
     if source is None:
         raise ScriptRNNError(f"{out / CONFIG_FILE} does not say which corpus the run read; it cannot resume")
     text = open_text(source, None)  # one streamed pass for the fingerprint; the vocabulary is the run's
