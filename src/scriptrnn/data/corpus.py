@@ -266,15 +266,19 @@ def find_speakers(text: str) -> Counter:
     return names
 
 
-def speaker_in(line: str) -> str | None:
-    """The speaker's name if this one line (no '\n') is a speech, as find_speakers reads it; else None."""
-    match = _SPEAKER_LINE.match(line)
-    return _speaker_name(match) if match else None
+def speech_heads(lines: str) -> list[str]:
+    """The speaker part of every speech in whole lines, as written (``speaker_name`` makes it a name)."""
+    return _SPEAKER_LINE.findall(lines)
+
+
+def speaker_name(head: str) -> str:
+    """'elaine (to jerry)' -> 'elaine': the name find_speakers counts a speech under."""
+    name = _TRAILING_NOTE.sub("", head) or head
+    return " ".join(name.split())
 
 
 def _speaker_name(match: re.Match) -> str:
-    name = _TRAILING_NOTE.sub("", match.group(1)) or match.group(1)
-    return " ".join(name.split())
+    return speaker_name(match.group(1))
 
 
 def corpus_stats(corpus: Corpus) -> CorpusStats:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .corpus import CorpusStats, speaker_in
+from .corpus import CorpusStats, speaker_name, speech_heads
 from .stream import Recut
 from .tokenizer import CharTokenizer, WordTokenizer
 
@@ -97,38 +97,39 @@ class CorpusScan:
 
 
 class _Lines:
-    """Whole lines out of the pieces: non-blank lines and speeches counted into the scan."""
+    """Whole lines out of the pieces: speeches (and with stats, non-blank lines) counted into the scan."""
 
     def __init__(self, scan: CorpusScan):
         self.scan = scan
         self.tail = ""  # the line still being read
         self.skipping = False  # the rest of an over-long line, already counted by its start
+        self.heads: Counter = Counter()  # speaker parts as written, first seen first (names made at the end)
 
     def feed(self, piece: str) -> None:
         text = self.tail + piece
         cut = text.rfind("\n") + 1
         self.tail = text[cut:]
         if cut:
-            lines = text[: cut - 1].split("\n")
+            start = 0
             if self.skipping:
-                lines, self.skipping = lines[1:], False
-            self._count(lines)
+                start, self.skipping = text.index("\n") + 1, False
+            self._count(text[start:cut])
         if len(self.tail) > MAX_LINE_CHARS:
             if not self.skipping:
-                self._count([self.tail[:MAX_LINE_CHARS]])
+                self._count(self.tail[:MAX_LINE_CHARS])
             self.tail, self.skipping = "", True
 
     def finish(self) -> None:
         if not self.skipping:
-            self._count([self.tail])  # "" when the text ends with '\n': blank, not counted
+            self._count(self.tail)
         self.tail, self.skipping = "", False
+        # Names in the order their first speech came, so ties among them sort as find_speakers sorts them.
+        for head, count in self.heads.items():
+            self.scan.speakers[speaker_name(head)] += count
+        self.heads.clear()
 
-    def _count(self, lines: list[str]) -> None:
+    def _count(self, lines: str) -> None:
+        """Whole lines (the last may lack its '\n' at the very end of the text)."""
+        self.heads.update(speech_heads(lines))
         if self.scan._stats:
-            self.scan.lines += sum(1 for line in lines if line.strip())
-        speakers = self.scan.speakers
-        for line in lines:
-            if ":" in line:
-                name = speaker_in(line)
-                if name is not None:
-                    speakers[name] += 1
+            self.scan.lines += sum(1 for line in lines.split("\n") if line.strip())
