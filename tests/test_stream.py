@@ -160,3 +160,13 @@ def test_recut_never_splits_a_word_or_a_line():
     out_lines = [lines.feed(p) for p in ("Hello wor", "ld\nσοφος", "  end")] + [lines.flush()]
     assert out_words == ["Hello ", "world\n", "σοφος  ", "end"] and "".join(out_words) == text
     assert out_lines == ["", "Hello world\n", "", "σοφος  end"]
+
+
+def test_the_corpus_command_streams_the_same_figures(tmp_path, tiny_chunks, capsys):
+    from scriptrnn.cli import main
+    from scriptrnn.data.corpus import format_stats
+
+    files = _corpus_files(tmp_path, kilobytes=60)
+    assert main(["corpus", *map(str, files)]) == 0
+    whole = read_corpus(files)
+    assert capsys.readouterr().out == f"corpus: {whole.name}\n{format_stats(corpus_stats(whole))}\n"
