@@ -1,7 +1,9 @@
 """The training stage: a corpus and settings in, a run directory out.
 
 Owns every training default (config.py: ``TrainConfig``, the per-level defaults and the
-output-layer policy), setting a run up or resuming it (setup.py), the loop (loop.py:
+output-layer policy), setting a run up or resuming it (setup.py; its text learnt and encoded
+in two streamed passes by prepare.py, a resume's command checked against the run by
+same_run.py), the loop (loop.py:
 ``Trainer``), its exact resume state (resume.py), several processes with DDP
 (distributed.py) and progress and metrics (reporting.py). Named ``training`` rather than
 ``train`` so that ``scriptrnn.train`` stays the function and dotted paths such as
