@@ -302,7 +302,7 @@ def test_sigterm_outside_training_is_a_clean_interrupt(capsys, tmp_path, monkeyp
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the corpus is being read
         time.sleep(1)
 
-    monkeypatch.setattr("scriptrnn.data.sources.load_corpus", terminated)
+    monkeypatch.setattr("scriptrnn.data.sources.stream_corpus", terminated)  # what `corpus` reads with
     before = signal.getsignal(signal.SIGTERM)
     assert main(["corpus", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "scriptrnn: interrupted"

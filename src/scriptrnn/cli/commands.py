@@ -220,13 +220,16 @@ def _format_info(facts: dict, show_all: bool) -> str:
 
 
 def cmd_corpus(args) -> int:
-    from ..data.corpus import corpus_stats, format_stats
-    from ..data.sources import TextFormat, load_corpus
+    from ..data.corpus import format_stats
+    from ..data.scan import CorpusScan
+    from ..data.sources import TextFormat, stream_corpus
 
-    corpus = load_corpus(args.data or None, corpus=args.corpus, genres=args.genres,
-                         text_format=TextFormat(args.encoding, args.speaker_column, args.dialogue_column))
+    # Streamed (data/stream.py): the figures of a corpus larger than memory, in the memory of a small one.
+    corpus = stream_corpus(args.data or None, corpus=args.corpus, genres=args.genres,
+                           text_format=TextFormat(args.encoding, args.speaker_column, args.dialogue_column))
+    stats = CorpusScan.of(corpus.pieces(), stats=True).stats(corpus.name)
     print(f"corpus: {corpus.name}")
-    print(format_stats(corpus_stats(corpus)))
+    print(format_stats(stats))
     return 0
 
 

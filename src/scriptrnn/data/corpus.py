@@ -262,9 +262,23 @@ def find_speakers(text: str) -> Counter:
     """Speaker name -> number of speeches, from lines in the "Name: line" layout."""
     names = Counter()
     for match in _SPEAKER_LINE.finditer(text):
-        name = _TRAILING_NOTE.sub("", match.group(1)) or match.group(1)
-        names[" ".join(name.split())] += 1
+        names[_speaker_name(match)] += 1
     return names
+
+
+def speech_heads(lines: str) -> list[str]:
+    """The speaker part of every speech in whole lines, as written (``speaker_name`` makes it a name)."""
+    return _SPEAKER_LINE.findall(lines)
+
+
+def speaker_name(head: str) -> str:
+    """'elaine (to jerry)' -> 'elaine': the name find_speakers counts a speech under."""
+    name = _TRAILING_NOTE.sub("", head) or head
+    return " ".join(name.split())
+
+
+def _speaker_name(match: re.Match) -> str:
+    return speaker_name(match.group(1))
 
 
 def corpus_stats(corpus: Corpus) -> CorpusStats:

@@ -16,6 +16,7 @@ from typing import Iterable
 from ..errors import ScriptRNNError
 from .corpus import Corpus, PathLike, as_path_list, read_corpus
 from .shakespeare import shakespeare_corpus
+from .stream import StreamedCorpus, streamed_files
 from .styles import StyledCorpus, StylePart, StyleSource, free_tags, scene_chunks, style_sources, tagged
 
 BUILTIN_CORPORA = ("shakespeare",)
@@ -65,6 +66,13 @@ class CorpusSource:
         return load_corpus(list(self.paths) or None, corpus=self.corpus, genres=list(self.genres) or None,
                            text_format=self.text_format)
 
+    def streamed(self) -> StreamedCorpus | None:
+        """The text as ``load`` reads it, as a stream of pieces (stream.py); None for styles, which load whole."""
+        if self.styles:
+            return None
+        return stream_corpus(list(self.paths) or None, corpus=self.corpus, genres=list(self.genres) or None,
+                             text_format=self.text_format)
+
     def describe(self) -> str:
         if self.styles:
             return "styles " + ", ".join(s.style for s in self.styles)
@@ -98,16 +106,31 @@ def load_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: s
     path_list = as_path_list(paths)
     f = text_format or TextFormat()
     if path_list:
-        if genres:
-            raise ScriptRNNError(
-                "genres only select plays of the built-in corpus; drop the genres or the paths"
-            )
+        _no_genres(genres)
         return read_corpus(path_list, encoding=f.encoding, speaker_column=f.speaker_column,
                            dialogue_column=f.dialogue_column)
     if corpus not in BUILTIN_CORPORA:
         known = ", ".join(BUILTIN_CORPORA)
         raise ScriptRNNError(f"unknown built-in corpus {corpus!r}; known corpora: {known}")
     return shakespeare_corpus(genres)
+
+
+def stream_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = "shakespeare",
+                  genres: str | Iterable[str] | None = None, text_format: TextFormat | None = None) -> StreamedCorpus:
+    """load_corpus's text as a stream of pieces (stream.py): files stream, the built-in plays (~5 MB) are one."""
+    path_list = as_path_list(paths)
+    f = text_format or TextFormat()
+    if path_list:
+        _no_genres(genres)
+        return streamed_files(path_list, encoding=f.encoding, speaker_column=f.speaker_column,
+                              dialogue_column=f.dialogue_column)
+    builtin = load_corpus(None, corpus=corpus, genres=genres)
+    return StreamedCorpus(builtin.name, lambda: iter([builtin.text]))
+
+
+def _no_genres(genres) -> None:
+    if genres:
+        raise ScriptRNNError("genres only select plays of the built-in corpus; drop the genres or the paths")
 
 
 def load_styled_corpus(sources: list[StyleSource], text_format: TextFormat | None = None) -> StyledCorpus:

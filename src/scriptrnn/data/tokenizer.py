@@ -141,13 +141,19 @@ class WordTokenizer:
         if min_count < 1:
             raise ScriptRNNError(f"--min-count must be at least 1, got {min_count}")
         tok = cls([], lowercase=lowercase)
-        counts = Counter(tok.split(text))
-        kept = [w for w, c in counts.most_common() if c >= min_count]
+        return cls.from_counts(Counter(tok.split(text)), lowercase=lowercase, min_count=min_count)
+
+    @classmethod
+    def from_counts(cls, counts: Counter, *, lowercase: bool = True, min_count: int = 1) -> "WordTokenizer":
+        """The vocabulary of tokens counted in order of first appearance (``split``'s), most frequent first."""
+        if min_count < 1:
+            raise ScriptRNNError(f"--min-count must be at least 1, got {min_count}")
+        kept = [w for w, c in counts.most_common() if c >= min_count]  # ties: first seen first (stable sort)
         if len(kept) < len(counts):
             # Rare words fold into <unk>; it takes its place in the frequency order.
             folded = sum(c for w, c in counts.items() if c < min_count)
             kept = sorted(kept + [UNK], key=lambda w: -(counts[w] if w != UNK else folded))
-        return cls(kept, lowercase=lowercase, symbols=tok.symbols)
+        return cls(kept, lowercase=lowercase)
 
     @property
     def vocab_size(self) -> int:

@@ -2,7 +2,9 @@
 
 Owns every training default (config.py: ``TrainConfig``, the per-level defaults, the
 fine-tuning defaults and the output-layer policy), setting a run up or resuming it
-(setup.py), starting from a parent's weights (init_from.py), the loop (loop.py:
+(setup.py; its text learnt and encoded in two streamed passes by prepare.py, a resume's
+command checked against the run by same_run.py), starting from a parent's weights
+(init_from.py), the loop (loop.py:
 ``Trainer``), its exact resume state (resume.py), several processes with DDP
 (distributed.py), progress and metrics (reporting.py) and samples while it learns
 (samples.py). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays

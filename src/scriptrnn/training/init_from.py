@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.tokenizer import CharTokenizer, WordTokenizer, fit_tokenizer
+from ..data.tokenizer import CharTokenizer, WordTokenizer
 from ..errors import ScriptRNNError
 from ..model.directory import WEIGHTS_FILE, is_exported
 from ..model.loader import load, pretrained_dir
@@ -89,12 +89,11 @@ def _shown(value) -> str:
     return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
-def merged_tokenizer(parent: Parent, text: str, min_count: int):
-    """The parent's vocabulary, then the new corpus's tokens it lacks (in the corpus's own order)."""
+def merged_tokenizer(parent: Parent, fitted):
+    """The parent's vocabulary, then the tokens of the new corpus's own (``fitted``) it lacks, in that order."""
     old = parent.tokenizer
     if old.level == "char":
-        return CharTokenizer(old.vocab + sorted(set(text) - set(old.vocab)))
-    fitted = fit_tokenizer(text, "word", lowercase=old.lowercase, min_count=min_count)
+        return CharTokenizer(old.vocab + sorted(set(fitted.vocab) - set(old.vocab)))
     new = [w for w in fitted.vocab if w not in old.index]
     return WordTokenizer(old.vocab + new, lowercase=old.lowercase, symbols=old.symbols)
 

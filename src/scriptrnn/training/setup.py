@@ -8,7 +8,6 @@ again, checks it has not changed, and restores the loop exactly (resume.py).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,21 +16,21 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..data.batching import split_ids, tokens_needed
-from ..data.corpus import Corpus, find_speakers
 from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
 from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
-from ..data.tokenizer import fit_tokenizer, tokenizer_from_dict
+from ..data.tokenizer import tokenizer_from_dict
 from ..device import check_memory, pick_device
 from ..errors import ScriptRNNError
 from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
                                 read_json, remove_temporaries, save_run_files)
 from ..model.network import ModelConfig, RNNLanguageModel
-from .config import LEVEL_DEFAULTS, RESUME_OVERRIDES, TrainConfig, level_defaults, output_layer, split_settings
+from .config import LEVEL_DEFAULTS, TrainConfig, level_defaults, output_layer, split_settings
 from .init_from import child_model, merge_corpus_facts, merged_tokenizer, parent_record, parent_settings, read_parent
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
+from .prepare import open_text
+from .same_run import resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
 from .sizing import auto_size, rough_tokens
 from .samples import SAMPLES_FILE, RunSamples
@@ -141,9 +140,7 @@ def _prepare(request: CorpusRequest, out: Path, resume: bool, overwrite: bool, s
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        if request.data or request.styles:
-            raise ScriptRNNError("--resume reads the run's own corpus and styles; leave out DATA and --styles")
-        return _resume(out, settings, where)
+        return _resume(out, request, settings, where)
     try:
         return _start(request.resolve(), out, settings, where)
     except ScriptRNNError:
@@ -156,7 +153,6 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) 
     settings = dict(settings)
     init_from = settings.pop("init_from", None)
     parent = read_parent(init_from) if init_from is not None else None  # before the corpus: refuse early
-    text_corpus = source.load()
     if parent is not None:
         settings = parent_settings(parent, settings)
     level = settings.get("level", TrainConfig.level)
@@ -164,59 +160,56 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) 
     model_settings, train_settings = split_settings({**LEVEL_DEFAULTS[level], **settings})
     train_config = TrainConfig(**train_settings).validate()
     where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
-    if parent is not None:
-        tokenizer = merged_tokenizer(parent, text_corpus.text, train_config.min_count)
-    else:
-        tokenizer = fit_tokenizer(text_corpus.text, train_config.level, lowercase=train_config.lowercase,
-                                  min_count=train_config.min_count)
+    text = open_text(source, train_config.level, train_config.lowercase)  # streamed: the first of two passes
+    tokenizer = text.tokenizer(train_config)
+    if parent is not None:  # the parent's ids first, then what the new corpus adds
+        tokenizer = merged_tokenizer(parent, tokenizer)
     model_settings = output_layer(model_settings, settings, tokenizer.vocab_size, level)
     sizing = None
     if train_config.size == "auto":  # the unset sizes, from this machine's measured speed (sizing.py)
         model_settings, train_config, sizing = auto_size(
             model_settings, train_config, settings, tokenizer.vocab_size, processes=where.world_size,
-            corpus_tokens=rough_tokens(len(text_corpus.text), level),
+            corpus_tokens=rough_tokens(text.characters, level),
             device=where.device(pick_device(train_config.device)))
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
-    config = _run_config(text_corpus, source, model_config, train_config, tokenizer)
+    config = _run_config(text, source, model_config, train_config, tokenizer)
     if sizing:
         config["sizing"] = sizing
     if parent is not None:
         merge_corpus_facts(parent, config["corpus"], MAX_SPEAKERS)
         config["parent"] = parent_record(parent)
-    ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
-    del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
-    config["corpus"]["train_tokens"] = val_start
+    val_start = config["corpus"]["train_tokens"] = text.train_tokens(tokenizer, train_config)
     _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
     save_run_files(out, config, tokenizer)
     key = cache_key(config["corpus"]["sha256"], tokenizer)
-    ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
+    ids = _cache_ids(out, text.ids(tokenizer, train_config), key, tokenizer.vocab_size)  # the second pass
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config) if parent is None else child_model(parent, model_config, train_config.seed)
     return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
 
 
-def _run_config(text_corpus: Corpus, source: CorpusSource, model_config: ModelConfig, train_config: TrainConfig,
+def _run_config(text, source: CorpusSource, model_config: ModelConfig, train_config: TrainConfig,
                 tokenizer) -> dict:
-    """config.json's content for a new run (metrics are added when it ends)."""
+    """config.json's content for a new run (metrics are added when it ends); ``text`` from prepare.open_text."""
     fold_case = train_config.level == "word" and train_config.lowercase
-    speakers = [s.lower() if fold_case else s for s, _ in find_speakers(text_corpus.text).most_common(MAX_SPEAKERS)]
+    speakers = [s.lower() if fold_case else s for s, _ in text.speakers.most_common(MAX_SPEAKERS)]
     config = {
         "created_by": f"scriptrnn {__version__}",
         "model": model_config.to_dict(),
         "training": vars(train_config),
-        "corpus": {"name": text_corpus.name, "characters": len(text_corpus.text), "speakers": speakers,
-                   "source": source.to_dict(), "sha256": _fingerprint(text_corpus.text)},
+        "corpus": {"name": text.name, "characters": text.characters, "speakers": speakers,
+                   "source": source.to_dict(), "sha256": text.sha256},
     }
-    if isinstance(text_corpus, StyledCorpus):
-        config["corpus"]["styles"] = style_facts(text_corpus, fold_case)
-        _check_tags_kept(text_corpus, tokenizer, train_config.min_count)
+    if text.styled is not None:
+        config["corpus"]["styles"] = style_facts(text.styled, fold_case)
+        _check_tags_kept(text.styled, tokenizer, train_config.min_count)
     return config
 
 
-def _cache_ids(out: Path, ids: np.ndarray, key: str, vocab_size: int) -> np.memmap:
-    """Write the ids to the run's token cache; the memory-mapped file replaces the array in memory."""
-    write_cache(out / TOKENS_FILE, [ids], key=key, vocab_size=vocab_size)
+def _cache_ids(out: Path, ids, key: str, vocab_size: int) -> np.memmap:
+    """Write the ids (an iterable of chunks) to the run's token cache and memory-map them back."""
+    write_cache(out / TOKENS_FILE, ids, key=key, vocab_size=vocab_size)
     mapped = open_cache(out / TOKENS_FILE, key)
     if mapped is None:
         raise ScriptRNNError(f"{out / TOKENS_FILE} could not be read back after writing it; is the disk full?")
@@ -230,28 +223,21 @@ def _check_tags_kept(text_corpus: StyledCorpus, tokenizer, min_count: int) -> No
                                  "become <unk>; give it more text or lower --min-count")
 
 
-def _fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
-    refused = sorted(set(settings) - RESUME_OVERRIDES)
-    if refused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
-        raise ScriptRNNError(f"--resume continues the run as it was set up; it cannot change {flags} "
-                             "(only --max-steps, --epochs, --time-budget, --patience, --save-every, --device, --precision)")
+def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distributed) -> _Run:
     config = read_config(out)
+    source = CorpusSource.from_dict(config.get("corpus", {}).get("source"))
+    # The run's own command again (DATA, settings) is fine; what differs is refused, named (same_run.py).
+    settings = resume_settings(config, source, request, settings)
     tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
     training = {**config.get("training", {}), **settings}
     train_config = TrainConfig.from_dict(training).validate()
     where.rows(train_config.batch_size)  # any number of processes that splits the global batch evenly
     config["training"] = vars(train_config)
-    source = CorpusSource.from_dict(config.get("corpus", {}).get("source"))
     if source is None:
         raise ScriptRNNError(f"{out / CONFIG_FILE} does not say which corpus the run read; it cannot resume")
-    text_corpus = source.load()
+    text = open_text(source, None)  # one streamed pass for the fingerprint; the vocabulary is the run's
     # An exact resume needs the very text the run started on.
-    fingerprint = _fingerprint(text_corpus.text)
+    fingerprint = text.sha256
     if config["corpus"].get("sha256", fingerprint) != fingerprint:
         raise ScriptRNNError(
             f"the corpus ({source.describe()}) has changed since this run started; "
@@ -261,10 +247,8 @@ def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
     ids, val_start = open_cache(out / TOKENS_FILE, key), config["corpus"].get("train_tokens")
     if ids is None or not isinstance(val_start, int) or not 0 < val_start < len(ids):
         # A run from before the cache, or a cache that is damaged or stale: tokenize again.
-        ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
-        config["corpus"]["train_tokens"] = val_start
-        ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
-    del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
+        ids = _cache_ids(out, text.ids(tokenizer, train_config), key, tokenizer.vocab_size)
+        val_start = config["corpus"]["train_tokens"] = text.train_tokens(tokenizer, train_config, len(ids))
     return _Run(config, train_config, build_model(config), tokenizer, ids, key, resume=True, val_start=val_start)
 
 
@@ -286,34 +270,3 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
                                  "stopped_because": result.stopped_because}
         save_run_files(out, run.config, run.tokenizer)
     return result
-
-
-def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig) -> tuple[np.ndarray, int]:
-    """All ids, training text first, and where the held-out part starts.
-
-    Held out is the corpus's end, or with styles each style's own end (put after all the
-    training text, so that one token cache and one split point serve both).
-    """
-    B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
-    if isinstance(text_corpus, StyledCorpus):
-        split = text_corpus.split(fraction)
-        train_ids = tokenizer.encode(split.train, strict=False)
-        if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
-            _too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
-        val_ids = tokenizer.encode(split.val, strict=False)
-        return np.concatenate([train_ids, val_ids]), len(train_ids)
-    ids = tokenizer.encode(text_corpus.text, strict=False)
-    need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
-    if len(ids) < need:
-        _too_small("the corpus", len(ids), f" with {fraction:.0%} held out", need, B, T, tokenizer)
-    return ids, len(split_ids(ids, fraction)[0])
-
-
-def _too_small(what: str, have: int, condition: str, need: int, B: int, T: int, tokenizer):
-    unit = "characters" if tokenizer.level == "char" else "tokens"
-    raise ScriptRNNError(
-        f"{what} has {have:,} {unit} but --batch-size {B} x --seq-len {T}{condition} needs at least {need:,}; "
-        "use a bigger corpus or a smaller --batch-size/--seq-len"
-    )
-
-

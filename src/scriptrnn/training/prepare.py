@@ -1,0 +1,115 @@
+"""A run's text made ready to train on: learnt in one pass, encoded in another, never held whole.
+
+Files and the built-in corpus stream (data/stream.py): the first pass (data/scan.py)
+fingerprints the text, finds its speakers and counts its vocabulary; the second encodes it
+piece by piece straight into the run's token cache, so preparing 5 GB takes the memory
+preparing 5 MB does. Styles are the exception: they are cut into scenes, tagged and
+interleaved as a whole (data/styles.py), so they load whole as before.
+
+Both kinds answer the same questions (``name``, ``sha256``, ``characters``, ``speakers``,
+``tokenizer``, ``train_tokens``, ``ids``), which is all setup.py asks of a corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..data.batching import split_ids, tokens_needed
+from ..data.corpus import find_speakers
+from ..data.scan import CorpusScan
+from ..data.sources import CorpusSource
+from ..data.stream import Recut, StreamedCorpus
+from ..data.styles import StyledCorpus
+from ..data.tokenizer import fit_tokenizer
+from ..errors import ScriptRNNError
+from .config import TrainConfig
+
+
+def open_text(source: CorpusSource, level: str | None, lowercase: bool = True):
+    """The source's text, learnt: streamed (one pass now) or, for styles, whole. level None: no vocabulary."""
+    streamed = source.streamed()
+    if streamed is None:
+        return WholeText(source.load())
+    return StreamedText(streamed, level, lowercase)
+
+
+def fingerprint(text: str) -> str:
+    """The SHA-256 of the text as UTF-8: what guards --resume (CorpusScan computes the same piece by piece)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class StreamedText:
+    """Files or the built-in corpus, read twice in pieces: to learn them, then to encode them."""
+
+    styled = None
+
+    def __init__(self, streamed: StreamedCorpus, level: str | None, lowercase: bool):
+        self.name, self._pieces = streamed.name, streamed.pieces
+        self.scan = CorpusScan.of(streamed.pieces(), level=level, lowercase=lowercase)
+        self.sha256, self.characters = self.scan.sha256, self.scan.characters
+        self.speakers: Counter = self.scan.speakers
+
+    def tokenizer(self, train_config: TrainConfig):
+        return self.scan.tokenizer(min_count=train_config.min_count)
+
+    def train_tokens(self, tokenizer, train_config: TrainConfig, tokens: int | None = None) -> int:
+        """How many ids are trained on (the rest is held out); a corpus too small for one batch is refused."""
+        n = self.scan.tokens if tokens is None else tokens
+        B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
+        need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
+        if n < need:
+            too_small("the corpus", n, f" with {fraction:.0%} held out", need, B, T, tokenizer)
+        return len(split_ids(range(n), fraction)[0])  # a range: the split of n ids without holding them
+
+    def ids(self, tokenizer, train_config: TrainConfig) -> Iterator[np.ndarray]:
+        """The second pass: the ids, piece by piece (at word level cut again so that no word is split)."""
+        words = Recut("word") if tokenizer.level == "word" else None
+        for piece in self._pieces():
+            text = words.feed(piece) if words else piece
+            if text:
+                yield tokenizer.encode(text, strict=False)
+        if words and words.tail:
+            yield tokenizer.encode(words.flush(), strict=False)
+
+
+class WholeText:
+    """A styled corpus, in memory: each style holds out its own end, so its ids are not in text order."""
+
+    def __init__(self, corpus: StyledCorpus):
+        self.styled = corpus
+        self.name, self.characters = corpus.name, len(corpus.text)
+        self.sha256, self.speakers = fingerprint(corpus.text), find_speakers(corpus.text)
+        self._encoded: tuple[list[np.ndarray], int] | None = None
+
+    def tokenizer(self, train_config: TrainConfig):
+        return fit_tokenizer(self.styled.text, train_config.level, lowercase=train_config.lowercase,
+                             min_count=train_config.min_count)
+
+    def train_tokens(self, tokenizer, train_config: TrainConfig, tokens: int | None = None) -> int:
+        return self._encode(tokenizer, train_config)[1]
+
+    def ids(self, tokenizer, train_config: TrainConfig) -> Iterator[np.ndarray]:
+        yield from self._encode(tokenizer, train_config)[0]
+
+    def _encode(self, tokenizer, train_config: TrainConfig) -> tuple[list[np.ndarray], int]:
+        """Training text first, then every style's held-out end, and where the held-out part starts."""
+        if self._encoded is None:
+            B, T = train_config.batch_size, train_config.seq_len
+            split = self.styled.split(train_config.val_fraction)
+            train_ids = tokenizer.encode(split.train, strict=False)
+            if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
+                too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
+            self._encoded = [train_ids, tokenizer.encode(split.val, strict=False)], len(train_ids)
+        return self._encoded
+
+
+def too_small(what: str, have: int, condition: str, need: int, B: int, T: int, tokenizer):
+    unit = "characters" if tokenizer.level == "char" else "tokens"
+    raise ScriptRNNError(
+        f"{what} has {have:,} {unit} but --batch-size {B} x --seq-len {T}{condition} needs at least {need:,}; "
+        "use a bigger corpus or a smaller --batch-size/--seq-len"
+    )

@@ -1,0 +1,87 @@
+"""``--resume`` given the run's own command again: DATA and settings equal to the run's continue it.
+
+People rerun the very command that crashed with ``--resume`` added. What it names (DATA,
+--styles, --genre, --encoding, model and training settings) is checked against what the
+run recorded in its config.json: equal values are the run's own and change nothing; the
+settings a resume may change (config.RESUME_OVERRIDES: how long, and where) apply; anything
+else would make another run and is refused, naming the first difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..data.sources import CorpusRequest, CorpusSource, TextFormat
+from ..errors import ScriptRNNError
+from ..model.network import ModelConfig
+from .config import RESUME_OVERRIDES, TrainConfig, split_settings
+
+_FLAGS = {"num_layers": "layers", "genres": "genre"}  # where a flag is not the setting's own name
+_ADVICE = "leave it out or start a new run with --overwrite (or another --out)"
+
+
+def resume_settings(config: dict, source: CorpusSource | None, request: CorpusRequest, settings: dict) -> dict:
+    """The settings a resume applies; refuses (one line) a corpus or setting that differs from the run's."""
+    if source is not None:
+        _check_corpus(source, request)
+    model_settings, train_settings = split_settings(settings)  # an unknown name is refused as for a new run
+    for section, given, cls in (("model", model_settings, ModelConfig), ("training", train_settings, TrainConfig)):
+        recorded = config.get(section) or {}
+        defaults = {f.name: f.default for f in fields(cls)}
+        for name, value in given.items():
+            had = recorded.get(name, defaults.get(name))
+            if name not in RESUME_OVERRIDES and not _same(value, had):
+                raise ScriptRNNError(f"--resume: {_shown(name, value)} differs from the run's "
+                                     f"{_shown(name, had) if isinstance(had, bool) else had}; {_ADVICE}")
+    return {k: v for k, v in settings.items() if k in RESUME_OVERRIDES}
+
+
+def _same(value, had) -> bool:
+    # True == 1 in Python, but --tie-weights is not --layers 1: booleans only equal booleans.
+    return isinstance(value, bool) == isinstance(had, bool) and value == had
+
+
+def _check_corpus(source: CorpusSource, request: CorpusRequest) -> None:
+    """DATA, --styles, --corpus and --genre, when given, must resolve to the run's source; --encoding and the
+    CSV columns, when not the defaults, must be the run's."""
+    asked = request.data or request.styles or request.genres or request.corpus != CorpusRequest.corpus
+    given = request.resolve() if asked else None
+    if given is not None:
+        checks = [("DATA", _where(given), _where(source)), ("--styles", _styles(given), _styles(source)),
+                  ("--genre", _genres(given), _genres(source)), ("--corpus", given.corpus, source.corpus)]
+        for flag, mine, theirs in checks:
+            if mine != theirs:
+                raise ScriptRNNError(f"--resume: {flag} {mine} differs from the run's {theirs}; {_ADVICE}")
+    default = TextFormat()
+    for field in fields(TextFormat):
+        mine, theirs = getattr(request.text_format, field.name), getattr(source.text_format, field.name)
+        if (given is not None or mine != getattr(default, field.name)) and mine != theirs:
+            flag = "--" + field.name.replace("_", "-")
+            raise ScriptRNNError(f"--resume: {flag} {mine} differs from the run's {theirs}; {_ADVICE}")
+    if given is not None and given != source:  # a difference the checks above do not name
+        raise ScriptRNNError(f"--resume: the corpus asked for ({given.describe()}) differs from the run's "
+                             f"({source.describe()}); {_ADVICE}")
+
+
+def _where(source: CorpusSource) -> str:
+    if source.styles:
+        return "; ".join(f"{s.style}: {', '.join(s.paths) or s.corpus}" for s in source.styles)
+    return ", ".join(source.paths) or f"(the built-in {source.corpus} corpus)"
+
+
+def _styles(source: CorpusSource) -> str:
+    return ", ".join(s.style for s in source.styles) or "(none)"
+
+
+def _genres(source: CorpusSource) -> str:
+    genres = source.genres or tuple(g for s in source.styles for g in s.genres)
+    return " ".join(genres) or "(all)"
+
+
+def _shown(name: str, value) -> str:
+    if name == "lowercase":
+        return "lower case (no --keep-case)" if value else "--keep-case"
+    flag = "--" + _FLAGS.get(name, name).replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
