@@ -161,7 +161,7 @@ def test_a_real_tiny_run_sizes_itself_prints_the_line_and_keeps_it_on_resume(tmp
     scriptrnn.train(out=out, resume=True, time_budget=0.1, progress=False)
     again = json.loads((out / "config.json").read_text())
     assert again["model"] == config["model"] and again["sizing"] == sized
-    with pytest.raises(ScriptRNNError, match="cannot change --size"):
+    with pytest.raises(ScriptRNNError, match="--size fixed differs from the run.s auto"):
         scriptrnn.train(out=out, resume=True, size="fixed", progress=False)
 
 

@@ -24,6 +24,8 @@ def resume_settings(config: dict, source: CorpusSource | None, request: CorpusRe
     """The settings a resume applies; refuses (one line) a corpus or setting that differs from the run's."""
     if source is not None:
         _check_corpus(source, request)
+    settings = dict(settings)
+    _check_parent(config, settings.pop("init_from", None))
     model_settings, train_settings = split_settings(settings)  # an unknown name is refused as for a new run
     for section, given, cls in (("model", model_settings, ModelConfig), ("training", train_settings, TrainConfig)):
         recorded = config.get(section) or {}
@@ -34,6 +36,21 @@ def resume_settings(config: dict, source: CorpusSource | None, request: CorpusRe
                 raise ScriptRNNError(f"--resume: {_shown(name, value)} differs from the run's "
                                      f"{_shown(name, had) if isinstance(had, bool) else had}; {_ADVICE}")
     return {k: v for k, v in settings.items() if k in RESUME_OVERRIDES}
+
+
+def _check_parent(config: dict, init_from) -> None:
+    """--init-from on a resume must name the parent the run started from (its weights are in the run now)."""
+    if init_from is None:
+        return
+    parent = config.get("parent") or {}
+    if str(init_from) in (parent.get("init_from"), parent.get("path")):
+        return
+    from pathlib import Path
+
+    if parent.get("path") and Path(str(init_from)).resolve() == Path(parent["path"]):
+        return
+    had = parent.get("init_from") or "(none: it started from random weights)"
+    raise ScriptRNNError(f"--resume cannot change --init-from: {init_from} differs from the run's {had}; {_ADVICE}")
 
 
 def _same(value, had) -> bool:
