@@ -32,6 +32,17 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialogue-column", default="Dialogue", help="CSV column with the line spoken")
 
 
+# The AWD-LSTM recipe (model/regularisation.py): training only, added to --dropout.
+_REGULARISATION = [
+    (f"--{name.replace('_', '-')}", name, {"type": float, "metavar": "P", "help": text}) for name, text in [
+        ("dropout_input", "locked dropout on the embeddings entering the first layer, one mask per sequence"),
+        ("dropout_hidden", "locked dropout between recurrent layers"),
+        ("dropout_output", "locked dropout on the last layer's output"),
+        ("embedding_dropout", "drop whole tokens: each dropped word or character is gone from the whole batch"),
+        ("weight_drop", "DropConnect on the hidden-to-hidden weights (PyTorch's fused kernels kept)"),
+    ]]
+
+
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model on a corpus")
     _add_corpus_args(p)
@@ -62,6 +73,7 @@ def _add_train_parser(sub) -> None:
                                           "help": "share input and output embeddings"}),
         ("--softmax", "softmax", {"choices": ["full", "adaptive"],
                                   "help": "output layer: full or adaptive (faster for large word vocabularies)"}),
+        *_REGULARISATION,
     ]:
         g.add_argument(flag, **{**extra, "help": f"{extra['help']} ({_default_text(name)})"})
     g = p.add_argument_group("training")
