@@ -49,8 +49,15 @@ def test_min_count_folds_rare_words_into_unk():
     assert tok.decode(tok.encode("a c")) == f"a {UNK}"
 
 
-def test_unknown_word_is_a_clear_error():
-    tok = WordTokenizer.fit("hello there")
+def test_every_word_vocabulary_has_unk_even_keeping_every_word():
+    tok = WordTokenizer.fit("hello there hello <unk> <unk> <unk>")
+    assert tok.vocab == [UNK, "hello", "there"]  # in its place by frequency ("<unk>" in the text counts)
+    assert list(tok.encode("hello zebra")) == [1, 0]
+    assert WordTokenizer.fit("hello there").vocab[-1] == UNK  # nothing folded: last, never trained on
+
+
+def test_unknown_word_without_unk_is_a_clear_error():
+    tok = WordTokenizer(["hello", "there"])  # a vocabulary from before every one had <unk>
     with pytest.raises(ScriptRNNError, match="'zebra' is not in the model's vocabulary"):
         tok.encode("hello zebra")
     assert list(tok.encode("hello zebra", strict=False)) == list(tok.encode("hello"))

@@ -53,6 +53,9 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
                    help="continue the run in DIR (or --out) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--val-data", nargs="+", metavar="FILE",
+                   help="validate (early stopping, the best checkpoint) on these files and train on all of DATA "
+                        "(default: hold out the end of DATA, --val-fraction)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write TensorBoard event files (loss, learning rate, tokens/s) into DIR")

@@ -19,6 +19,8 @@ import torch
 from .. import __version__
 from ..data.batching import split_ids, tokens_needed
 from ..data.corpus import Corpus, find_speakers
+from ..data.coverage import characters_from
+from ..data.val_data import ValData, cache_fingerprint
 from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
 from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
@@ -40,12 +42,13 @@ MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent f
 
 def run_training(request: CorpusRequest, out: Path, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, callbacks: list | None = None, dist_timeout: float = DEFAULT_TIMEOUT_S,
-                 settings: dict | None = None) -> TrainResult:
+                 settings: dict | None = None, val_data=None) -> TrainResult:
     """``scriptrnn.train()`` after its arguments are gathered (see its docstring)."""
     settings = settings or {}
     with session(dist_timeout) as where:
         if where.is_main:
-            run = _tell_the_others(where, lambda: _prepare(request, out, resume, overwrite, settings, where))
+            run = _tell_the_others(where, lambda: _prepare(request, out, resume, overwrite, settings, where,
+                                                           val_data))
         else:
             run = _follow(out, where)
         return _fit(out, run, progress, callbacks, where)
@@ -133,22 +136,37 @@ def _follow(out: Path, where: Distributed) -> _Run:
 
 
 def _prepare(request: CorpusRequest, out: Path, resume: bool, overwrite: bool, settings: dict,
-             where: Distributed) -> _Run:
+             where: Distributed, val_data=None) -> _Run:
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        if request.data or request.styles:
-            raise ScriptRNNError("--resume reads the run's own corpus and styles; leave out DATA and --styles")
+        if request.data or request.styles or val_data:
+            raise ScriptRNNError("--resume reads the run's own corpus, styles and validation files; leave out "
+                                 "DATA, --styles and --val-data")
         return _resume(out, settings, where)
     try:
-        return _start(request.resolve(), out, settings, where)
+        source = request.resolve()
+        return _start(source, out, settings, where, _val_data(val_data, source, request.text_format, settings))
     except ScriptRNNError:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a refused start leaves nothing behind
         raise
 
 
-def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) -> _Run:
+def _val_data(paths, source: CorpusSource, text_format, settings: dict) -> ValData | None:
+    """--val-data's files, read; refused where they have no meaning."""
+    if not paths:
+        return None
+    if source.styles:
+        raise ScriptRNNError("--val-data is for one corpus; a styled run holds out each style's own end "
+                             "(leave out --val-data or the styles)")
+    if "val_fraction" in settings:
+        raise ScriptRNNError("--val-fraction holds out the end of DATA; with --val-data all of DATA is trained "
+                             "on, so give one or the other")
+    return ValData.read(paths, text_format)
+
+
+def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, val: ValData | None = None) -> _Run:
     text_corpus = source.load()
     level = settings.get("level", TrainConfig.level)
     level_defaults(level)  # an unknown level is refused before anything is read into the settings
@@ -161,12 +179,13 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) 
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
     config = _run_config(text_corpus, source, model_config, train_config, tokenizer)
-    ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
+    ids, val_start, val_characters = _train_val_ids(text_corpus, tokenizer, train_config, val)
     del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
-    config["corpus"]["train_tokens"] = val_start
+    config["corpus"].update({"train_tokens": val_start, "val_characters": val_characters},
+                            **({"val_data": val.facts()} if val else {}))
     _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
     save_run_files(out, config, tokenizer)
-    key = cache_key(config["corpus"]["sha256"], tokenizer)
+    key = cache_key(cache_fingerprint(config["corpus"]), tokenizer)
     ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config)
@@ -234,12 +253,15 @@ def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
             f"the corpus ({source.describe()}) has changed since this run started; "
             "--resume needs the same text (start a new run with --overwrite or another --out)"
         )
-    key = cache_key(fingerprint, tokenizer)
+    val = ValData.of_run(config["corpus"])  # the same validation files too
+    if val is not None:
+        val.check_unchanged(config["corpus"]["val_data"])
+    key = cache_key(cache_fingerprint(config["corpus"]), tokenizer)
     ids, val_start = open_cache(out / TOKENS_FILE, key), config["corpus"].get("train_tokens")
     if ids is None or not isinstance(val_start, int) or not 0 < val_start < len(ids):
         # A run from before the cache, or a cache that is damaged or stale: tokenize again.
-        ids, val_start = _train_val_ids(text_corpus, tokenizer, train_config)
-        config["corpus"]["train_tokens"] = val_start
+        ids, val_start, val_characters = _train_val_ids(text_corpus, tokenizer, train_config, val)
+        config["corpus"].update(train_tokens=val_start, val_characters=val_characters)
         ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
     del text_corpus  # it can be gigabytes; training reads the memory-mapped ids instead
     return _Run(config, train_config, build_model(config), tokenizer, ids, key, resume=True, val_start=val_start)
@@ -248,7 +270,8 @@ def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
 def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) -> TrainResult:
     train_ids, val_ids = run.ids[: run.val_start], run.ids[run.val_start:]  # views of the memory map
     trainer = Trainer(run.model, train_ids, val_ids, run.train_config, out, level=run.tokenizer.level,
-                      progress=progress, callbacks=callbacks, dist=where)
+                      progress=progress, callbacks=callbacks, dist=where,
+                      val_characters=run.config["corpus"].get("val_characters"))
     if run.resume:
         trainer.load_resume()
     result = trainer.fit()
@@ -260,25 +283,29 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
     return result
 
 
-def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig) -> tuple[np.ndarray, int]:
-    """All ids, training text first, and where the held-out part starts.
+def _train_val_ids(text_corpus: Corpus, tokenizer, train_config: TrainConfig,
+                   val: ValData | None = None) -> tuple[np.ndarray, int, int]:
+    """All ids, training text first; where the held-out part starts; how many characters it has.
 
-    Held out is the corpus's end, or with styles each style's own end (put after all the
-    training text, so that one token cache and one split point serve both).
+    Held out is the corpus's end, with styles each style's own end, with --val-data those
+    files (put after all the training text, so that one token cache and one split point serve).
     """
     B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
+    if val is not None:
+        return val.ids(text_corpus.text, tokenizer, B * (T + 1) + 1)
     if isinstance(text_corpus, StyledCorpus):
         split = text_corpus.split(fraction)
         train_ids = tokenizer.encode(split.train, strict=False)
         if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
             _too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
         val_ids = tokenizer.encode(split.val, strict=False)
-        return np.concatenate([train_ids, val_ids]), len(train_ids)
+        return np.concatenate([train_ids, val_ids]), len(train_ids), characters_from(tokenizer, split.val, 0)
     ids = tokenizer.encode(text_corpus.text, strict=False)
     need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
     if len(ids) < need:
         _too_small("the corpus", len(ids), f" with {fraction:.0%} held out", need, B, T, tokenizer)
-    return ids, len(split_ids(ids, fraction)[0])
+    val_start = len(split_ids(ids, fraction)[0])
+    return ids, val_start, characters_from(tokenizer, text_corpus.text, val_start)
 
 
 def _too_small(what: str, have: int, condition: str, need: int, B: int, T: int, tokenizer):
