@@ -84,7 +84,7 @@ def _add_train_parser(sub) -> None:
         ("--seq-len", int, "tokens per window; state carries across windows"),
         ("--batch-size", int, "parallel streams per batch"),
         ("--lr", float, "peak learning rate (AdamW)"),
-        ("--weight-decay", float, "AdamW weight decay on weight matrices"),
+        ("--weight-decay", float, "AdamW weight decay on the weight matrices (not embeddings or biases)"),
         ("--grad-clip", float, "max gradient norm"),
         ("--warmup-steps", int, "linear warm-up steps before cosine decay"),
         ("--epochs", float, "passes over the training text"),

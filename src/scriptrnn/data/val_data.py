@@ -78,7 +78,7 @@ class ValData:
         return np.concatenate([train_ids, val_ids]), len(train_ids), facts["characters"]
 
 
-def cache_fingerprint(corpus_facts: dict) -> str:
-    """What a run's token cache holds: DATA's text, and its validation files' where it has them."""
+def cache_fingerprint(corpus_sha256: str, corpus_facts: dict) -> str:
+    """What a run's token cache holds: DATA's text (``corpus_sha256``), and its validation files' if it has them."""
     val = corpus_facts.get("val_data")
-    return corpus_facts["sha256"] + (f"+val:{val.get('sha256')}" if isinstance(val, dict) else "")
+    return corpus_sha256 + (f"+val:{val.get('sha256')}" if isinstance(val, dict) else "")

@@ -185,7 +185,7 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
                             **({"val_data": val.facts()} if val else {}))
     _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
     save_run_files(out, config, tokenizer)
-    key = cache_key(cache_fingerprint(config["corpus"]), tokenizer)
+    key = cache_key(cache_fingerprint(config["corpus"]["sha256"], config["corpus"]), tokenizer)
     ids = _cache_ids(out, ids, key, tokenizer.vocab_size)
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config)
@@ -256,7 +256,7 @@ def _resume(out: Path, settings: dict, where: Distributed) -> _Run:
     val = ValData.of_run(config["corpus"])  # the same validation files too
     if val is not None:
         val.check_unchanged(config["corpus"]["val_data"])
-    key = cache_key(cache_fingerprint(config["corpus"]), tokenizer)
+    key = cache_key(cache_fingerprint(fingerprint, config["corpus"]), tokenizer)
     ids, val_start = open_cache(out / TOKENS_FILE, key), config["corpus"].get("train_tokens")
     if ids is None or not isinstance(val_start, int) or not 0 < val_start < len(ids):
         # A run from before the cache, or a cache that is damaged or stale: tokenize again.
