@@ -155,7 +155,7 @@ def _edit_config(path, edit):
     (lambda c: c["corpus"].update(speakers=["jerry", 3]), "speakers"),
     (lambda c: c.update(training=[1]), "'training' must be a JSON object"),
     (lambda c: c["model"].update(cell=["lstm"]), "invalid model settings|--cell"),
-    (lambda c: c["model"].update(dropout="0.1"), "invalid model settings"),
+    (lambda c: c["model"].update(dropout="0.1"), "invalid model settings|--dropout must be in"),
     (lambda c: c["model"].update(tie_weights="yes"), "tie"),
 ])
 def test_damaged_config_fields_are_one_line_errors(tmp_path, edit, match):

@@ -307,3 +307,24 @@ def test_sigterm_outside_training_is_a_clean_interrupt(capsys, tmp_path, monkeyp
     assert main(["corpus", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "scriptrnn: interrupted"
     assert signal.getsignal(signal.SIGTERM) == before  # put back afterwards
+
+
+def test_train_help_shows_the_defaults_each_level_really_uses():
+    from scriptrnn.cli.parser import _shown, build_parser
+    from scriptrnn.training.config import level_defaults
+
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    char, word = level_defaults("char"), level_defaults("word")
+    checked = set()
+    for action in train._actions:
+        if action.dest not in char or action.dest in ("level", "softmax", "device", "precision", "lowercase",
+                                                      "save_every") \
+                or action.help is None or "default" not in action.help:
+            continue
+        help_text = " ".join(action.help.split())
+        assert f"default {_shown(char[action.dest])}" in help_text, (action.dest, help_text)
+        if word[action.dest] != char[action.dest]:
+            assert f"word level {_shown(word[action.dest])}" in help_text, (action.dest, help_text)
+        checked.add(action.dest)
+    assert {"hidden_size", "min_count", "weight_drop", "dropout_hidden", "embedding_dropout", "batch_size"} <= checked

@@ -25,7 +25,8 @@ def test_train_flag_writes_the_metrics_as_scalars(tmp_path, dialogue_file):
     assert code == 0
     assert list(tb.glob("events.out.tfevents.*"))
     scalars = read_scalars(tb)
-    assert set(scalars) == {"train/loss", "train/lr", "train/tokens_per_s", "validation/loss"}
+    assert set(scalars) == {"train/loss", "train/lr", "train/tokens_per_s", "validation/loss",
+                            "validation/bits_per_char"}
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # The same numbers as metrics.jsonl, at the same steps (float32 in the event file).
     want = [(r["step"], r["val_loss"]) for r in logged if "val_loss" in r]

@@ -38,6 +38,7 @@ def train(
     progress: bool = True,
     callbacks: list[Callable[[str, Trainer], None]] | None = None,
     dist_timeout: float = DEFAULT_TIMEOUT_S,
+    val_data: str | Path | Sequence[str | Path] | None = None,
     **settings,
 ) -> TrainResult:
     """Train a model on ``data`` (files, folders; the built-in corpus when None) into ``out``.
@@ -58,11 +59,14 @@ def train(
     the corpus and writes the run's files, and all train one model with DDP, each on its
     share of the ``batch_size`` streams. ``dist_timeout`` is how many seconds a process
     waits for the others before it gives up with an error.
+
+    ``val_data``: files (or folders) to validate on (early stopping, the best checkpoint)
+    instead of the end of ``data``, which is then trained on whole.
     """
     request = CorpusRequest(data, corpus, tuple(genres or ()), styles,
                             TextFormat(encoding, speaker_column, dialogue_column))
     return run_training(request, Path(out), resume=resume, overwrite=overwrite, progress=progress,
-                        callbacks=callbacks, dist_timeout=dist_timeout, settings=settings)
+                        callbacks=callbacks, dist_timeout=dist_timeout, settings=settings, val_data=val_data)
 
 
 def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptModel:

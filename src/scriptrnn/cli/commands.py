@@ -14,7 +14,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 _NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "speaker_column", "dialogue_column",
-                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv", "dist_timeout"}
+                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv", "dist_timeout", "val_data"}
 
 
 def cmd_train(args) -> int:
@@ -30,7 +30,7 @@ def cmd_train(args) -> int:
                            encoding=args.encoding,
                            speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                            resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
-                           callbacks=callbacks, dist_timeout=args.dist_timeout, **settings)
+                           callbacks=callbacks, dist_timeout=args.dist_timeout, val_data=args.val_data, **settings)
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
         from ..model.checkpoint import RESUME_FILE
 
@@ -158,14 +158,20 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps({**report, **({"text": text.to_dict()} if text else {})}, indent=2, ensure_ascii=False))
         return 0
+    if report.get("warning"):  # tokens left out of the score: said first, and where it cannot be missed
+        print(f"scriptrnn: {report['warning']}", file=sys.stderr)
     for key, value in report.items():
+        if key == "warning":
+            continue
         if key == "styles":
             for name, style_report in value.items():  # a styled run: each style's held-out end
                 figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                    for k, v in style_report.items())
+                                    for k, v in style_report.items() if k != "warning")
                 print(f"style {name}: {figures}")
         else:
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    if report.get("warning"):
+        print(f"NOT SCORED: {report['dropped']:,} tokens (see the warning above)")
     if text:
         print(f"\n{text.table()}")
     return 0

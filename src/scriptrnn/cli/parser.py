@@ -32,6 +32,17 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialogue-column", default="Dialogue", help="CSV column with the line spoken")
 
 
+# The AWD-LSTM recipe (model/regularisation.py): training only, added to --dropout.
+_REGULARISATION = [
+    (f"--{name.replace('_', '-')}", name, {"type": float, "metavar": "P", "help": text}) for name, text in [
+        ("dropout_input", "locked dropout on the embeddings entering the first layer, one mask per sequence"),
+        ("dropout_hidden", "locked dropout between recurrent layers"),
+        ("dropout_output", "locked dropout on the last layer's output"),
+        ("embedding_dropout", "drop whole tokens: each dropped word or character is gone from the whole batch"),
+        ("weight_drop", "DropConnect on the hidden-to-hidden weights (PyTorch's fused kernels kept)"),
+    ]]
+
+
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model on a corpus")
     _add_corpus_args(p)
@@ -45,6 +56,9 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--init-from", metavar="DIR|builtin",
                    help="fine-tune: start from this run's weights (or the built-in model's); the model's shape "
                         "and token level are the parent's, new characters or words get new rows")
+    p.add_argument("--val-data", nargs="+", metavar="FILE",
+                   help="validate (early stopping, the best checkpoint) on these files and train on all of DATA "
+                        "(default: hold out the end of DATA, --val-fraction)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no samples shown (samples.jsonl is still written)")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
@@ -66,6 +80,7 @@ def _add_train_parser(sub) -> None:
                                           "help": "share input and output embeddings"}),
         ("--softmax", "softmax", {"choices": ["full", "adaptive"],
                                   "help": "output layer: full or adaptive (faster for large word vocabularies)"}),
+        *_REGULARISATION,
     ]:
         g.add_argument(flag, **{**extra, "help": f"{extra['help']} ({_default_text(name)})"})
     g = p.add_argument_group("training")
@@ -73,7 +88,7 @@ def _add_train_parser(sub) -> None:
         ("--seq-len", int, "tokens per window; state carries across windows"),
         ("--batch-size", int, "parallel streams per batch"),
         ("--lr", float, "peak learning rate (AdamW)"),
-        ("--weight-decay", float, "AdamW weight decay on weight matrices"),
+        ("--weight-decay", float, "AdamW weight decay on the weight matrices (not embeddings or biases)"),
         ("--grad-clip", float, "max gradient norm"),
         ("--warmup-steps", int, "linear warm-up steps before cosine decay"),
         ("--epochs", float, "passes over the training text"),

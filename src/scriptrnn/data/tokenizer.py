@@ -138,6 +138,13 @@ class WordTokenizer:
 
     @classmethod
     def fit(cls, text: str, *, lowercase: bool = True, min_count: int = 1) -> "WordTokenizer":
+        """The vocabulary of ``text``: words seen at least ``min_count`` times, and always ``<unk>``.
+
+        Rare words fold into ``<unk>``, which takes its place in the frequency order; so new
+        text's unknown words have a token that training has seen, and every word of it is
+        scored. With ``min_count`` 1 (this function's default; a run's is TrainConfig.min_count)
+        nothing folds and ``<unk>`` is last, never trained on.
+        """
         if min_count < 1:
             raise ScriptRNNError(f"--min-count must be at least 1, got {min_count}")
         tok = cls([], lowercase=lowercase)
@@ -145,14 +152,20 @@ class WordTokenizer:
 
     @classmethod
     def from_counts(cls, counts: Counter, *, lowercase: bool = True, min_count: int = 1) -> "WordTokenizer":
-        """The vocabulary of tokens counted in order of first appearance (``split``'s), most frequent first."""
+        """The vocabulary of tokens counted in order of first appearance (``split``'s), most frequent first.
+
+        Rare words fold into ``<unk>``, which takes its place in the frequency order; so new
+        text's unknown words have a token that training has seen, and every word of it is
+        scored. With ``min_count`` 1 (this function's default; a run's is TrainConfig.min_count)
+        nothing folds and ``<unk>`` is last, never trained on.
+        """
         if min_count < 1:
             raise ScriptRNNError(f"--min-count must be at least 1, got {min_count}")
+        counts = Counter(counts)
+        literal = counts.pop(UNK, 0)  # "<unk>" written in the text is the same token
         kept = [w for w, c in counts.most_common() if c >= min_count]  # ties: first seen first (stable sort)
-        if len(kept) < len(counts):
-            # Rare words fold into <unk>; it takes its place in the frequency order.
-            folded = sum(c for w, c in counts.items() if c < min_count)
-            kept = sorted(kept + [UNK], key=lambda w: -(counts[w] if w != UNK else folded))
+        folded = literal + sum(c for w, c in counts.items() if c < min_count)
+        kept = sorted(kept + [UNK], key=lambda w: -(counts[w] if w != UNK else folded))  # stable: ties keep order
         return cls(kept, lowercase=lowercase)
 
     @property
@@ -173,7 +186,7 @@ class WordTokenizer:
                 if strict:
                     raise ScriptRNNError(
                         f"the word {word!r} is not in the model's vocabulary; "
-                        "choose another word (see the corpus) or retrain with --min-count 2 to get <unk>"
+                        "choose another word (see the corpus); models trained now always have <unk>"
                     )
                 continue
             ids.append(i)

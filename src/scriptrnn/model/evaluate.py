@@ -8,19 +8,28 @@ import numpy as np
 import torch
 
 from ..data.batching import split_ids
+from ..data.coverage import EncodedText, bits_per_char, dropped_warning, encode_text
 from ..data.corpus import as_path_list
 from ..data.sources import CorpusRequest, CorpusSource, load_corpus
 from ..data.styles import StyledCorpus
+from ..data.val_data import ValData
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
 from ..generate.text_report import TextReport, text_report
 from .network import RNNLanguageModel
 
 
-def loss_report(loss: float, level: str) -> dict:
-    """Held-out loss with the figures people quote: perplexity, and bits per character at char level."""
+def loss_report(loss: float, level: str, *, tokens: int | None = None, characters: int | None = None) -> dict:
+    """Held-out loss with the figures people quote: perplexity, and bits per character of the text.
+
+    Bits per character put word and char models on one scale: the loss per token times the
+    text's ``tokens``, over its ``characters``, in bits. Without the counts (a run from before
+    they were kept) only char level has them: a token is a character.
+    """
     report = {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
-    if level == "char":
+    if tokens and characters:
+        report["bits_per_char"] = bits_per_char(loss, tokens, characters)
+    elif level == "char":
         report["bits_per_char"] = loss / math.log(2)
     return report
 
@@ -85,12 +94,16 @@ def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = Tru
     """``scriptrnn.evaluate``: a loaded model (a ``ScriptModel``) scored on the text ``request`` names.
 
     No data and no corpus: the corpus the run trained on (each style's own held-out end for a
-    styled run). ``held_out``: only the last ``val_fraction`` of the text, which a run never trains on.
+    styled run; the whole of its --val-data files for a run given them). ``held_out``: only the
+    last ``val_fraction`` of the text, which a run never trains on.
     """
     paths = as_path_list(request.data)
     own = CorpusSource.from_dict(script_model.config.get("corpus", {}).get("source"))
     fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
     if not paths and request.corpus is None and own is not None:
+        val = ValData.of_run(script_model.config.get("corpus", {}))
+        if val is not None:  # held out: those files; --all: the corpus, all of which it trained on
+            return _score(script_model, encode_text(script_model.tokenizer, val.text if held_out else own.load().text))
         corpus = own.load()
         if isinstance(corpus, StyledCorpus) and held_out:
             return _evaluate_styles(script_model, corpus.split(fraction))
@@ -98,19 +111,23 @@ def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = Tru
     else:
         text = load_corpus(paths or None, corpus=request.corpus or "shakespeare", genres=list(request.genres) or None,
                            text_format=request.text_format).text
-    ids = script_model.tokenizer.encode(text, strict=False)
-    return _score(script_model, split_ids(ids, fraction)[1] if held_out else ids)
+    encoded = encode_text(script_model.tokenizer, text)
+    return _score(script_model, encoded.tail(fraction) if held_out else encoded)
 
 
 def _evaluate_styles(script_model, split) -> dict:
     """The held-out ends of all styles together (what training validated on), then each alone."""
-    report = _score(script_model, script_model.tokenizer.encode(split.val, strict=False))
-    report["styles"] = {name: _score(script_model, script_model.tokenizer.encode(text, strict=False))
+    tokenizer = script_model.tokenizer
+    report = _score(script_model, encode_text(tokenizer, split.val))
+    report["styles"] = {name: _score(script_model, encode_text(tokenizer, text))
                         for name, text in split.val_by_style.items()}
     return report
 
 
-def _score(script_model, ids) -> dict:
+def _score(script_model, encoded: EncodedText) -> dict:
+    """Every token scored: unknown ones as <unk>, or, with no <unk> to stand for them, counted and warned of."""
+    facts = encoded.coverage()
+    ids = facts.pop("ids")
     if len(ids) < 2:
         raise ScriptRNNError("the evaluation text has fewer than 2 known tokens")
     if isinstance(script_model.model, RNNLanguageModel):
@@ -119,7 +136,11 @@ def _score(script_model, ids) -> dict:
         from .onnx import evaluate_loss as evaluate_exported
 
         loss, tokens = evaluate_exported(script_model.model, ids)
-    return {**loss_report(loss, script_model.level), "tokens": tokens}
+    report = {**loss_report(loss, script_model.level, tokens=len(ids), characters=facts["characters"]),
+              "tokens": tokens, "characters": facts["characters"], "out_of_vocabulary": facts["out_of_vocabulary"],
+              "out_of_vocabulary_share": facts["out_of_vocabulary_share"], "dropped": facts["dropped"]}
+    warning = dropped_warning(report, script_model.level)
+    return {**report, "warning": warning} if warning else report
 
 
 SAMPLE_TOKENS = {"char": 4_000, "word": 800}  # --samples' default length: about 4,000 characters either way
@@ -151,11 +172,17 @@ def _run_texts(script_model) -> tuple[str, str]:
                              "does not say which corpus it read")
     fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
     corpus, tokenizer = own.load(), script_model.tokenizer
-    if isinstance(corpus, StyledCorpus):
+    val = ValData.of_run(script_model.config.get("corpus", {}))
+    if val is not None:  # trained on all of the corpus, validated on its own files
+        parts = [tokenizer.encode(corpus.text, strict=False), tokenizer.encode(val.text, strict=False)]
+        if tokenizer.level == "char":
+            return corpus.text, tokenizer.decode(parts[1])
+    elif isinstance(corpus, StyledCorpus):
         split = corpus.split(fraction)
         parts = [tokenizer.encode(split.train, strict=False), tokenizer.encode(split.val, strict=False)]
     else:
         parts = split_ids(tokenizer.encode(corpus.text, strict=False), fraction)
-    if tokenizer.level == "char" and not isinstance(corpus, StyledCorpus) and sum(map(len, parts)) == len(corpus.text):
+    if tokenizer.level == "char" and not isinstance(corpus, StyledCorpus) and val is None \
+            and sum(map(len, parts)) == len(corpus.text):
         return corpus.text[:len(parts[0])], corpus.text[len(parts[0]):]  # every character known: no need to decode
     return tokenizer.decode(parts[0]), tokenizer.decode(parts[1])

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ScriptRNNError
+from .regularisation import embedding_dropout, locked_dropout, needs_layerwise, recurrent_layers
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 _CELL_FUNCTIONS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
@@ -30,6 +31,13 @@ class ModelConfig:
     # full: one V-way softmax. adaptive: torch's AdaptiveLogSoftmaxWithLoss (Grave et al. 2017),
     # frequent words in a small head, rare ones in cheaper clusters; for large word vocabularies.
     softmax: str = "full"  # full | adaptive
+    # Regularisation of the AWD-LSTM recipe (model/regularisation.py), training only; all off until measured
+    # (benchmarks/sweeps/regularisation.toml). They add to ``dropout``, which stays as it is.
+    dropout_input: float = 0.0  # locked dropout on the embeddings entering the first layer (one mask per sequence)
+    dropout_hidden: float = 0.0  # locked dropout between recurrent layers
+    dropout_output: float = 0.0  # locked dropout on the last layer's output, before the output layer
+    embedding_dropout: float = 0.0  # drop whole tokens: every occurrence of a dropped id in a batch
+    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices (fused kernels kept)
 
     def validate(self) -> "ModelConfig":
         if self.cell not in CELLS:
@@ -38,8 +46,11 @@ class ModelConfig:
         _check_size("--layers", self.num_layers, 1, 64)
         _check_size("--hidden-size", self.hidden_size, 1, 65_536)
         _check_size("--embedding-size", self.embedding_size, 1, 65_536)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ScriptRNNError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "dropout_input", "dropout_hidden", "dropout_output", "embedding_dropout",
+                     "weight_drop"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0):
+                raise ScriptRNNError(f"--{name.replace('_', '-')} must be in [0, 1), got {value!r}")
         if not isinstance(self.tie_weights, bool):
             raise ScriptRNNError(f"--tie-weights must be true or false, got {self.tie_weights!r}")
         if self.softmax not in ("full", "adaptive"):
@@ -139,14 +150,19 @@ class RNNLanguageModel(nn.Module):
         With ``last``, only the last position's logits (B, 1, V): generation needs no
         more, and a long prime then costs one output layer per row, not T.
         """
+        c = self.config
         emb = self.embedding(x)  # (B, T, E)
+        emb = embedding_dropout(emb, x, c.vocab_size, c.embedding_dropout, self.training)
+        emb = locked_dropout(emb, c.dropout_input, self.training)
         if x.shape[1] == 1 and not self.training and state is not None and not torch.jit.is_tracing():
             out, state = self._one_step(emb, state)  # (B, 1, H)
+        elif self.training and needs_layerwise(c):
+            out, state = recurrent_layers(self.rnn, emb, state, c, self.training)  # (B, T, H)
         else:
             out, state = self.rnn(emb, state)  # (B, T, H)
         if last:
             out = out[:, -1:]  # (B, 1, H)
-        out = self.dropout(out)
+        out = locked_dropout(self.dropout(out), c.dropout_output, self.training)
         if self.projection is not None:
             out = self.projection(out)  # (B, T, E)
         if self.config.softmax == "adaptive":

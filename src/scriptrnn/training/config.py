@@ -39,7 +39,10 @@ class TrainConfig:
     # --- tokens
     level: str = "char"  # char (novels, plays) or word (course-style scripts)
     lowercase: bool = True  # word level: fold case, as the course projects do
-    min_count: int = 1  # word level: rarer words become <unk>
+    # Word level: rarer words become <unk>. 2 (the words seen once) gives <unk> real training text, so
+    # new text's unknown words are scored by what the model learned of rare words (Good-Turing: the
+    # share of words seen once estimates the share of unseen ones). Every word vocabulary has <unk>.
+    min_count: int = 2
     # --- batches
     seq_len: int = 128  # T: tokens per window; the state carries on past it
     batch_size: int = 64  # B: parallel streams

@@ -50,13 +50,15 @@ class Trainer:
 
     def __init__(self, model: RNNLanguageModel, train_ids: np.ndarray, val_ids: np.ndarray,
                  config: TrainConfig, out_dir: Path, *, level: str, progress: bool = True,
-                 callbacks: list[Callable[[str, "Trainer"], None]] | None = None, dist: Distributed = SINGLE):
+                 callbacks: list[Callable[[str, "Trainer"], None]] | None = None, dist: Distributed = SINGLE,
+                 val_characters: int | None = None):
         self.config = config
         self.dist = dist
         self.device = dist.device(pick_device(config.device))
         self.model = model.to(self.device)
         self.train_model = dist.wrap(self.model)  # DDP averages gradients over processes in backward
         self.val_ids = val_ids
+        self.val_characters = val_characters  # of the held-out text: losses also in bits per character
         self.level = level
         self.out_dir = Path(out_dir)
         self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len, config.seed,
@@ -291,9 +293,12 @@ class Trainer:
                 save_weights(self.out_dir, self.model, val_loss)
         else:
             s.checks_without_improvement += 1
-        self._log(log, {"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s})
+        bpc = self._val_report(val_loss).get("bits_per_char")
+        self._log(log, {"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s,
+                        **({"val_bits_per_char": bpc} if bpc is not None else {})})
         if self.dist.is_main:
-            bar.write(f"step {s.step}: validation loss {val_loss:.4f}{' (best)' if improved else ''}")
+            shown = f" ({bpc:.3f} bits/char)" if bpc is not None else ""
+            bar.write(f"step {s.step}: validation loss {val_loss:.4f}{shown}{' (best)' if improved else ''}")
             self._sample(bar)
         self._save_resume()
         if self.dist.is_main:
@@ -322,7 +327,12 @@ class Trainer:
             load_weights_into(self.model, tensors, self.out_dir / WEIGHTS_FILE)
         self.dist.broadcast_(list(self.model.state_dict().values()))  # all score rank 0's best weights
         loss, tokens = self._validation_loss(None)
-        return {**loss_report(loss, self.level), "tokens": tokens}
+        return {**self._val_report(loss), "tokens": tokens}
+
+    def _val_report(self, loss: float) -> dict:
+        """A held-out loss with its perplexity and bits per character (a sampled check: at the whole
+        held-out text's characters per token)."""
+        return loss_report(loss, self.level, tokens=len(self.val_ids), characters=self.val_characters)
 
     def _validation_loss(self, max_tokens: int | None) -> tuple[float, int]:
         """Held-out loss and positions scored; each process scores its share of the streams."""

@@ -19,12 +19,14 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..data.batching import split_ids, tokens_needed
+from ..data.coverage import characters_from
 from ..data.corpus import find_speakers
 from ..data.scan import CorpusScan
 from ..data.sources import CorpusSource
 from ..data.stream import Recut, StreamedCorpus
 from ..data.styles import StyledCorpus
 from ..data.tokenizer import fit_tokenizer
+from ..data.val_data import ValData
 from ..errors import ScriptRNNError
 from .config import TrainConfig
 
@@ -56,24 +58,56 @@ class StreamedText:
     def tokenizer(self, train_config: TrainConfig):
         return self.scan.tokenizer(min_count=train_config.min_count)
 
-    def train_tokens(self, tokenizer, train_config: TrainConfig, tokens: int | None = None) -> int:
-        """How many ids are trained on (the rest is held out); a corpus too small for one batch is refused."""
+    def train_tokens(self, tokenizer, train_config: TrainConfig, tokens: int | None = None, *,
+                     val: ValData | None = None) -> int:
+        """How many ids are trained on (the rest is held out); a corpus too small for one batch is refused.
+
+        With --val-data (``val``) all of DATA trains and the files, put after it, validate.
+        """
         n = self.scan.tokens if tokens is None else tokens
         B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
+        if val is not None:
+            if n < B * (T + 1) + 1:  # one (B, T+1) batch
+                too_small("DATA", n, "", B * (T + 1) + 1, B, T, tokenizer)
+            return n
         need = tokens_needed(B * (T + 1) + 1, fraction)  # one (B, T+1) batch to train on, after the split
         if n < need:
             too_small("the corpus", n, f" with {fraction:.0%} held out", need, B, T, tokenizer)
         return len(split_ids(range(n), fraction)[0])  # a range: the split of n ids without holding them
 
-    def ids(self, tokenizer, train_config: TrainConfig) -> Iterator[np.ndarray]:
-        """The second pass: the ids, piece by piece (at word level cut again so that no word is split)."""
+    def ids(self, tokenizer, train_config: TrainConfig, *, val: ValData | None = None,
+            val_start: int | None = None) -> Iterator[np.ndarray]:
+        """The second pass: the ids, piece by piece (at word level cut again so that no word is split),
+        then --val-data's. On the way it counts the held-out part's characters (``val_characters``,
+        None where ``val_start`` is not known yet) and ``val``'s tokens (``val_tokens``)."""
         words = Recut("word") if tokenizer.level == "word" else None
+        held = _HeldOut(tokenizer, None if val is not None else val_start)
         for piece in self._pieces():
             text = words.feed(piece) if words else piece
             if text:
-                yield tokenizer.encode(text, strict=False)
+                yield held.count(text, tokenizer.encode(text, strict=False))
         if words and words.tail:
-            yield tokenizer.encode(words.flush(), strict=False)
+            text = words.flush()
+            yield held.count(text, tokenizer.encode(text, strict=False))
+        self.val_characters, self.val_tokens = held.characters, 0
+        if val is not None:
+            val_ids, self.val_characters = val.encoded(tokenizer)
+            self.val_tokens = len(val_ids)
+            yield val_ids
+
+
+class _HeldOut:
+    """Characters of the text from token number ``start`` on, counted piece by piece (bits per character)."""
+
+    def __init__(self, tokenizer, start: int | None):
+        self.tokenizer, self.start, self.seen = tokenizer, start, 0
+        self.characters: int | None = 0 if start is not None else None
+
+    def count(self, text: str, ids: np.ndarray) -> np.ndarray:
+        if self.start is not None and self.seen + len(ids) > self.start:
+            self.characters += characters_from(self.tokenizer, text, max(0, self.start - self.seen))
+        self.seen += len(ids)
+        return ids
 
 
 class WholeText:
@@ -89,10 +123,12 @@ class WholeText:
         return fit_tokenizer(self.styled.text, train_config.level, lowercase=train_config.lowercase,
                              min_count=train_config.min_count)
 
-    def train_tokens(self, tokenizer, train_config: TrainConfig, tokens: int | None = None) -> int:
-        return self._encode(tokenizer, train_config)[1]
+    def train_tokens(self, tokenizer, train_config: TrainConfig, tokens: int | None = None, *,
+                     val: ValData | None = None) -> int:
+        return self._encode(tokenizer, train_config)[1]  # styles refuse --val-data (setup._val_data)
 
-    def ids(self, tokenizer, train_config: TrainConfig) -> Iterator[np.ndarray]:
+    def ids(self, tokenizer, train_config: TrainConfig, *, val: ValData | None = None,
+            val_start: int | None = None) -> Iterator[np.ndarray]:
         yield from self._encode(tokenizer, train_config)[0]
 
     def _encode(self, tokenizer, train_config: TrainConfig) -> tuple[list[np.ndarray], int]:
@@ -104,6 +140,7 @@ class WholeText:
             if len(train_ids) < B * (T + 1) + 1:  # one (B, T+1) batch
                 too_small("the styles' training text", len(train_ids), "", B * (T + 1) + 1, B, T, tokenizer)
             self._encoded = [train_ids, tokenizer.encode(split.val, strict=False)], len(train_ids)
+            self.val_characters, self.val_tokens = characters_from(tokenizer, split.val, 0), 0
         return self._encoded
 
 

@@ -137,7 +137,7 @@ class TensorBoardLogger:
     """
 
     TAGS = {"train_loss": "train/loss", "lr": "train/lr", "tokens_per_s": "train/tokens_per_s",
-            "val_loss": "validation/loss"}
+            "val_loss": "validation/loss", "val_bits_per_char": "validation/bits_per_char"}
 
     def __init__(self, log_dir: str | Path):
         try:

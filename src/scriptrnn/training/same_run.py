@@ -38,6 +38,17 @@ def resume_settings(config: dict, source: CorpusSource | None, request: CorpusRe
     return {k: v for k, v in settings.items() if k in RESUME_OVERRIDES}
 
 
+def check_val_data(val, val_data) -> None:
+    """--val-data on a resume must name the files the run validates on (``val``: the run's, or None)."""
+    from ..data.corpus import as_path_list
+
+    given = tuple(str(p.resolve()) for p in as_path_list(val_data))
+    had = val.source.paths if val is not None else ()
+    if given != had:
+        theirs = ", ".join(had) or "(none: it validates on the end of its DATA)"
+        raise ScriptRNNError(f"--resume: --val-data {', '.join(given)} differs from the run's {theirs}; {_ADVICE}")
+
+
 def _check_parent(config: dict, init_from) -> None:
     """--init-from on a resume must name the parent the run started from (its weights are in the run now)."""
     if init_from is None:

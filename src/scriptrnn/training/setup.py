@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..data.val_data import ValData, cache_fingerprint
 from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
 from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
@@ -30,7 +31,7 @@ from .init_from import child_model, merge_corpus_facts, merged_tokenizer, parent
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
 from .prepare import open_text
-from .same_run import resume_settings
+from .same_run import check_val_data, resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
 from .sizing import auto_size, rough_tokens
 from .samples import SAMPLES_FILE, RunSamples
@@ -43,12 +44,13 @@ MAX_SPEAKERS = 500  # kept in the config for primes and pickers, most frequent f
 
 def run_training(request: CorpusRequest, out: Path, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, callbacks: list | None = None, dist_timeout: float = DEFAULT_TIMEOUT_S,
-                 settings: dict | None = None) -> TrainResult:
+                 settings: dict | None = None, val_data=None) -> TrainResult:
     """``scriptrnn.train()`` after its arguments are gathered (see its docstring)."""
     settings = settings or {}
     with session(dist_timeout) as where:
         if where.is_main:
-            run = _tell_the_others(where, lambda: _prepare(request, out, resume, overwrite, settings, where))
+            run = _tell_the_others(where, lambda: _prepare(request, out, resume, overwrite, settings, where,
+                                                           val_data))
         else:
             run = _follow(out, where)
         return _fit(out, run, progress, callbacks, where)
@@ -136,20 +138,34 @@ def _follow(out: Path, where: Distributed) -> _Run:
 
 
 def _prepare(request: CorpusRequest, out: Path, resume: bool, overwrite: bool, settings: dict,
-             where: Distributed) -> _Run:
+             where: Distributed, val_data=None) -> _Run:
     created = not out.exists()
     _prepare_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
-        return _resume(out, request, settings, where)
+        return _resume(out, request, settings, where, val_data)
     try:
-        return _start(request.resolve(), out, settings, where)
+        source = request.resolve()
+        return _start(source, out, settings, where, _val_data(val_data, source, request.text_format, settings))
     except ScriptRNNError:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a refused start leaves nothing behind
         raise
 
 
-def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) -> _Run:
+def _val_data(paths, source: CorpusSource, text_format, settings: dict) -> ValData | None:
+    """--val-data's files, read; refused where they have no meaning."""
+    if not paths:
+        return None
+    if source.styles:
+        raise ScriptRNNError("--val-data is for one corpus; a styled run holds out each style's own end "
+                             "(leave out --val-data or the styles)")
+    if "val_fraction" in settings:
+        raise ScriptRNNError("--val-fraction holds out the end of DATA; with --val-data all of DATA is trained "
+                             "on, so give one or the other")
+    return ValData.read(paths, text_format)
+
+
+def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, val: ValData | None = None) -> _Run:
     settings = dict(settings)
     init_from = settings.pop("init_from", None)
     parent = read_parent(init_from) if init_from is not None else None  # before the corpus: refuse early
@@ -179,11 +195,16 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed) 
     if parent is not None:
         merge_corpus_facts(parent, config["corpus"], MAX_SPEAKERS)
         config["parent"] = parent_record(parent)
-    val_start = config["corpus"]["train_tokens"] = text.train_tokens(tokenizer, train_config)
+    if val is not None:
+        config["corpus"]["val_data"] = val.facts()
+    val_start = config["corpus"]["train_tokens"] = text.train_tokens(tokenizer, train_config, val=val)
     _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
     save_run_files(out, config, tokenizer)
-    key = cache_key(config["corpus"]["sha256"], tokenizer)
-    ids = _cache_ids(out, text.ids(tokenizer, train_config), key, tokenizer.vocab_size)  # the second pass
+    key = cache_key(cache_fingerprint(config["corpus"]["sha256"], config["corpus"]), tokenizer)
+    ids = _cache_ids(out, text.ids(tokenizer, train_config, val=val, val_start=val_start), key,
+                     tokenizer.vocab_size)  # the second pass
+    config["corpus"]["val_characters"] = text.val_characters  # counted in that pass: bits per character
+    save_run_files(out, config, tokenizer)
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config) if parent is None else child_model(parent, model_config, train_config.seed)
     return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
@@ -223,7 +244,7 @@ def _check_tags_kept(text_corpus: StyledCorpus, tokenizer, min_count: int) -> No
                                  "become <unk>; give it more text or lower --min-count")
 
 
-def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distributed) -> _Run:
+def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distributed, val_data=None) -> _Run:
     config = read_config(out)
     source = CorpusSource.from_dict(config.get("corpus", {}).get("source"))
     # The run's own command again (DATA, settings) is fine; what differs is refused, named (same_run.py).
@@ -243,19 +264,26 @@ def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distribute
             f"the corpus ({source.describe()}) has changed since this run started; "
             "--resume needs the same text (start a new run with --overwrite or another --out)"
         )
-    key = cache_key(fingerprint, tokenizer)
+    val = ValData.of_run(config["corpus"])  # the same validation files too
+    if val_data:
+        check_val_data(val, val_data)  # --val-data again is fine when it names the run's own files
+    if val is not None:
+        val.check_unchanged(config["corpus"]["val_data"])
+    key = cache_key(cache_fingerprint(fingerprint, config["corpus"]), tokenizer)
     ids, val_start = open_cache(out / TOKENS_FILE, key), config["corpus"].get("train_tokens")
     if ids is None or not isinstance(val_start, int) or not 0 < val_start < len(ids):
         # A run from before the cache, or a cache that is damaged or stale: tokenize again.
-        ids = _cache_ids(out, text.ids(tokenizer, train_config), key, tokenizer.vocab_size)
-        val_start = config["corpus"]["train_tokens"] = text.train_tokens(tokenizer, train_config, len(ids))
+        ids = _cache_ids(out, text.ids(tokenizer, train_config, val=val), key, tokenizer.vocab_size)
+        val_start = text.train_tokens(tokenizer, train_config, len(ids) - text.val_tokens, val=val)
+        config["corpus"].update(train_tokens=val_start, val_characters=text.val_characters)
     return _Run(config, train_config, build_model(config), tokenizer, ids, key, resume=True, val_start=val_start)
 
 
 def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) -> TrainResult:
     train_ids, val_ids = run.ids[: run.val_start], run.ids[run.val_start:]  # views of the memory map
     trainer = Trainer(run.model, train_ids, val_ids, run.train_config, out, level=run.tokenizer.level,
-                      progress=progress, callbacks=callbacks, dist=where)
+                      progress=progress, callbacks=callbacks, dist=where,
+                      val_characters=run.config["corpus"].get("val_characters"))
     if run.resume:
         trainer.load_resume()
     else:  # --size auto's probe took its seconds out of the budget
