@@ -63,6 +63,9 @@ def test_page_streams_a_scene(page_url, browser_page):
     page.goto(page_url)
     page.wait_for_selector("#speaker option:nth-child(2)", state="attached")
     page.select_option("#speaker", "HAMLET")
+    # The temperature field is empty (the server's default applies) and shows that default.
+    default = scriptrnn.SamplingConfig.temperature
+    page.wait_for_selector(f"#temperature[placeholder='{default}']", state="attached")
     page.fill("#max_tokens", "300")
     page.fill("#seed", "5")
     page.click("#generate")

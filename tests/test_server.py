@@ -31,7 +31,9 @@ def test_health_info_and_models(client):
     assert card["id"] == MODEL and card["object"] == "model"
     assert card["level"] == "char" and card["cell"] == "lstm" and card["vocab_size"] == 80
     assert card["held_out_loss"] > 0 and "HAMLET" in card["speakers"]
-    assert client.get("/info").json()["model_id"] == MODEL
+    info = client.get("/info").json()
+    assert info["model_id"] == MODEL
+    assert info["sampling_defaults"]["temperature"] == scriptrnn.SamplingConfig.temperature  # the one default
     assert client.get("/openapi.json").status_code == 200
 
 

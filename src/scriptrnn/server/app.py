@@ -183,7 +183,10 @@ def _add_info_routes(app: FastAPI, service: Service) -> None:
                 "router": "scriptrnn", "version": __version__,
                 "max_new_tokens": limits.max_new_tokens, "max_input_length": limits.max_prime_chars,
                 "max_best_of": limits.max_return_sequences, "max_waiting_requests": limits.max_queue,
-                "max_batch_size": limits.max_batch, "load": service.batcher.load}
+                "max_batch_size": limits.max_batch, "load": service.batcher.load,
+                # The page shows these as its fields' placeholders: the defaults live in SamplingConfig alone.
+                "sampling_defaults": {"temperature": SamplingConfig.temperature, "top_k": SamplingConfig.top_k,
+                                      "top_p": SamplingConfig.top_p}}
 
 
 # ---------------------------------------------------------------- TGI

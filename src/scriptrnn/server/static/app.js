@@ -22,9 +22,18 @@ async function loadModels() {
   const response = await fetch("/v1/models", { headers: headers() });
   if (!response.ok) { setStatus(await errorText(response), true); return; }
   models = (await response.json()).data;
+  showDefaults();
   $("model").innerHTML = "";
   for (const m of models) $("model").add(new Option(m.id, m.id));
   showModel();
+}
+
+// An empty field sends null and the server's default applies; the placeholder shows what that is.
+async function showDefaults() {
+  const response = await fetch("/info", { headers: headers() });
+  if (!response.ok) return;
+  const defaults = (await response.json()).sampling_defaults || {};
+  if (defaults.temperature != null) $("temperature").placeholder = String(defaults.temperature);
 }
 
 function showModel() {
