@@ -138,15 +138,8 @@ class WordTokenizer:
 
     @classmethod
     def fit(cls, text: str, *, lowercase: bool = True, min_count: int = 1) -> "WordTokenizer":
-        """The vocabulary of ``text``: words seen at least ``min_count`` times, and always ``<unk>``.
-
-        Rare words fold into ``<unk>``, which takes its place in the frequency order; so new
-        text's unknown words have a token that training has seen, and every word of it is
-        scored. With ``min_count`` 1 (this function's default; a run's is TrainConfig.min_count)
-        nothing folds and ``<unk>`` is last, never trained on.
-        """
-        if min_count < 1:
-            raise ScriptRNNError(f"--min-count must be at least 1, got {min_count}")
+        """The vocabulary of ``text``: words seen at least ``min_count`` times, and always ``<unk>``
+        (``from_counts`` says how)."""
         tok = cls([], lowercase=lowercase)
         return cls.from_counts(Counter(tok.split(text)), lowercase=lowercase, min_count=min_count)
 

@@ -55,7 +55,7 @@ class MetricsLog:
         self.path = Path(out_dir) / METRICS_FILE
         self.records: list[dict] = []
         if resume and self.path.exists():
-            self.records = _read_records(self.path)
+            self.records = read_step_records(self.path)
         elif self.path.exists():
             self.path.unlink()
 
@@ -75,7 +75,7 @@ class MetricsLog:
 def read_metrics(run_dir: Path) -> list[dict]:
     """A run's metrics.jsonl records (none if it has no log yet)."""
     path = Path(run_dir) / METRICS_FILE
-    return _read_records(path) if path.exists() else []
+    return read_step_records(path) if path.exists() else []
 
 
 class DiscardLog:
@@ -90,8 +90,9 @@ class DiscardLog:
         pass
 
 
-def _read_records(path: Path) -> list[dict]:
-    """metrics.jsonl's records; a line a kill cut short (or any other unreadable one) is skipped."""
+def read_step_records(path: Path) -> list[dict]:
+    """A JSON-lines file's records that carry a step (metrics.jsonl, samples.jsonl); a line a kill
+    cut short (or any other unreadable one) is skipped."""
     records = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:

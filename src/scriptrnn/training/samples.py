@@ -23,6 +23,7 @@ from ..generate.generation import advance
 from ..generate.sampling import SamplingConfig
 from ..generate.script_model import ScriptModel
 from ..model.checkpoint import write_atomic
+from .reporting import read_step_records
 
 SAMPLES_FILE = "samples.jsonl"
 SAMPLE_TEMPERATURES = (0.5, 1.0)  # conservative and wild: the two ends a reader compares
@@ -89,15 +90,7 @@ def write_samples(model, tokenizer, run_config: dict, device, seed: int) -> list
 def read_samples(run_dir: Path) -> list[dict]:
     """A run's samples.jsonl records, oldest first (a line a kill cut short is skipped)."""
     path = Path(run_dir) / SAMPLES_FILE
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-    return records
+    return read_step_records(path) if path.exists() else []
 
 
 def format_samples(records: list[dict]) -> str:
