@@ -1,5 +1,8 @@
 import json
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +12,7 @@ from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
 from scriptrnn.model.checkpoint import (
     WEIGHTS_FILE,
     load_checkpoint,
+    load_tensors,
     remove_temporaries,
     save_run_files,
     save_tensors,
@@ -16,6 +20,8 @@ from scriptrnn.model.checkpoint import (
     write_atomic,
 )
 from scriptrnn.data.tokenizer import CharTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _save_small_run(path, tie=False):
@@ -108,7 +114,28 @@ def test_missing_directory(tmp_path):
 def test_pretrained_model_ships_and_writes():
     text = scriptrnn.load().generate("", max_new_tokens=80, seed=0)[0]
     assert len(text) == 80
-    assert sum(p.stat().st_size for p in scriptrnn.pretrained_dir().iterdir()) < 5 * 1024 * 1024
+    assert sum(p.stat().st_size for p in scriptrnn.pretrained_dir().iterdir()) < 10 * 1024 * 1024
+    # Stored in float16 (half the bytes), loaded as float32 for everything downstream.
+    stored, _ = load_tensors(scriptrnn.pretrained_dir() / WEIGHTS_FILE)
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    model, _, _ = load_checkpoint(scriptrnn.pretrained_dir())
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_a_run_shipped_in_float16_loads_as_float32_and_scores_alike(tmp_path):
+    model = _save_small_run(tmp_path / "run")
+    done = subprocess.run([sys.executable, str(REPO / "deploy" / "ready_model.py"), str(tmp_path / "run"),
+                           "--out", str(tmp_path / "ready")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stored, metadata = load_tensors(tmp_path / "ready" / WEIGHTS_FILE)
+    assert metadata["stored_as"] == "float16" and {t.dtype for t in stored.values()} == {torch.float16}
+    loaded, _, _ = load_checkpoint(tmp_path / "ready")
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        a, _ = model.eval()(ids)
+        b, _ = loaded.eval()(ids)
+    assert b.dtype == torch.float32
+    assert torch.allclose(a, b, atol=1e-2), (a - b).abs().max()
 
 
 # ------------------------------------------------------------- more formats and damage

@@ -328,3 +328,11 @@ def test_train_help_shows_the_defaults_each_level_really_uses():
             assert f"word level {_shown(word[action.dest])}" in help_text, (action.dest, help_text)
         checked.add(action.dest)
     assert {"hidden_size", "min_count", "weight_drop", "dropout_hidden", "embedding_dropout", "batch_size"} <= checked
+
+
+def test_an_unknown_flag_points_at_its_own_commands_help(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--no-such-flag"])
+    err = capsys.readouterr().err
+    assert exited.value.code != 0 and len(err.strip().splitlines()) == 1, err
+    assert "unrecognized arguments: --no-such-flag (see scriptrnn train --help)" in err, err

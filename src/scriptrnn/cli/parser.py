@@ -18,7 +18,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but bad flags exit with one line, like every other error here."""
 
     def error(self, message: str):
-        self.exit(EXIT_USAGE, f"scriptrnn: error: {message} (see scriptrnn {self.prog.split()[-1]} --help)\n")
+        self.exit(EXIT_USAGE, f"scriptrnn: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # Flags no command knows are named by that command's parser, so the hint points at its --help.
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self.commands.get(getattr(parsed, "command", None), self) if hasattr(self, "commands") else self
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def _add_corpus_args(p: argparse.ArgumentParser) -> None:
@@ -304,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scriptrnn", description="Train recurrent networks on scripts and books; write new ones.")
     parser.add_argument("--version", action="version", version=f"scriptrnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.commands = sub.choices  # name -> its parser
     _add_train_parser(sub)
     _add_generate_parser(sub)
     _add_evaluate_parser(sub)
