@@ -3,7 +3,7 @@
 The question: on a user's own small corpus (the first ~300 KB of Seinfeld_Scripts.txt, char
 level, its last 10% held out), does `scriptrnn train DATA --init-from builtin` reach in 1 minute
 what a run from scratch reaches in 5? And which fine-tuning learning rate should be the default
-(training.config.FINETUNE_DEFAULTS, provisional until this is run)?
+(training.config.FINETUNE_DEFAULTS, set from this script's --lrs run)?
 
 Each cell is one whole run with `--time-budget M` (the schedule follows the budget, so a 1-minute
 run is a complete run, not the first minute of a longer one), scored by the run's own final
@@ -14,7 +14,7 @@ characters, a superset of the scratch run's, which can only cost it.
 Run it alone on an idle machine (timings):
 
     python benchmarks/finetune.py                              # finetune and scratch at 1, 2, 5 min (~16 min)
-    python benchmarks/finetune.py --lrs 3e-4,1e-3,3e-3 --methods finetune,scratch,scratch-2x256   # ~40 min
+    python benchmarks/finetune.py --lrs 3e-4,1e-3,3e-3 --minutes 1,2 --methods finetune   # the learning rates, ~10 min
 
 Results go to benchmarks/results/finetune.json and .md, written after every cell; a rerun skips
 the cells already there (--redo to run them again). `--smoke` runs every cell for a few seconds

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .conftest import DIALOGUE
+from scriptrnn.training.config import FINETUNE_DEFAULTS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "finetune.py"
 
@@ -23,10 +24,11 @@ def test_smoke_run_writes_each_cell_and_a_rerun_skips_them(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "finetune.json").read_text())
-    assert set(results["cells"]) == {"finetune lr=0.001 0.03min", "finetune lr=0.001 0.06min", "scratch 0.03min",
+    lr = f"lr={FINETUNE_DEFAULTS['lr']:g}"  # the default fine-tuning learning rate, as the script names it
+    assert set(results["cells"]) == {f"finetune {lr} 0.03min", f"finetune {lr} 0.06min", "scratch 0.03min",
                                      "scratch 0.06min"}
     assert results["smoke"] and results["machine"]["cpu"] and results["machine"]["date"]
     assert all(cell["held_out_loss"] > 0 for cell in results["cells"].values())
-    assert "| finetune lr=0.001 | 0.03 |" in (tmp_path / "out" / "finetune.md").read_text()
+    assert f"| finetune {lr} | 0.03 |" in (tmp_path / "out" / "finetune.md").read_text()
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0 and again.stdout.count("done before, skipped") == 4
