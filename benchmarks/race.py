@@ -6,7 +6,8 @@ method, each trained for the same minutes of wall clock on the same split of a ~
     python benchmarks/race.py --smoke      # the whole pipeline on a tiny text: about a minute of CPU time
 
 The full race trains for 82 minutes (18 per method and precision; the course method once, 10)
-and scores for about a minute per cell: about 1 h 45 min in all. Run nothing else meanwhile:
+and scores for about a minute per cell: about 1 h 45 min in all (each scriptrnn --size mode
+added: 36 minutes more). Run nothing else meanwhile:
 the budgets are wall clock. CPU only for now (a GPU would go to scriptrnn, whose device is
 auto, and not to the transformer); with one present it stops and says how to hide it.
 
@@ -19,8 +20,10 @@ avx512_bf16/amx flags, torch, threads, date).
 The three methods, all at char level on the same ids (benchmarks/common.token_split: the
 first 90% trained on, the last 10% held out):
 
-- **scriptrnn**: ``scriptrnn train TEXT --time-budget M --precision P`` through its real CLI,
-  defaults otherwise. It is given the whole text, so its own held-out end is the race's last
+- **scriptrnn-auto** and **scriptrnn-fixed**: ``scriptrnn train TEXT --time-budget M --precision P
+  --size auto|fixed`` through its real CLI, defaults otherwise (``--methods scriptrnn``: the
+  default --size's; the tables mark it). auto sizes the model to the budget from the speed its
+  probe measures (training/sizing.py); fixed is 2x512, batch 64, window 128. It is given the whole text, so its own held-out end is the race's last
   10%; the run's vocabulary, text fingerprint and split point are checked against the race's.
   Its budget includes its own validation checks (that is how ``--time-budget`` works); it
   keeps the best checkpoint, which is the one scored.
@@ -48,7 +51,7 @@ the start); ``--eval-stride 1`` gives every position its full 64 at 8 times the 
 (about 5 minutes a cell on 2 cores, against 40 seconds). The course method is scored both ways,
 carried state and its own 40-character window, and the better counts, as in RESULTS.md.
 
-"Time to reach": the earliest minute at which any scriptrnn run at that precision scored at
+"Time to reach": the earliest minute at which any run of the default scriptrnn at that precision scored at
 or below the transformer's ``--reach-budget``-minute loss, read from scriptrnn's own
 validation checks (metrics.jsonl, minutes include its checks). They score the same held-out
 tenth as 32 carried streams, whose 32 first characters start without context: about 0.001
@@ -79,8 +82,14 @@ import baseline  # noqa: E402
 import common  # noqa: E402
 
 import scriptrnn  # noqa: E402
+from scriptrnn.training.config import level_defaults  # noqa: E402
 
-METHODS = ("scriptrnn", "transformer", "course")
+# scriptrnn with each --size mode (the column of the default's is marked); "scriptrnn" on the command
+# line means the default's. Cells made when the method was "scriptrnn" (--size fixed the default
+# then) are read as scriptrnn-fixed.
+SCRIPTRNN = {"scriptrnn-auto": "auto", "scriptrnn-fixed": "fixed"}
+METHODS = (*SCRIPTRNN, "transformer", "course")
+DEFAULT_SCRIPTRNN = f"scriptrnn-{level_defaults('char')['size']}"
 COURSE_PRECISION = "fp32"  # the course method has no bfloat16
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 SMOKE_CHARS = 60_000  # enough for one of scriptrnn's default (64, 129) batches after the split
@@ -332,12 +341,12 @@ def train_transformer(train_ids: np.ndarray, vocab_size: int, dtype: str, minute
 
 # ---------------------------------------------------------------- one cell per method
 
-def run_scriptrnn(split: Split, precision: str, minutes: float, work: Path) -> dict:
-    """``scriptrnn train`` through its CLI, defaults otherwise; scored on the race's held-out ids."""
-    out = work / f"scriptrnn-{precision}-{minutes:g}"
+def run_scriptrnn(split: Split, method: str, precision: str, minutes: float, work: Path) -> dict:
+    """``scriptrnn train`` through its CLI, defaults but --size otherwise; scored on the race's held-out ids."""
+    out = work / f"{method}-{precision}-{minutes:g}"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "scriptrnn", "train", str(split.path), "--time-budget", f"{minutes:g}",
-           "--precision", precision, "--out", str(out), "--overwrite", "--quiet"]
+           "--precision", precision, "--size", SCRIPTRNN[method], "--out", str(out), "--overwrite", "--quiet"]
     log_path, start = out.parent / f"{out.name}.log", time.perf_counter()  # not with_suffix: "0.05" has a dot
     with open(log_path, "w") as log:
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -356,6 +365,7 @@ def run_scriptrnn(split: Split, precision: str, minutes: float, work: Path) -> d
             "train_seconds": metrics.get("elapsed_s"), "process_seconds": process_s,
             "stopped_because": metrics.get("stopped_because"), "own_val_loss": metrics.get("val", {}).get("loss"),
             "tokens_per_s_median": float(np.median(rates)) if rates else None, "model": config["model"],
+            "sizing": config.get("sizing", {}).get("reason"),
             "command": " ".join(cmd[1:]), "run": str(out),
             "curve": [{"minutes": r["elapsed_s"] / 60, "loss": r["val_loss"], "step": r["step"]}
                       for r in records if "val_loss" in r]}
@@ -401,6 +411,8 @@ class Store:
         self.out = out
         self.path = out.parent / (out.name + ".json")
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {"text": split.facts(), "cells": {}}
+        self.data["cells"] = {self.key(c["method"], c["precision"], c["minutes"]): c
+                              for c in map(_renamed, self.data["cells"].values())}
         if self.data["text"]["sha256"] != split.sha256:
             raise SystemExit(f"{self.path} holds a race on another text ({self.data['text']['path']}); "
                              "give another --out")
@@ -420,6 +432,12 @@ class Store:
         temporary.write_text(json.dumps(self.data, indent=1) + "\n")
         os.replace(temporary, self.path)
         write_report(self.data, self.out)
+
+
+def _renamed(cell: dict) -> dict:
+    if cell["method"] != "scriptrnn":
+        return cell
+    return {**cell, "method": "scriptrnn-fixed", "renamed_from": "scriptrnn (run when --size fixed was the default)"}
 
 
 def write_report(data: dict, out: Path) -> str:
@@ -444,7 +462,7 @@ def reach(cells: dict, precision: str, budget: float) -> dict | None:
     if target is None:
         return None
     hits = [(p["minutes"], p["loss"], c["minutes"], p["step"]) for c in cells.values()
-            if c["method"] == "scriptrnn" and c["precision"] == precision
+            if c["method"] == DEFAULT_SCRIPTRNN and c["precision"] == precision
             for p in c["curve"] if p["loss"] <= target["loss"]]
     first = min(hits) if hits else None
     return {"transformer_loss": target["loss"], "budget": budget,
@@ -462,15 +480,19 @@ def markdown(data: dict) -> str:
              "them scored (recurrent models: one stream, state carried; transformer: a 64-character window "
              f"sliding by {'/'.join(map(str, strides))}). Held-out loss in nats/char (bits/char). "
              f"Machine: {'; '.join(machines)}."]
+    methods = [m for m in METHODS if any(c["method"] == m for c in cells.values())]
     for precision in _precisions(cells):
         rows = []
         for m in minutes:
             row = [f"{m:g}"]
-            for method in METHODS:
+            for method in methods:
                 c = _cell(cells, method, precision, m)
-                row += [f"{c['loss']:.3f} ({c['bits_per_char']:.3f})", f"{c['steps']:,}"] if c else ["pending", ""]
+                shape = f", {c['model']['num_layers']}x{c['model']['hidden_size']}" if c and method in SCRIPTRNN else ""
+                steps = f"{c['steps']:,}{shape}" if c else ""
+                row += [f"{c['loss']:.3f} ({c['bits_per_char']:.3f})", steps] if c else ["pending", ""]
             rows.append(row)
-        header = ["minutes", "scriptrnn", "steps", "transformer", "steps", "course method (fp32)", "steps"]
+        names = {DEFAULT_SCRIPTRNN: f"{DEFAULT_SCRIPTRNN} (the default)", "course": "course method (fp32)"}
+        header = ["minutes"] + [x for m in methods for x in (names.get(m, m), "steps")]
         parts += [f"### `--precision {precision}`", common.table(header, rows), _reach_line(cells, precision, budget)]
     return "\n\n".join(parts)
 
@@ -485,9 +507,9 @@ def _reach_line(cells: dict, precision: str, budget: float) -> str:
     if r is None:
         return f"scriptrnn's time to reach the transformer's {budget:g}-minute loss: pending."
     if r["minutes"] is None:
-        return (f"No scriptrnn run at `--precision {precision}` reached the transformer's {budget:g}-minute loss "
+        return (f"No {DEFAULT_SCRIPTRNN} run at `--precision {precision}` reached the transformer's {budget:g}-minute loss "
                 f"({r['transformer_loss']:.3f}) at any of its validation checks.")
-    return (f"scriptrnn reached the transformer's {budget:g}-minute loss ({r['transformer_loss']:.3f}) after "
+    return (f"{DEFAULT_SCRIPTRNN} (the default) reached the transformer's {budget:g}-minute loss ({r['transformer_loss']:.3f}) after "
             f"**{r['minutes']:.2f} minutes** ({r['loss']:.3f} at step {r['step']} of its {r['run_minutes']:g}-minute "
             "run, from its own validation checks).")
 
@@ -504,9 +526,11 @@ def plot(data: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(precisions), figsize=(6.5 * len(precisions), 4.5), squeeze=False, sharey=True)
     for ax, precision in zip(axes[0], precisions):
         for c in cells.values():  # scriptrnn's validation checks along each run
-            if c["method"] == "scriptrnn" and c["precision"] == precision and c["curve"]:
+            if c["method"] == DEFAULT_SCRIPTRNN and c["precision"] == precision and c["curve"]:
                 ax.plot([p["minutes"] for p in c["curve"]], [p["loss"] for p in c["curve"]], color="C0", alpha=0.3)
-        for i, (method, style) in enumerate((("scriptrnn", "o-"), ("transformer", "s-"), ("course", "^--"))):
+        styles = ((DEFAULT_SCRIPTRNN, "o-"), ("transformer", "s-"), ("course", "^--"),
+                  (next(m for m in SCRIPTRNN if m != DEFAULT_SCRIPTRNN), "o:"))
+        for i, (method, style) in enumerate(styles):
             points = sorted((m, c["loss"]) for m in {c["minutes"] for c in cells.values()}
                             if (c := _cell(cells, method, precision, m)))
             if points:
@@ -543,8 +567,9 @@ def race(args: argparse.Namespace) -> str:
 
     for precision in args.precision:
         for minutes in args.budgets:
-            if "scriptrnn" in args.methods and todo("scriptrnn", precision, minutes):
-                save("scriptrnn", precision, minutes, run_scriptrnn(split, precision, minutes, work))
+            for method in (m for m in SCRIPTRNN if m in args.methods):
+                if todo(method, precision, minutes):
+                    save(method, precision, minutes, run_scriptrnn(split, method, precision, minutes, work))
             if "transformer" in args.methods and todo("transformer", precision, minutes):
                 save("transformer", precision, minutes, run_transformer(split, precision, minutes, args.eval_stride))
     course = [m for m in args.budgets if todo("course", COURSE_PRECISION, m)] if "course" in args.methods else []
@@ -570,7 +595,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "of the built-in plays)")
     p.add_argument("--budgets", type=_list(float), default=[1.0, 2.0, 5.0, 10.0], help="minutes, e.g. 1,2,5,10")
     p.add_argument("--precision", type=_list(str, ("auto", "bf16", "fp32")), default=["auto", "fp32"])
-    p.add_argument("--methods", type=_list(str, METHODS), default=list(METHODS))
+    p.add_argument("--methods", type=_list(str, (*METHODS, "scriptrnn")), default=[DEFAULT_SCRIPTRNN, "transformer", "course"],
+                   help=f"any of {', '.join(METHODS)}; scriptrnn: the default --size ({DEFAULT_SCRIPTRNN})")
     p.add_argument("--out", type=Path, default=common.RESULTS / "race",
                    help="writes OUT.json, OUT.md, OUT.png (default benchmarks/results/race)")
     p.add_argument("--reach-budget", type=float, default=5.0,
@@ -581,6 +607,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="the whole pipeline on a ~60 kB text with a budget of 3 "
                    "seconds, into the benchmark work folder (not benchmarks/results), every cell run again")
     args = p.parse_args(argv)
+    args.methods = [DEFAULT_SCRIPTRNN if m == "scriptrnn" else m for m in args.methods]
     if args.smoke:
         args.budgets, args.reach_budget, args.force = [0.05], 0.05, True
         args.out = common.WORK / "race-smoke" / "race"

@@ -10,7 +10,7 @@ from scriptrnn.cli import main
 from scriptrnn.errors import ScriptRNNError
 from scriptrnn.model.network import ModelConfig
 from scriptrnn.training import sizing
-from scriptrnn.training.config import TrainConfig
+from scriptrnn.training.config import TrainConfig, level_defaults
 from scriptrnn.training.sizing import LADDERS, Candidate, Choice, Measured
 
 from .conftest import TINY_TRAIN
@@ -111,6 +111,18 @@ def test_runs_limited_by_steps_or_epochs_or_without_a_budget_keep_their_sizes():
     assert "--time-budget" in sizing.fixed_because(TrainConfig(), {})
     every = dict(num_layers=1, hidden_size=8, batch_size=4, seq_len=4)
     assert "every size" in sizing.fixed_because(timed, every)
+    # auto as the char default, not asked for: one size given means the user chooses the shape
+    assert "a size was given" in sizing.fixed_because(timed, {"hidden_size": 256})
+    assert sizing.fixed_because(timed, {"hidden_size": 256, "size": "auto"}) is None
+    assert "parent" in sizing.fixed_because(timed, {}, fine_tuning=True)
+
+
+def test_char_runs_under_a_budget_are_sized_by_default_and_quiet_when_not(monkeypatch):
+    assert level_defaults("char")["size"] == "auto" and level_defaults("word")["size"] == "fixed"
+    said = []
+    _, _, record = sizing.auto_size({"hidden_size": 40}, TrainConfig(size="auto"), {}, 80, corpus_tokens=100_000,
+                                    device=torch.device("cpu"), say=said.append)
+    assert said == [] and "no --time-budget" in record["reason"]  # the default's fixed run prints nothing
 
 
 def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
@@ -118,7 +130,8 @@ def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
                         lambda self, c, enough_s=1.0: Measured(c, 1000, 1e9 / c.num_layers, 1e-3))
     train = TrainConfig(time_budget=5, size="auto", epochs=None)  # no epochs: no cap on the tokens seen
     said = []
-    model, chosen, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, {"hidden_size": 40},
+    asked = {"hidden_size": 40, "size": "auto"}  # --size auto asked for: a given size stays, the others are chosen
+    model, chosen, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, asked,
                                              80, corpus_tokens=100_000, device=torch.device("cpu"), say=said.append)
     assert model["hidden_size"] == 40  # given
     assert (model["num_layers"], chosen.batch_size, chosen.seq_len) == (3, 64, 128)  # chosen: most tokens needed

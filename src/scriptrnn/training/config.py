@@ -75,8 +75,9 @@ class TrainConfig:
     # CUDA GPUs from Ampere on), measured 2.4-2.9x faster on this project's CPU; else float32.
     precision: str = "auto"  # auto | bf16 | fp32
     # auto: under --time-budget, the sizes not given (layers, hidden, batch, window) are chosen
-    # from this machine's measured speed (training/sizing.py); fixed: the defaults above.
-    size: str = "fixed"  # auto | fixed; off by default until SIZING_TOKENS_PER_PARAMETER is measured
+    # from this machine's measured speed (training/sizing.py); fixed: the defaults above. Char level
+    # defaults to auto (LEVEL_DEFAULTS); word level, with no sizing figures yet, to fixed.
+    size: str = "fixed"  # auto | fixed
 
     def validate(self) -> "TrainConfig":
         _positive("--seq-len", self.seq_len, 1_000_000)
@@ -137,22 +138,25 @@ def _positive(name: str, value, high) -> None:
 
 # Per-level starting points over the dataclass defaults (ModelConfig's and TrainConfig's);
 # anything passed by name wins. Char level: 2x512 beat 2x256 on held-out loss after 5 minutes
-# in bf16 (benchmarks/sweeps/char-defaults). Word level: ~20k-word vocabularies make the
+# in bf16 (benchmarks/sweeps/char-defaults), and is what runs limited by epochs or steps get;
+# under --time-budget, --size auto chooses instead: in the race (benchmarks/RESULTS.md, AMD EPYC,
+# bf16, ~1 MB of the plays) it beat the fixed 2x512 after 1, 2 and 5 minutes. Word level: ~20k-word vocabularies make the
 # output layer the cost, so windows are smaller, the embedding is shared with the output
 # layer, and runs are shorter (a script corpus of ~1M words overfits after a few epochs;
 # early stopping ends it).
 LEVEL_DEFAULTS = {
-    "char": {"hidden_size": 512},
+    "char": {"hidden_size": 512, "size": "auto"},
     "word": {"embedding_size": 256, "tie_weights": True, "dropout": 0.3,
              "batch_size": 32, "seq_len": 64, "epochs": 10.0},
 }
 
 # Fine-tuning (--init-from) starts from these instead of the scratch ones above (anything passed by
-# name still wins). PROVISIONAL, not yet measured: a third of scratch's peak learning rate and a
-# shorter warm-up are the usual choice for a model that already writes (a scratch-sized first step
-# would undo what it learned), to be settled by benchmarks/finetune.py (fine-tuned from the ready
-# model against scratch, ~300 KB of Seinfeld at 1, 2 and 5 minutes).
-FINETUNE_DEFAULTS = {"lr": 1e-3, "warmup_steps": 20}
+# name still wins). Measured by benchmarks/finetune.py (2026-11-29, AMD EPYC, 2 cores): from the ready
+# model (2x512), on the first 300 KB of Seinfeld at char level, the peak learning rate that gave the
+# best held-out loss at both 1 and 2 minutes was scratch's own 3e-3 (1.329 / 1.310 nats/char; 1e-3:
+# 1.421 / 1.348; 3e-4: 1.605 / 1.463): a short fine-tuning run has too few steps to spend them timidly.
+# The warm-up is shorter than scratch's (20 steps, not 50; not varied): the parent already writes.
+FINETUNE_DEFAULTS = {"lr": 3e-3, "warmup_steps": 20}
 
 ADAPTIVE_DEFAULT_VOCAB = 5_000  # word vocabularies from this size train with the adaptive softmax by default
 

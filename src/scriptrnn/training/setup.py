@@ -186,7 +186,7 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
         model_settings, train_config, sizing = auto_size(
             model_settings, train_config, settings, tokenizer.vocab_size, processes=where.world_size,
             corpus_tokens=rough_tokens(text.characters, level),
-            device=where.device(pick_device(train_config.device)))
+            device=where.device(pick_device(train_config.device)), fine_tuning=parent is not None)
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
     config = _run_config(text, source, model_config, train_config, tokenizer)

@@ -239,8 +239,10 @@ def rough_tokens(characters: int, level: str) -> int:
     return characters if level == "char" else characters // 6
 
 
-def fixed_because(train: TrainConfig, asked: dict) -> str | None:
+def fixed_because(train: TrainConfig, asked: dict, fine_tuning: bool = False) -> str | None:
     """Why a --size auto run keeps its sizes, or None when they are to be chosen."""
+    if fine_tuning:
+        return "a fine-tuned run keeps its parent's shape"
     if not train.time_budget:
         return "the run has no --time-budget"
     given = [k for k in LIMIT_FIELDS if asked.get(k) is not None]
@@ -248,20 +250,25 @@ def fixed_because(train: TrainConfig, asked: dict) -> str | None:
         return f"the run is limited by --{given[0].replace('_', '-')} too"
     if all(k in asked for k in SIZE_FIELDS):
         return "every size was given"
+    if "size" not in asked and any(k in asked for k in SIZE_FIELDS):
+        # auto as the default, not asked for: a size the user set means they are choosing the shape
+        # (a sweep varying --hidden-size compares like with like); --size auto chooses the rest.
+        return "a size was given (--size auto chooses the others)"
     return None
 
 
 def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size: int, *, corpus_tokens: int,
               device: torch.device, processes: int = 1, say: Callable[[str], None] = print,
-              ) -> tuple[dict, TrainConfig, dict]:
+              fine_tuning: bool = False) -> tuple[dict, TrainConfig, dict]:
     """--size auto: (model settings, TrainConfig, config.json's "sizing") with the chosen sizes in.
 
     ``asked`` is what the user gave (those sizes win); ``corpus_tokens`` the corpus's length in
     tokens, roughly (candidates that need more text are left out)."""
-    why = fixed_because(train, asked)
+    why = fixed_because(train, asked, fine_tuning)
     if why:
         line = f"sizing: fixed sizes, {why}"
-        say(line)
+        if asked.get("size") == "auto" and train.time_budget:  # auto asked for under a budget, and not given
+            say(line)
         return model_settings, train, {"choice": None, "reason": line}
     held_out = max(1, int(corpus_tokens * train.val_fraction))
     eval_tokens = min(train.eval_tokens or held_out, held_out)
