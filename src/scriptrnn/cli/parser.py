@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
         # Flags no command knows are named by that command's parser, so the hint points at its --help.
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
-            command = self.commands.get(getattr(parsed, "command", None), self) if hasattr(self, "commands") else self
+            command = getattr(self, "commands", {}).get(getattr(parsed, "command", None), self)
             command.error(f"unrecognized arguments: {' '.join(extra)}")
         return parsed
 

@@ -9,7 +9,8 @@ tokens per parameter come nearest the target r* (training.config: SIZING_TOKENS_
 SIZING_SLOPE; benchmarks/sizing.py measures them). The probe's seconds count against the budget.
 
 Sizes the user gave always win: they are written into every candidate, so only the others are
-chosen. Runs limited by --epochs or --max-steps, and resumed runs, keep their sizes.
+chosen. Runs limited by --epochs or --max-steps, fine-tuned and resumed runs keep their sizes; so
+does a run under auto as the char-level default (not asked for) that was given any size.
 """
 
 from __future__ import annotations
