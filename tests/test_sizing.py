@@ -103,6 +103,30 @@ def test_the_probe_stops_once_bigger_sizes_could_not_be_chosen(monkeypatch):
     assert timed == ["1x128", "2x128", "2x256"] and len(measured) == 3
 
 
+def test_sizes_the_probe_has_no_time_for_get_a_scaled_speed_and_can_be_chosen(monkeypatch):
+    monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
+    monkeypatch.setattr(sizing, "SIZING_SLOPE", 0.0)
+    now = [0.0]
+    speeds = {"1x128": 200_000, "2x128": 120_000}
+
+    def fake_steps(self, c, enough_s=1.0):  # each timed size takes 0.8 s of a 1-minute budget's 1.8 s share
+        now[0] += 0.8
+        return _measured({c.name: speeds[c.name]})[0]
+
+    monkeypatch.setattr(sizing.Probe, "time_steps", fake_steps)
+    run = sizing.Probe(ModelConfig(vocab_size=80), torch.device("cpu"), None, 3e-3, clock=lambda: now[0])
+    ladder = [CHAR[n] for n in ("1x128", "2x128", "2x256", "2x384", "2x512", "3x512")]
+    measured, probe_s = sizing.probe(ladder, run, 60, eval_every=200, eval_tokens=0)
+    assert [m.estimated_from for m in measured[:2]] == [None, None] and probe_s == pytest.approx(1.6)
+    assert measured[2].candidate.name == "2x256" and measured[2].estimated_from == "2x128"
+    assert measured[2].tokens_per_s < speeds["2x128"]  # bigger, so slower
+    assert len(measured) < len(ladder)  # the estimates stop once bigger sizes could not be chosen
+    # 2x128 would see 120k x 58 s = 7M tokens, 29 per parameter: an estimated size is nearer 5
+    choice = sizing.choose(measured, 60 - probe_s, 1, eval_every=200, eval_tokens=0)
+    assert choice.measured.estimated_from == "2x128"
+    assert "estimated from 2x128's speed" in sizing.reason(choice, "bf16", 1)
+
+
 def test_runs_limited_by_steps_or_epochs_or_without_a_budget_keep_their_sizes():
     timed = TrainConfig(time_budget=5)
     assert sizing.fixed_because(timed, {}) is None

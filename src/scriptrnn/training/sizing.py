@@ -3,7 +3,8 @@
 A ladder of candidate sizes per level (layers x hidden, each with its batch and window). The
 probe times a few real training steps of the candidates on this machine, at the run's device,
 precision and threads, smallest first: the speed, never the CPU's name, is what is known about
-the machine. From each speed it predicts the tokens a candidate would train on in what is left
+the machine; sizes it has no time left to time (short budgets) get a speed scaled from the last one
+timed. From each speed it predicts the tokens a candidate would train on in what is left
 of the budget (after the probe and the validation checks' share) and picks the candidate whose
 tokens per parameter come nearest the target r* (training.config: SIZING_TOKENS_PER_PARAMETER,
 SIZING_SLOPE; benchmarks/sizing.py measures them). The probe's seconds count against the budget.
@@ -104,6 +105,7 @@ class Measured:
     parameters: int  # the rule's N (rule_parameters)
     tokens_per_s: float  # training tokens per second, all processes together
     step_s: float  # seconds per timed step
+    estimated_from: str | None = None  # not timed (the probe's share ran out): scaled from this timed size
 
 
 def training_seconds(seconds_left: float, c: Candidate, eval_every: int, eval_tokens: int) -> float:
@@ -140,8 +142,9 @@ def choose(measured: list[Measured], seconds_left: float, minutes: float, *, eva
 def reason(choice: Choice, precision: str, minutes: float, processes: int = 1) -> str:
     """The one line a run prints, and records: what was chosen and why."""
     m, where = choice.measured, f"{processes} processes" if processes > 1 else "here"
+    how = f"estimated from {m.estimated_from}'s speed" if m.estimated_from else "measured"
     ratio = f"{choice.ratio:.{1 if choice.ratio >= 1 else 2}f}"
-    return (f"sizing: {m.candidate.describe()}: {_short(m.tokens_per_s)} tokens/s measured {where} in {precision}, "
+    return (f"sizing: {m.candidate.describe()}: {_short(m.tokens_per_s)} tokens/s {how} {where} in {precision}, "
             f"~{_short(choice.tokens)} tokens in {minutes:g} min = {ratio} per parameter ({_short(m.parameters)}), "
             f"target {choice.target:g}")
 
@@ -200,21 +203,41 @@ def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: i
     """Time candidates, cheapest first, while they may still be chosen and the probe's share allows.
 
     Returns what was measured and the seconds the probe took."""
-    start, limit = run.clock(), min(PROBE_MAX_S, PROBE_SHARE * budget_s)
+    start, limit, minutes = run.clock(), min(PROBE_MAX_S, PROBE_SHARE * budget_s), budget_s / 60
     measured: list[Measured] = []
-    for c in ladder:
+    for i, c in enumerate(ladder):
         spent = run.clock() - start
         if measured:
             last = measured[-1]
             guess = last.step_s * _cost(run, c) / _cost(run, last.candidate) * (TIMED_STEPS + 1)
             if spent + guess > limit:
+                measured += _estimates(ladder[i:], last, run, budget_s - spent, minutes, eval_every, eval_tokens)
                 break
         measured.append(run.time_steps(c, min(TIMED_ENOUGH_S, limit / 2)))
-        left = budget_s - (run.clock() - start)
-        choice = choose(measured[-1:], left, budget_s / 60, eval_every=eval_every, eval_tokens=eval_tokens)
-        if choice.ratio < choice.target / FAR_BELOW:
+        if _far_below(measured[-1], budget_s - (run.clock() - start), minutes, eval_every, eval_tokens):
             break  # bigger candidates would see fewer tokens per parameter still
     return measured, run.clock() - start
+
+
+def _estimates(rest: list[Candidate], last: Measured, run: Probe, seconds_left: float, minutes: float,
+               eval_every: int, eval_tokens: int) -> list[Measured]:
+    """The sizes the probe had no time to time (short budgets), their speed scaled from the last timed
+    one by arithmetic per step. Small models spend a larger share of a step on fixed costs, so the
+    scaling slows bigger ones more than they really are: the estimate errs toward the smaller size."""
+    out = []
+    for c in rest:
+        step_s = last.step_s * _cost(run, c) / _cost(run, last.candidate)
+        tokens_per_s = c.batch_size * c.seq_len / step_s
+        out.append(Measured(c, rule_parameters(run.config(c)), tokens_per_s, step_s, last.candidate.name))
+        if _far_below(out[-1], seconds_left, minutes, eval_every, eval_tokens):
+            break
+    return out
+
+
+def _far_below(m: Measured, seconds_left: float, minutes: float, eval_every: int, eval_tokens: int) -> bool:
+    """Whether ``m`` would see so few tokens per parameter that no bigger size can be chosen."""
+    choice = choose([m], seconds_left, minutes, eval_every=eval_every, eval_tokens=eval_tokens)
+    return choice.ratio < choice.target / FAR_BELOW
 
 
 def _cost(run: Probe, c: Candidate) -> float:
@@ -228,7 +251,8 @@ def record(choice: Choice, measured: list[Measured], probe_s: float, line: str) 
     return {"choice": asdict(choice.measured.candidate), "reason": line, "probe_s": round(probe_s, 2),
             "target_tokens_per_parameter": choice.target, "predicted_tokens": round(choice.tokens),
             "measured": [{**asdict(m.candidate), "name": m.candidate.name, "parameters": m.parameters,
-                          "tokens_per_s": round(m.tokens_per_s, 1), "step_s": round(m.step_s, 4)}
+                          "tokens_per_s": round(m.tokens_per_s, 1), "step_s": round(m.step_s, 4),
+                          "estimated_from": m.estimated_from}
                          for m in measured]}
 
 
