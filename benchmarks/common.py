@@ -21,6 +21,7 @@ from scriptrnn.data.batching import split_ids
 from scriptrnn.data.sources import load_corpus
 from scriptrnn.data.shakespeare import shakespeare_corpus
 from scriptrnn.data.tokenizer import fit_tokenizer
+from scriptrnn.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -59,9 +60,10 @@ def shakespeare_1mb() -> Path:
 
 
 def token_split(c: Corpus):
-    """(tokenizer, train ids, held-out ids) exactly as ``scriptrnn train`` makes them (defaults)."""
+    """(tokenizer, train ids, held-out ids) exactly as ``scriptrnn train`` makes them (defaults: at
+    word level the vocabulary keeps words seen --min-count times and folds the rest into <unk>)."""
     text = load_corpus([c.path]).text
-    tokenizer = fit_tokenizer(text, c.level)
+    tokenizer = fit_tokenizer(text, c.level, min_count=TrainConfig().min_count)
     train_ids, val_ids = split_ids(tokenizer.encode(text, strict=False), VAL_FRACTION)
     return tokenizer, train_ids, val_ids
 

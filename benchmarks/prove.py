@@ -28,6 +28,8 @@ import baseline  # noqa: E402
 from common import RESULTS, WORK, corpus, matmul_peak, nonembedding_params, table, token_split, write_results  # noqa: E402
 
 import scriptrnn  # noqa: E402
+from scriptrnn.data.coverage import bits_per_char, characters_from  # noqa: E402
+from scriptrnn.data.sources import load_corpus  # noqa: E402
 from scriptrnn.generate.script_model import ScriptModel  # noqa: E402
 from scriptrnn.model.network import ModelConfig, RNNLanguageModel  # noqa: E402
 from scriptrnn.training.reporting import METRICS_FILE  # noqa: E402
@@ -39,12 +41,17 @@ def quality(corpus_name: str, budgets: list[float]) -> dict:
     """scriptrnn's defaults for each budget; the baseline once, scored at each budget."""
     c = corpus(corpus_name)
     tokenizer, train_ids, val_ids = token_split(c)
+    characters = characters_from(tokenizer, load_corpus([c.path]).text, len(train_ids))
     ours = [_our_run(c, minutes, f"quality-{c.name}-{minutes:g}") for minutes in budgets]
     base = baseline.train(train_ids, val_ids, tokenizer.vocab_size, c.level, sorted(budgets))
+    for run in ours + base:  # every held-out token scored (unknown words as <unk>): one scale for all
+        run["bits_per_char"] = bits_per_char(run["loss"], len(val_ids), characters)
     target = next(b for b in base if b["minutes"] == max(budgets))["loss"]
     reach = _minutes_to_reach(ours, target)
+    unknown = int(np.sum(val_ids == tokenizer.unk_id)) if getattr(tokenizer, "unk_id", None) is not None else 0
     data = {"corpus": c.name, "level": c.level, "vocab_size": tokenizer.vocab_size,
-            "train_tokens": len(train_ids), "held_out_tokens": len(val_ids),
+            "train_tokens": len(train_ids), "held_out_tokens": len(val_ids), "held_out_characters": characters,
+            "held_out_unknown_tokens": unknown,
             "scriptrnn": ours, "baseline": base, "baseline_final_loss": target,
             "scriptrnn_minutes_to_baseline_final": reach,
             "speedup": (max(budgets) / reach) if reach else None}
@@ -75,18 +82,26 @@ def _minutes_to_reach(runs: list[dict], target: float) -> float | None:
 def _quality_markdown(d: dict) -> str:
     budgets = [r["minutes"] for r in d["scriptrnn"]]
     base = {b["minutes"]: b for b in d["baseline"]}
-    rows = [[f"{m:g}", f"{r['loss']:.3f}", r["steps"],
-             f"{base[m]['loss']:.3f}" if m in base else "", base[m]["steps"] if m in base else ""]
+    rows = [[f"{m:g}", _loss(r), r["steps"], _loss(base[m]) if m in base else "", base[m]["steps"] if m in base else ""]
             for m, r in zip(budgets, d["scriptrnn"])]
-    unit = "nats/char" if d["level"] == "char" else "nats/word"
+    unit = "nats/char (bits/char)" if d["level"] == "char" else "nats/word (bits/char)"
     reach = d["scriptrnn_minutes_to_baseline_final"]
     verdict = (f"scriptrnn reached the baseline's {max(budgets):g}-minute loss ({d['baseline_final_loss']:.3f}) "
                f"after **{reach:.2f} minutes: {d['speedup']:.1f}x less time**" if reach else
                "scriptrnn did not reach the baseline's final loss")
     detail = ", ".join(f"{b['minutes']:g} min: window {b['window_loss']:.3f} / carried {b['carried_loss']:.3f}"
                        for b in d["baseline"])
-    return (f"{table(['minutes', f'scriptrnn held-out ({unit})', 'steps', f'baseline held-out ({unit})', 'steps'], rows)}\n\n"
-            f"{verdict}. Baseline scored both ways, the better one counted ({detail}).")
+    scored = (f"Every one of the {d['held_out_tokens']:,} held-out tokens ({d['held_out_characters']:,} characters) "
+              f"scored; {d['held_out_unknown_tokens']:,} of them ({d['held_out_unknown_tokens'] / d['held_out_tokens']:.2%}) "
+              f"are words outside the {d['vocab_size']:,}-token vocabulary, scored as <unk>."
+              if d["level"] == "word" else f"Every one of the {d['held_out_tokens']:,} held-out characters scored.")
+    return (f"{table(['minutes', f'scriptrnn held-out, {unit}', 'steps', f'baseline held-out, {unit}', 'steps'], rows)}\n\n"
+            f"{scored} {verdict}. Baseline scored both ways, the better one counted ({detail}).")
+
+
+def _loss(run: dict) -> str:
+    bpc = run.get("bits_per_char")
+    return f"{run['loss']:.3f}" + (f" ({bpc:.3f})" if bpc is not None else "")
 
 
 def _plot_quality(d: dict, path: Path) -> None:
