@@ -21,9 +21,10 @@ from scriptrnn.model.checkpoint import RESUME_FILE
 
 from .conftest import DIALOGUE
 
-# Dropout 0 and float32 arithmetic, so that one process and two compute the same function and
-# can be compared (bfloat16 rounds the half batches differently from the whole one).
+# Dropout 0 (char level's locked output dropout too) and float32 arithmetic, so that one process and
+# two compute the same function and can be compared (bfloat16 rounds the half batches differently).
 FLAGS = ["--level", "char", "--hidden-size", "32", "--embedding-size", "16", "--layers", "2", "--dropout", "0",
+         "--dropout-output", "0",
          "--seq-len", "16", "--batch-size", "8", "--lr", "0.01", "--eval-every", "10", "--eval-tokens", "2000",
          "--max-steps", "40", "--patience", "1000", "--precision", "fp32", "--quiet"]
 # How close two processes come to one: DDP averages two half-batch gradients where one

@@ -1,5 +1,6 @@
 """Fine-tuning with --init-from (training/init_from.py): weights, vocabulary, speakers, styles, the record."""
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -12,7 +13,7 @@ from scriptrnn import ScriptRNNError
 from scriptrnn.cli import main
 from scriptrnn.model.checkpoint import load_checkpoint
 from scriptrnn.training.config import FINETUNE_DEFAULTS
-from scriptrnn.training.init_from import NEW_TOKEN_PROBABILITY, child_model, read_parent
+from scriptrnn.training.init_from import NEW_TOKEN_PROBABILITY, child_model, parent_settings, read_parent
 
 from .conftest import DIALOGUE, TINY_TRAIN, make_run
 
@@ -76,6 +77,15 @@ def test_the_run_records_its_parent_and_takes_its_shape_and_defaults(parents):
     # Speakers merge, the new corpus's first.
     assert config["corpus"]["speakers"][:2] == ["newman", "jerry"] and "kramer" in config["corpus"]["speakers"]
     assert scriptrnn.load(child).generate("kramer", max_new_tokens=5, seed=0)[0].startswith("kramer:")
+
+
+def test_a_child_keeps_its_parents_regularisation_unless_told(parents):
+    parent = read_parent(str(parents / "char"))
+    # a parent trained before char level's locked output dropout became the default, with weight drop on
+    parent.model.config = dataclasses.replace(parent.model_config, dropout_output=0.0, weight_drop=0.1)
+    settings = parent_settings(parent, {})
+    assert (settings["dropout_output"], settings["weight_drop"]) == (0.0, 0.1)  # not the level's defaults
+    assert parent_settings(parent, {"dropout_output": 0.5})["dropout_output"] == 0.5  # a flag wins
 
 
 def test_word_level_keeps_the_union_of_words(parents):

@@ -53,9 +53,11 @@ def test_the_rule_picks_the_size_nearest_the_target_on_made_up_speeds(monkeypatc
 
 def test_the_target_follows_the_budget_through_the_slope(monkeypatch):
     monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
-    monkeypatch.setattr(sizing, "SIZING_SLOPE", 0.5)
+    monkeypatch.setattr(sizing, "SIZING_SLOPE", -0.5)
+    monkeypatch.setattr(sizing, "SIZING_MEASURED_UP_TO", 5.0)
     assert sizing.target_ratio(5) == pytest.approx(5.0)
-    assert sizing.target_ratio(20) == pytest.approx(10.0)
+    assert sizing.target_ratio(1.25) == pytest.approx(10.0)
+    assert sizing.target_ratio(60) == pytest.approx(5.0)  # past the budgets measured, the slope stops
 
 
 def test_validation_checks_take_their_share_of_the_budget():
@@ -187,8 +189,11 @@ def test_a_real_tiny_run_sizes_itself_prints_the_line_and_keeps_it_on_resume(tmp
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sizing:")]
     config = json.loads((out / "config.json").read_text())
     sized = config["sizing"]
-    assert lines == [sized["reason"]] and "tokens/s measured here" in lines[0]
-    assert sized["measured"] and sized["probe_s"] > 0
+    assert lines == [sized["reason"]] and sized["measured"] and sized["probe_s"] > 0
+    picked = next(m for m in sized["measured"] if all(m[k] == v for k, v in sized["choice"].items()))
+    # a 3-second budget leaves the probe time for few sizes: the others' speeds are estimated, and the line says so
+    how = f"estimated from {picked['estimated_from']}'s speed" if picked["estimated_from"] else "measured"
+    assert f"tokens/s {how} here" in lines[0]
     assert config["model"]["hidden_size"] == 16  # given
     chosen = (config["model"]["num_layers"], config["training"]["batch_size"], config["training"]["seq_len"])
     assert chosen == (sized["choice"]["num_layers"], sized["choice"]["batch_size"], sized["choice"]["seq_len"])

@@ -31,8 +31,8 @@ class ModelConfig:
     # full: one V-way softmax. adaptive: torch's AdaptiveLogSoftmaxWithLoss (Grave et al. 2017),
     # frequent words in a small head, rare ones in cheaper clusters; for large word vocabularies.
     softmax: str = "full"  # full | adaptive
-    # Regularisation of the AWD-LSTM recipe (model/regularisation.py), training only; all off until measured
-    # (benchmarks/sweeps/regularisation.toml). They add to ``dropout``, which stays as it is.
+    # Regularisation of the AWD-LSTM recipe (model/regularisation.py), training only; off here, and char
+    # level turns on what its measurement chose (training.config.LEVEL_DEFAULTS). They add to ``dropout``.
     dropout_input: float = 0.0  # locked dropout on the embeddings entering the first layer (one mask per sequence)
     dropout_hidden: float = 0.0  # locked dropout between recurrent layers
     dropout_output: float = 0.0  # locked dropout on the last layer's output, before the output layer

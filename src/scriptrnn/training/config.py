@@ -19,19 +19,17 @@ SIZES = ("auto", "fixed")
 
 # --size auto's rule (training/sizing.py): the candidate whose predicted training tokens per
 # recurrent-layer parameter come nearest r*(M) = SIZING_TOKENS_PER_PARAMETER * (M / 5) ** SIZING_SLOPE
-# for a budget of M minutes. PROVISIONAL, not measured by benchmarks/sizing.py yet: set from the
-# two 5-minute pairs on record (bf16, 2 cores), assuming held-out loss is a valley symmetric in
-# log(tokens/parameter):
-# - AMD EPYC, a public 1.1 MB Shakespeare text (issue 14): 2x256 saw 1,298 x 64 x 128 = 10.6M
-#   tokens = 12.4 per parameter (856k) and reached 1.500; 2x512 saw 3.7M = 1.13 per parameter
-#   (3.28M) and reached 1.567: the optimum lies above their geometric midpoint, 3.7;
-# - Sapphire Rapids, the built-in plays' first 1 MB (benchmarks/sweeps/char-defaults): 2x256 at
-#   18.9 per parameter reached 1.548, 2x512 at 2.0 reached 1.536: a little below their midpoint, 6.1.
-# Hence 5, and no slope (one budget only). Replace both with the fit that `python
-# benchmarks/sizing.py` writes (benchmarks/results/sizing.md). Word level has no figures and
-# borrows char level's.
-SIZING_TOKENS_PER_PARAMETER = 5.0
-SIZING_SLOPE = 0.0
+# for a budget of M minutes (M past SIZING_MEASURED_UP_TO counts as that: no slope where nothing was
+# measured). Fitted by `python benchmarks/sizing.py --speeds bf16-2 --budgets 1,2,5` (2026-11-29, AMD
+# EPYC, 2 cores, bfloat16, ~1 MB of the plays; benchmarks/results/sizing.md): the best of three sizes
+# was 2x256 at 2 minutes (r* 15.4 by a parabola through it and its neighbours) and 2x384 at 5 (5.04),
+# so r* = 5.04 (M / 5)^-1.22: short budgets want many tokens per weight, because a small model takes
+# far more steps in them. At 1 minute the smallest size, 1x128, was best (225 tokens per parameter,
+# 1.699 nats/char): the rule picks 2x128 there (43; 1.769), 0.07 behind. Not yet measured at other
+# machine speeds (fp32, one thread) or past 5 minutes; word level borrows char level's rule.
+SIZING_TOKENS_PER_PARAMETER = 5.04
+SIZING_SLOPE = -1.22
+SIZING_MEASURED_UP_TO = 5.0
 
 
 @dataclass
@@ -144,8 +142,13 @@ def _positive(name: str, value, high) -> None:
 # output layer the cost, so windows are smaller, the embedding is shared with the output
 # layer, and runs are shorter (a script corpus of ~1M words overfits after a few epochs;
 # early stopping ends it).
+# Char level's locked dropout on the output: of the AWD-LSTM regularisers tried one at a time
+# (benchmarks/sweeps/regularisation.toml; 2026-11-29, AMD EPYC, 2 cores, 2x512, 5 minutes on ~1 MB of
+# the plays) it and weight drop 0.2 each gained ~0.016 nats/char held out (1.530 against 1.546/1.548);
+# together they gained less (1.534). Locked output dropout costs no speed; weight drop runs one kernel
+# call per layer. Embedding dropout, input and between-layer locked dropout and weight decay did not help.
 LEVEL_DEFAULTS = {
-    "char": {"hidden_size": 512, "size": "auto"},
+    "char": {"hidden_size": 512, "size": "auto", "dropout_output": 0.25},
     "word": {"embedding_size": 256, "tie_weights": True, "dropout": 0.3,
              "batch_size": 32, "seq_len": 64, "epochs": 10.0},
 }

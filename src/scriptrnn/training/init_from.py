@@ -34,6 +34,8 @@ from .config import FINETUNE_DEFAULTS
 BUILTIN = "builtin"
 # The settings a child takes from its parent; a flag that says otherwise is refused.
 SHAPE = ("cell", "num_layers", "hidden_size", "embedding_size", "tie_weights", "softmax")
+# The parent's unless given, though a flag may change them.
+REGULARISERS = ("dropout", "dropout_input", "dropout_hidden", "dropout_output", "embedding_dropout", "weight_drop")
 # A new token's probability starts at most this (see _new_rows): rare, but learnable.
 NEW_TOKEN_PROBABILITY = 1e-4
 NEW_EMBEDDING_NOISE = 0.1  # new embedding rows: the parent's mean row plus noise of this share of its spread
@@ -69,10 +71,11 @@ def parent_settings(parent: Parent, settings: dict) -> dict:
     """The run's settings: the fine-tuning defaults, then the parent's shape and tokens, then the caller's.
 
     A caller's setting that contradicts the parent's shape or tokens is refused: the weights
-    would not fit it. Dropout is the parent's unless given (it changes no weight's shape).
+    would not fit it. Dropout, and each regulariser, is the parent's unless given (they change no
+    weight's shape; the fine-tuning defaults were measured that way).
     """
     shape = parent.model_config
-    inherited = {name: getattr(shape, name) for name in (*SHAPE, "dropout")}
+    inherited = {name: getattr(shape, name) for name in (*SHAPE, *REGULARISERS)}
     inherited["level"] = parent.tokenizer.level
     if parent.tokenizer.level == "word":
         inherited["lowercase"] = parent.tokenizer.lowercase

@@ -25,7 +25,7 @@ import torch
 
 from ..device import arithmetic, autocast_dtype
 from ..model.network import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
-from .config import SIZING_SLOPE, SIZING_TOKENS_PER_PARAMETER, TrainConfig
+from .config import SIZING_MEASURED_UP_TO, SIZING_SLOPE, SIZING_TOKENS_PER_PARAMETER, TrainConfig
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
 LIMIT_FIELDS = ("epochs", "max_steps")  # given by the user, the run is not limited by time alone
@@ -69,8 +69,10 @@ LADDERS = {
 
 
 def target_ratio(minutes: float) -> float:
-    """r*: the training tokens per parameter aimed at for a budget of ``minutes``."""
-    return SIZING_TOKENS_PER_PARAMETER * (minutes / 5.0) ** SIZING_SLOPE
+    """r*: the training tokens per parameter aimed at for a budget of ``minutes``. The slope was
+    measured up to SIZING_MEASURED_UP_TO minutes; longer budgets keep that budget's r* rather than
+    follow the slope where nothing was measured."""
+    return SIZING_TOKENS_PER_PARAMETER * (min(minutes, SIZING_MEASURED_UP_TO) / 5.0) ** SIZING_SLOPE
 
 
 def rule_parameters(model: ModelConfig) -> int:
