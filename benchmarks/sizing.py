@@ -18,20 +18,23 @@ slower machines ("bf16-2" is the fastest, "fp32-1" the slowest; bf16 only where 
 Budget and speed act together through the tokens a size can see, so the grid does not cross
 them all: every budget at the fastest setting, 1-10 minutes at the slowest, 2 and 5 at the two
 between. That overlaps in compute (fp32-1 at 10 minutes is about bf16-2 at 2), which is what
-tells whether one r* serves all speeds or r* must depend on the budget.
+tells whether one rule in parameters and tokens serves all speeds.
 
 Sizes per cell: before a speed's first cell, every ladder size is timed at that speed
-(sizing.Probe, the probe runs use); for each budget the --per-cell sizes (3) whose predicted
-tokens per parameter lie nearest the provisional r* are trained. When the best held-out loss
+(sizing.Probe, the probe runs use); for each budget the --per-cell sizes (3) around the one the
+current rule picks are trained. When the best held-out loss
 falls on the smallest or largest of them, the next ladder size beyond it is trained too (at
 most --extend, 1, per cell), so that the optimum is bracketed.
 
-The fit: per cell, the tokens per parameter of the best size, refined by a parabola through
-the best and its two neighbours in (log tokens per parameter, held-out loss); then
-ln r* = ln R + S ln(M / 5) by least squares over the bracketed cells: R is
-SIZING_TOKENS_PER_PARAMETER and S is SIZING_SLOPE in training/config.py. The report lists
-each cell's best, the fitted rule, and per cell the size the rule picks among those run there
-and the held-out loss it gives up against the best. Every run is
+The fit: every run is a point (N, D, held-out loss), N the recurrent layers' parameters and D
+the training tokens it saw, whatever its speed and budget; L = c - a ln(N / 1e6) + b (D / 1e7)^-beta
+by least squares (beta on a grid, c, a and b linear for each). a is SIZING_LOSS_PER_E_FOLD and
+(b, beta) SIZING_TOKEN_TERM in training/config.py. In N and D rather than minutes because the
+loss a size reaches follows the tokens it sees, not the clock: fp32 at 2 minutes and bf16 at 1
+give the same size the same loss for the same tokens. The report lists each cell's best (and the
+tokens per parameter there, by a parabola through the best and its neighbours), the fit's error,
+and per cell the size the fitted rule picks among those run there and the held-out loss it gives
+up against the best. Every run is
 saved as it finishes, and a rerun skips the saved ones (--force runs them again), so the grid
 can span several sessions; each records its machine (CPU, bf16/AMX flags, torch, threads, date).
 """
@@ -107,8 +110,8 @@ class Store:
 # ------------------------------------------------------------ speeds, sizes, runs
 
 def time_ladder(speed: str, vocab_size: int, longest_s: float, at_least: int = 3) -> dict[str, float]:
-    """tokens/s of each ladder size at this speed setting, smallest first; stops (after
-    ``at_least``) once a size would see under a tenth of r* tokens per parameter in the longest budget."""
+    """tokens/s of each ladder size at this speed setting, smallest first; stops (after ``at_least``)
+    once a size predicts 0.2 nats worse than the best so far in the longest budget."""
     precision, threads = SPEEDS[speed]
     torch.set_num_threads(threads)
     probe = sizing.Probe(ModelConfig(vocab_size=vocab_size), torch.device("cpu"),
@@ -117,15 +120,16 @@ def time_ladder(speed: str, vocab_size: int, longest_s: float, at_least: int = 3
     for c in sizing.LADDERS["char"]:
         m = probe.time_steps(c, enough_s=2.0)
         speeds[c.name] = round(m.tokens_per_s, 1)
-        if len(speeds) >= at_least and m.tokens_per_s * longest_s / m.parameters < \
-                sizing.target_ratio(longest_s / 60) / 10:
+        losses = [predicted(n, v, longest_s / 60) for n, v in speeds.items()]
+        if len(speeds) >= at_least and losses[-1] > min(losses) + 0.2:
             break
     return speeds
 
 
-def predicted_ratio(name: str, tokens_per_s: float, minutes: float) -> float:
-    c = LADDER[name]
-    return tokens_per_s * sizing.training_seconds(minutes * 60, c, 200, 100_000) / parameters(name)
+def predicted(name: str, tokens_per_s: float, minutes: float) -> float:
+    """The rule's loss (above its floor) for ``name`` at ``tokens_per_s`` for ``minutes``."""
+    tokens = tokens_per_s * sizing.training_seconds(minutes * 60, LADDER[name], 200, 100_000)
+    return sizing.predicted_loss(parameters(name), tokens)
 
 
 def parameters(name: str) -> int:
@@ -134,10 +138,9 @@ def parameters(name: str) -> int:
 
 
 def sizes_for(speeds: dict[str, float], minutes: float, per_cell: int) -> list[str]:
-    """The ``per_cell`` timed sizes whose predicted tokens per parameter are nearest r*, in ladder order."""
-    target = sizing.target_ratio(minutes)
+    """The ``per_cell`` timed sizes around the one the rule picks, in ladder order."""
     names = list(speeds)
-    nearest = min(names, key=lambda n: abs(math.log(predicted_ratio(n, speeds[n], minutes) / target)))
+    nearest = min(names, key=lambda n: predicted(n, speeds[n], minutes))
     i = names.index(nearest)
     lo = max(0, min(i - per_cell // 2, len(names) - per_cell))
     return names[lo: lo + per_cell]
@@ -203,27 +206,50 @@ def best_ratio(rows: list[dict]) -> tuple[float, str]:
     return math.exp(min(max(vertex, x[i - 1]), x[i + 1])), ""
 
 
+BETAS = np.round(np.arange(0.05, 1.5001, 0.005), 3)  # the token exponent's grid
+
+
+def fit_surface(rows: list[dict]) -> dict | None:
+    """L = c - a ln(N / 1e6) + b (D / 1e7)^-beta by least squares over ``rows``; None when a or b
+    comes out not positive for every beta (a rule that prefers fewer parameters or fewer tokens)."""
+    n = np.array([r["parameters"] for r in rows], float) / 1e6
+    d = np.array([r["tokens"] for r in rows], float) / 1e7
+    loss = np.array([r["held_out"] for r in rows])
+    best = None
+    for beta in BETAS:
+        x = np.stack([np.ones_like(n), -np.log(n), d ** -beta], axis=1)
+        (c, a, b), *_ = np.linalg.lstsq(x, loss, rcond=None)
+        if a > 0 and b > 0:
+            error = float(np.sqrt(np.mean((x @ np.array([c, a, b]) - loss) ** 2)))
+            if best is None or error < best["rmse"]:
+                best = {"c": round(float(c), 4), "a": round(float(a), 4), "b": round(float(b), 4),
+                        "beta": float(beta), "rmse": round(error, 4)}
+    return best
+
+
+def surface_loss(rule: dict, row: dict) -> float:
+    return rule["c"] - rule["a"] * math.log(row["parameters"] / 1e6) + rule["b"] * (row["tokens"] / 1e7) ** -rule["beta"]
+
+
 def fit(runs: dict) -> dict:
-    """ln r* = ln R + S ln(M / 5) over the bracketed cells; S = 0 when they hold one budget only."""
+    """The surface over every run, its error left one run out, and per cell the best and the rule's pick."""
+    rows = list(runs.values())
+    rule = fit_surface(rows) if len(rows) >= 4 else None
+    if rule:
+        held = [fit_surface(rows[:i] + rows[i + 1:]) for i in range(len(rows))]
+        rule["rmse_left_out"] = round(float(np.sqrt(np.mean(
+            [(surface_loss(h, r) - r["held_out"]) ** 2 for h, r in zip(held, rows) if h]))), 4)
+        rule["runs"] = len(rows)
     table = []
-    for (speed, minutes), rows in cells(runs).items():
-        ratio, bound = best_ratio(rows)
-        best = min(rows, key=lambda r: r["held_out"])
-        table.append({"speed": speed, "minutes": minutes, "best_size": best["size"], "held_out": best["held_out"],
-                      "r_star": round(ratio, 3), "bound": bound, "epochs": best["epochs"], "sizes": len(rows)})
-    usable = [t for t in table if not t["bound"] and t["sizes"] >= 3]
-    rule = {"R": None, "S": None, "cells_used": len(usable)}
-    if usable:
-        x = np.array([math.log(t["minutes"] / 5) for t in usable])
-        y = np.array([math.log(t["r_star"]) for t in usable])
-        slope, intercept = (np.polyfit(x, y, 1) if len(set(x)) > 1 else (0.0, float(y.mean())))
-        rule.update(R=round(math.exp(intercept), 3), S=round(float(slope), 3))
-        for t in usable:
-            t["residual"] = round(math.log(t["r_star"]) - intercept - slope * math.log(t["minutes"] / 5), 3)
-        for t, rows in zip(table, cells(runs).values()):  # the fitted rule's pick among the sizes run
-            target = rule["R"] * (t["minutes"] / 5) ** rule["S"]
-            pick = min(rows, key=lambda r: abs(math.log(r["tokens_per_parameter"] / target)))
-            t["rule_size"], t["given_up"] = pick["size"], round(pick["held_out"] - t["held_out"], 4)
+    for (speed, minutes), cell in cells(runs).items():
+        ratio, bound = best_ratio(cell)
+        best = min(cell, key=lambda r: r["held_out"])
+        t = {"speed": speed, "minutes": minutes, "best_size": best["size"], "held_out": best["held_out"],
+             "r_star": round(ratio, 3), "bound": bound, "epochs": best["epochs"], "sizes": len(cell)}
+        if rule:  # the rule compares sizes by the tokens each saw in the run
+            pick = min(cell, key=lambda r: surface_loss(rule, r))
+            t["rule_size"], t["given_up"] = pick["size"], round(pick["held_out"] - best["held_out"], 4)
+        table.append(t)
     return {"cells": table, "rule": rule}
 
 
@@ -242,21 +268,20 @@ def markdown(data: dict, command: str) -> str:
                             f"{r['parameters']:,}", r["tokens_per_parameter"], r["epochs"]]
                            for rows in cells(runs).values() for r in rows]), "",
              "## The best tokens per parameter per cell", "",
-             common.table(["speed", "min", "best size", "held-out", "r* (tokens/param)", "epochs", "residual",
+             common.table(["speed", "min", "best size", "held-out", "tokens/param at the best", "epochs",
                            "rule's size", "loss given up"],
                           [[t["speed"], f"{t['minutes']:g}", t["best_size"], f"{t['held_out']:.4f}",
-                            f"{t['bound']}{t['r_star']}", t["epochs"], t.get("residual", "not used"),
-                            t.get("rule_size", ""), t.get("given_up", "")]
-                           for t in result["cells"]]), ""]
+                            f"{t['bound']}{t['r_star']}", t["epochs"], t.get("rule_size", ""), t.get("given_up", "")]
+                           for t in result["cells"]]), "",
+             '"<" or ">": the best size was the smallest or largest run in its cell, so only a bound.', ""]
     rule = result["rule"]
-    if rule["R"] is None:
-        lines.append("No cell brackets its optimum yet (3 sizes with the best in the middle): no rule fitted.")
+    if not rule:
+        lines.append("Too few runs, or none that favour both more parameters and more tokens: no rule fitted.")
     else:
-        lines.append(f"**Rule**: r*(M) = {rule['R']} x (M / 5)^{rule['S']} tokens per parameter, from "
-                     f"{rule['cells_used']} bracketed cells: SIZING_TOKENS_PER_PARAMETER = {rule['R']}, "
-                     f"SIZING_SLOPE = {rule['S']} (training/config.py). Residuals by speed show whether one "
-                     'rule serves every machine speed; "<" or ">" marks a cell whose best size was at an edge '
-                     "(a bound, not used).")
+        lines.append(f"**Rule**: L(N, D) = {rule['c']} - {rule['a']} ln(N / 1e6) + {rule['b']} (D / 1e7)^-{rule['beta']} "
+                     f"over {rule['runs']} runs (rmse {rule['rmse_left_out']} nats/char with each run left out of "
+                     f"the fit in turn, {rule['rmse']} in it): SIZING_LOSS_PER_E_FOLD = {rule['a']}, "
+                     f"SIZING_TOKEN_TERM = ({rule['b']}, {rule['beta']}) (training/config.py).")
     return "\n".join(lines) + "\n"
 
 
@@ -295,7 +320,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--speeds", type=_list(str), help=f"speed settings, of {', '.join(SPEEDS)} (default: the grid's)")
     p.add_argument("--budgets", type=_list(float), help="minutes, for every speed chosen (default: the grid's)")
     p.add_argument("--sizes", type=_list(str), help=f"ladder sizes to train in every cell, of {', '.join(LADDER)} "
-                                                     "(default: the --per-cell nearest the provisional r*)")
+                                                     "(default: the --per-cell around the current rule's pick)")
     p.add_argument("--per-cell", type=int, default=3, help="sizes per cell (default 3)")
     p.add_argument("--extend", type=int, default=1, help="sizes added beyond an edge best, per cell (default 1)")
     p.add_argument("--force", action="store_true", help="train runs that are saved already again")

@@ -1,6 +1,7 @@
 """--size auto (training/sizing.py): the rule on made-up speeds, which sizes it may choose, and a real run."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -29,35 +30,40 @@ def _measured(speeds: dict) -> list[Measured]:
 
 
 def test_rule_parameters_are_the_recurrent_layers():
-    # The counts the provisional constant was derived from (training/config.py).
+    # The N of the rule's fit (training/config.py).
     assert sizing.rule_parameters(ModelConfig(vocab_size=80, hidden_size=256)) == 856_064
     assert sizing.rule_parameters(ModelConfig(vocab_size=80, hidden_size=512)) == 3_284_992
 
 
-def test_the_rule_picks_the_size_nearest_the_target_on_made_up_speeds(monkeypatch):
-    monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
-    monkeypatch.setattr(sizing, "SIZING_SLOPE", 0.0)
-    fast = _measured({"1x128": 200_000, "2x256": 50_000, "2x384": 30_000, "2x512": 20_000})
-    # 5 minutes, no validation: 2x256 sees 15M tokens = 17.5 per parameter, 2x384 9M / 1.87M = 4.8,
-    # 2x512 6M / 3.28M = 1.8: 2x384 is nearest 5.
-    choice = sizing.choose(fast, 300, 5, eval_every=200, eval_tokens=0)
-    assert choice.measured.candidate.name == "2x384"
-    assert choice.ratio == pytest.approx(30_000 * 300 / 1_873_920)
-    assert sizing.choose(fast, 300, 5, eval_every=200, eval_tokens=0) == choice  # pure: same speeds, same choice
+def _simple_rule(monkeypatch):
+    """a = 0.1 nats per e-fold of parameters, b = 0.4 at 10M tokens, beta = 0.4: easy to follow by hand."""
+    monkeypatch.setattr(sizing, "SIZING_LOSS_PER_E_FOLD", 0.1)
+    monkeypatch.setattr(sizing, "SIZING_TOKEN_TERM", (0.4, 0.4))
+
+
+def test_the_predicted_loss_falls_with_parameters_and_with_tokens(monkeypatch):
+    _simple_rule(monkeypatch)
+    assert sizing.predicted_loss(1e6, 1e7) == pytest.approx(0.4)  # the reference point: no parameter term
+    assert sizing.predicted_loss(math.e * 1e6, 1e7) == pytest.approx(0.3)  # an e-fold more weights: -a
+    assert sizing.predicted_loss(1e6, 1e7 * 2 ** 2.5) == pytest.approx(0.2)  # 2^2.5 more tokens: b halves
+
+
+def test_the_rule_picks_the_lowest_predicted_loss_on_made_up_speeds(monkeypatch):
+    _simple_rule(monkeypatch)
+    fast = _measured({"1x128": 200_000, "2x256": 50_000, "2x384": 35_000, "2x512": 20_000})
+    # 5 minutes, no validation: 1x128 (99k weights) sees 60M tokens: 0.231 + 0.195 = 0.426; 2x256 (856k)
+    # 15M: 0.016 + 0.340 = 0.356; 2x384 (1.87M) 10.5M: -0.063 + 0.392 = 0.329; 2x512 (3.28M) 6M:
+    # -0.119 + 0.491 = 0.372. 2x384 is lowest, and 2x256 the next.
+    choice = sizing.choose(fast, 300, eval_every=200, eval_tokens=0)
+    assert choice.measured.candidate.name == "2x384" and choice.runner_up.measured.candidate.name == "2x256"
+    assert choice.tokens == pytest.approx(35_000 * 300) and choice.ratio == pytest.approx(35_000 * 300 / 1_873_920)
+    assert choice.loss == pytest.approx(sizing.predicted_loss(1_873_920, 35_000 * 300))
+    assert sizing.choose(fast, 300, eval_every=200, eval_tokens=0) == choice  # pure: same speeds, same choice
     # A machine 4x slower (fp32, one thread) gets a smaller model for the same budget...
-    slow = _measured({name: m.tokens_per_s / 4 for name, m in zip(["1x128", "2x256", "2x384", "2x512"], fast)})
-    assert sizing.choose(slow, 300, 5, eval_every=200, eval_tokens=0).measured.candidate.name == "2x256"
-    # ...and so does a shorter budget on the fast one.
-    assert sizing.choose(fast, 60, 1, eval_every=200, eval_tokens=0).measured.candidate.name == "2x256"
-
-
-def test_the_target_follows_the_budget_through_the_slope(monkeypatch):
-    monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
-    monkeypatch.setattr(sizing, "SIZING_SLOPE", -0.5)
-    monkeypatch.setattr(sizing, "SIZING_MEASURED_UP_TO", 5.0)
-    assert sizing.target_ratio(5) == pytest.approx(5.0)
-    assert sizing.target_ratio(1.25) == pytest.approx(10.0)
-    assert sizing.target_ratio(60) == pytest.approx(5.0)  # past the budgets measured, the slope stops
+    slow = _measured({m.candidate.name: m.tokens_per_s / 4 for m in fast})
+    assert sizing.choose(slow, 300, eval_every=200, eval_tokens=0).measured.candidate.name == "1x128"
+    # ...and so does a shorter budget on the fast one: the rule sees the tokens, not the minutes.
+    assert sizing.choose(fast, 75, eval_every=200, eval_tokens=0).measured.candidate.name == "1x128"
 
 
 def test_validation_checks_take_their_share_of_the_budget():
@@ -67,10 +73,11 @@ def test_validation_checks_take_their_share_of_the_budget():
 
 
 def test_the_line_says_what_was_chosen_and_why():
-    m = _measured({"2x384": 41_000})[0]
-    line = sizing.reason(Choice(m, 12_000_000, 9.8, 10.0), "bf16", 5)
+    m, other = _measured({"2x384": 41_000, "2x256": 70_000})
+    line = sizing.reason(Choice(m, 12_000_000, 6.4, 0.30, Choice(other, 20_000_000, 23.4, 0.3125)), "bf16", 5)
     assert line == ("sizing: 2x384 (batch 64, window 128): 41k tokens/s measured here in bf16, "
-                    "~12M tokens in 5 min = 9.8 per parameter (1.87M), target 10")
+                    "~12M tokens in 5 min = 6.4 per parameter (1.87M): the lowest predicted held-out loss; "
+                    "next best 2x256, +0.013 predicted")
 
 
 def test_given_sizes_are_written_into_every_candidate():
@@ -88,8 +95,7 @@ def test_candidates_fit_the_processes_and_the_corpus():
 
 
 def test_the_probe_stops_once_bigger_sizes_could_not_be_chosen(monkeypatch):
-    monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
-    monkeypatch.setattr(sizing, "SIZING_SLOPE", 0.0)
+    _simple_rule(monkeypatch)
     speeds = {"1x128": 100_000, "2x128": 60_000, "2x256": 2_000, "2x384": 1_500}
     timed = []
 
@@ -100,16 +106,17 @@ def test_the_probe_stops_once_bigger_sizes_could_not_be_chosen(monkeypatch):
     monkeypatch.setattr(sizing.Probe, "time_steps", fake_steps)
     run = sizing.Probe(ModelConfig(vocab_size=80), torch.device("cpu"), None, 3e-3)
     ladder = [CHAR[name] for name in speeds]
-    # 2x256 at 2k tokens/s sees 0.6M tokens in 5 min: 0.7 per parameter, below 5 / 4; 2x384 is never timed.
+    # 2x128 predicts 0.463 (18M tokens in 5 min); 2x256 at 2k tokens/s sees 0.6M: 1.248, more than
+    # PAST_BEST worse, and bigger sizes would see fewer tokens still: 2x384 is never timed.
     measured, _ = sizing.probe(ladder, run, 300, eval_every=200, eval_tokens=0)
     assert timed == ["1x128", "2x128", "2x256"] and len(measured) == 3
 
 
 def test_sizes_the_probe_has_no_time_for_get_a_scaled_speed_and_can_be_chosen(monkeypatch):
-    monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
-    monkeypatch.setattr(sizing, "SIZING_SLOPE", 0.0)
+    _simple_rule(monkeypatch)
+    monkeypatch.setattr(sizing, "SIZING_LOSS_PER_E_FOLD", 0.2)  # weights count for more: bigger sizes are wanted
     now = [0.0]
-    speeds = {"1x128": 200_000, "2x128": 120_000}
+    speeds = {"1x128": 900_000, "2x128": 500_000}
 
     def fake_steps(self, c, enough_s=1.0):  # each timed size takes 0.8 s of a 1-minute budget's 1.8 s share
         now[0] += 0.8
@@ -117,15 +124,16 @@ def test_sizes_the_probe_has_no_time_for_get_a_scaled_speed_and_can_be_chosen(mo
 
     monkeypatch.setattr(sizing.Probe, "time_steps", fake_steps)
     run = sizing.Probe(ModelConfig(vocab_size=80), torch.device("cpu"), None, 3e-3, clock=lambda: now[0])
-    ladder = [CHAR[n] for n in ("1x128", "2x128", "2x256", "2x384", "2x512", "3x512")]
+    ladder = [CHAR[n] for n in ("1x128", "2x128", "2x256", "2x384", "2x512", "3x512", "2x768")]
     measured, probe_s = sizing.probe(ladder, run, 60, eval_every=200, eval_tokens=0)
     assert [m.estimated_from for m in measured[:2]] == [None, None] and probe_s == pytest.approx(1.6)
     assert measured[2].candidate.name == "2x256" and measured[2].estimated_from == "2x128"
     assert measured[2].tokens_per_s < speeds["2x128"]  # bigger, so slower
-    assert len(measured) < len(ladder)  # the estimates stop once bigger sizes could not be chosen
-    # 2x128 would see 120k x 58 s = 7M tokens, 29 per parameter: an estimated size is nearer 5
-    choice = sizing.choose(measured, 60 - probe_s, 1, eval_every=200, eval_tokens=0)
-    assert choice.measured.estimated_from == "2x128"
+    # predicted: 2x128 0.553, 2x256 0.467, 2x384 0.469, 2x512 0.506, 3x512 0.568 (past the best by more
+    # than PAST_BEST): the estimates stop there, and 2x768 is left out
+    assert [m.candidate.name for m in measured][-1] == "3x512"
+    choice = sizing.choose(measured, 60 - probe_s, eval_every=200, eval_tokens=0)
+    assert choice.measured.candidate.name == "2x256" and choice.measured.estimated_from == "2x128"
     assert "estimated from 2x128's speed" in sizing.reason(choice, "bf16", 1)
 
 
@@ -152,15 +160,16 @@ def test_char_runs_under_a_budget_are_sized_by_default_and_quiet_when_not(monkey
 
 
 def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
+    # every size equally fast, so the one with the most weights predicts the lowest loss
     monkeypatch.setattr(sizing.Probe, "time_steps",
-                        lambda self, c, enough_s=1.0: Measured(c, 1000, 1e9 / c.num_layers, 1e-3))
+                        lambda self, c, enough_s=1.0: Measured(c, 1000 * c.num_layers, 1e9, 1e-3))
     train = TrainConfig(time_budget=5, size="auto", epochs=None)  # no epochs: no cap on the tokens seen
     said = []
     asked = {"hidden_size": 40, "size": "auto"}  # --size auto asked for: a given size stays, the others are chosen
     model, chosen, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, asked,
                                              80, corpus_tokens=100_000, device=torch.device("cpu"), say=said.append)
     assert model["hidden_size"] == 40  # given
-    assert (model["num_layers"], chosen.batch_size, chosen.seq_len) == (3, 64, 128)  # chosen: most tokens needed
+    assert (model["num_layers"], chosen.batch_size, chosen.seq_len) == (3, 64, 128)  # chosen: the most weights
     assert record["choice"] == {"num_layers": 3, "hidden_size": 40, "batch_size": 64, "seq_len": 128}
     assert said == [record["reason"]] and said[0].startswith("sizing: 3x40 (batch 64, window 128)")
     assert {m["name"] for m in record["measured"]} >= {"1x40", "2x40", "3x40"}
@@ -208,10 +217,9 @@ def test_a_real_tiny_run_sizes_itself_prints_the_line_and_keeps_it_on_resume(tmp
 
 
 def test_the_epochs_limit_caps_the_tokens_a_size_can_see(monkeypatch):
-    monkeypatch.setattr(sizing, "SIZING_TOKENS_PER_PARAMETER", 5.0)
-    monkeypatch.setattr(sizing, "SIZING_SLOPE", 0.0)
-    fast = _measured({"1x128": 2_000_000, "2x128": 1_000_000})  # far too many tokens for both...
-    # ...but a corpus of 50,000 tokens seen 20 times caps them at 1M: 1x128 (99k parameters) would see 10.1
-    # per parameter, 2x128 (231k) 4.3, nearer 5.
-    choice = sizing.choose(fast, 300, 5, eval_every=200, eval_tokens=0, max_tokens=1_000_000)
+    _simple_rule(monkeypatch)
+    fast = _measured({"1x128": 20_000_000, "2x128": 100_000})  # 1x128 would see 200x the tokens...
+    assert sizing.choose(fast, 300, eval_every=200, eval_tokens=0).measured.candidate.name == "1x128"
+    # ...but a corpus of 50,000 tokens seen 20 times caps both at 1M, and then the bigger one wins.
+    choice = sizing.choose(fast, 300, eval_every=200, eval_tokens=0, max_tokens=1_000_000)
     assert choice.measured.candidate.name == "2x128" and choice.tokens == 1_000_000

@@ -17,19 +17,18 @@ from ..model.network import ModelConfig
 PRECISIONS = ("auto", "bf16", "fp32")
 SIZES = ("auto", "fixed")
 
-# --size auto's rule (training/sizing.py): the candidate whose predicted training tokens per
-# recurrent-layer parameter come nearest r*(M) = SIZING_TOKENS_PER_PARAMETER * (M / 5) ** SIZING_SLOPE
-# for a budget of M minutes (M past SIZING_MEASURED_UP_TO counts as that: no slope where nothing was
-# measured). Fitted by `python benchmarks/sizing.py --speeds bf16-2 --budgets 1,2,5` (2026-11-29, AMD
-# EPYC, 2 cores, bfloat16, ~1 MB of the plays; benchmarks/results/sizing.md): the best of three sizes
-# was 2x256 at 2 minutes (r* 15.4 by a parabola through it and its neighbours) and 2x384 at 5 (5.04),
-# so r* = 5.04 (M / 5)^-1.22: short budgets want many tokens per weight, because a small model takes
-# far more steps in them. At 1 minute the smallest size, 1x128, was best (225 tokens per parameter,
-# 1.699 nats/char): the rule picks 2x128 there (43; 1.769), 0.07 behind. Not yet measured at other
-# machine speeds (fp32, one thread) or past 5 minutes; word level borrows char level's rule.
-SIZING_TOKENS_PER_PARAMETER = 5.04
-SIZING_SLOPE = -1.22
-SIZING_MEASURED_UP_TO = 5.0
+# --size auto's rule (training/sizing.py): each candidate's held-out loss is predicted from its
+# recurrent-layer parameters N and the training tokens D it would see in the budget at the speed the
+# probe measured, L(N, D) = E - a ln(N / 1e6) + b (D / 1e7)^-beta, and the lowest wins. E, what no
+# size or length removes, is the same for every candidate and drops out. The form is Chinchilla's
+# E + A N^-alpha + B D^-beta in the limit the fit ran to (alpha -> 0: on these runs a size's gain
+# grows with the log of its parameters). In N and D, not in minutes, so one rule serves fast and slow
+# machines: fp32 at 2 minutes lands on the same surface as bf16 at about 1. Fitted by `python
+# benchmarks/sizing.py --fit` on the grid in benchmarks/results/sizing.md (AMD EPYC, 2 cores, ~1 MB
+# of the plays, char level, bf16 at 1, 2 and 5 minutes and fp32 at 2 and 5); the report gives the
+# fit's error and, per budget, the size it picks against the best one run there.
+SIZING_LOSS_PER_E_FOLD = 0.111  # a: held-out nats/char gained per e-fold of parameters, at equal tokens
+SIZING_TOKEN_TERM = (0.395, 0.42)  # (b, beta): the loss still to lose at 1e7 tokens, and how fast it goes
 
 
 @dataclass

@@ -5,9 +5,9 @@ probe times a few real training steps of the candidates on this machine, at the 
 precision and threads, smallest first: the speed, never the CPU's name, is what is known about
 the machine; sizes it has no time left to time (short budgets) get a speed scaled from the last one
 timed. From each speed it predicts the tokens a candidate would train on in what is left
-of the budget (after the probe and the validation checks' share) and picks the candidate whose
-tokens per parameter come nearest the target r* (training.config: SIZING_TOKENS_PER_PARAMETER,
-SIZING_SLOPE; benchmarks/sizing.py measures them). The probe's seconds count against the budget.
+of the budget (after the probe and the validation checks' share), from those and the candidate's
+parameters its held-out loss (training.config: SIZING_LOSS_PER_E_FOLD, SIZING_TOKEN_TERM, fitted
+by benchmarks/sizing.py), and picks the lowest. The probe's seconds count against the budget.
 
 Sizes the user gave always win: they are written into every candidate, so only the others are
 chosen. Runs limited by --epochs or --max-steps, fine-tuned and resumed runs keep their sizes; so
@@ -25,13 +25,13 @@ import torch
 
 from ..device import arithmetic, autocast_dtype
 from ..model.network import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
-from .config import SIZING_MEASURED_UP_TO, SIZING_SLOPE, SIZING_TOKENS_PER_PARAMETER, TrainConfig
+from .config import SIZING_LOSS_PER_E_FOLD, SIZING_TOKEN_TERM, TrainConfig
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
 LIMIT_FIELDS = ("epochs", "max_steps")  # given by the user, the run is not limited by time alone
 
 VAL_COST = 1 / 3  # a validation token costs about a third of a training one (forward only); assumed
-FAR_BELOW = 4.0  # stop probing bigger candidates once one predicts r*/FAR_BELOW tokens per parameter
+PAST_BEST = 0.05  # stop probing bigger candidates once one predicts this many nats worse than the best so far
 PROBE_SHARE = 0.03  # the probe may take this share of the budget...
 PROBE_MAX_S = 20.0  # ...and at most this many seconds (at least one candidate is always timed)
 TIMED_STEPS = 3  # steps timed per candidate after one warm-up step
@@ -68,11 +68,11 @@ LADDERS = {
 }
 
 
-def target_ratio(minutes: float) -> float:
-    """r*: the training tokens per parameter aimed at for a budget of ``minutes``. The slope was
-    measured up to SIZING_MEASURED_UP_TO minutes; longer budgets keep that budget's r* rather than
-    follow the slope where nothing was measured."""
-    return SIZING_TOKENS_PER_PARAMETER * (min(minutes, SIZING_MEASURED_UP_TO) / 5.0) ** SIZING_SLOPE
+def predicted_loss(parameters: float, tokens: float) -> float:
+    """The rule's held-out loss for ``parameters`` trained on ``tokens``, less the floor E that is
+    the same for every size (so only differences mean anything): -a ln(N / 1e6) + b (D / 1e7)^-beta."""
+    b, beta = SIZING_TOKEN_TERM
+    return -SIZING_LOSS_PER_E_FOLD * math.log(parameters / 1e6) + b * (max(tokens, 1.0) / 1e7) ** -beta
 
 
 def rule_parameters(model: ModelConfig) -> int:
@@ -121,24 +121,25 @@ class Choice:
     measured: Measured
     tokens: float  # predicted training tokens in the budget
     ratio: float  # tokens / parameters
-    target: float
+    loss: float  # predicted_loss: comparable between candidates only
+    runner_up: "Choice | None" = None  # the next best candidate, for the printed reason
 
 
-def choose(measured: list[Measured], seconds_left: float, minutes: float, *, eval_every: int,
-           eval_tokens: int, max_tokens: float = math.inf) -> Choice:
-    """The candidate whose predicted tokens per parameter are nearest r* (in log: 2x too many is
-    as far as 2x too few); on a tie the cheaper. ``max_tokens``: what --epochs lets a run see.
+def predict(m: Measured, seconds_left: float, *, eval_every: int, eval_tokens: int,
+            max_tokens: float = math.inf) -> Choice:
+    """What ``m`` would see in ``seconds_left`` (``max_tokens``: what --epochs lets a run see) and the loss predicted."""
+    seconds = training_seconds(seconds_left, m.candidate, eval_every, eval_tokens)
+    tokens = min(m.tokens_per_s * seconds, max_tokens)
+    return Choice(m, tokens, max(tokens, 1.0) / m.parameters, predicted_loss(m.parameters, tokens))
+
+
+def choose(measured: list[Measured], seconds_left: float, *, eval_every: int, eval_tokens: int,
+           max_tokens: float = math.inf) -> Choice:
+    """The candidate with the lowest predicted held-out loss; on a tie the cheaper.
     Pure: the same speeds give the same choice."""
-    target = target_ratio(minutes)
-    best = None
-    for m in measured:
-        seconds = training_seconds(seconds_left, m.candidate, eval_every, eval_tokens)
-        tokens = min(m.tokens_per_s * seconds, max_tokens)
-        ratio = max(tokens, 1.0) / m.parameters
-        distance = abs(math.log(ratio / target))
-        if best is None or distance < best[0] - 1e-12:
-            best = (distance, Choice(m, tokens, ratio, target))
-    return best[1]
+    ranked = sorted((predict(m, seconds_left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens)
+                     for m in measured), key=lambda c: round(c.loss, 12))  # stable: cheaper first on a tie
+    return replace(ranked[0], runner_up=ranked[1] if len(ranked) > 1 else None)
 
 
 def reason(choice: Choice, precision: str, minutes: float, processes: int = 1) -> str:
@@ -146,9 +147,12 @@ def reason(choice: Choice, precision: str, minutes: float, processes: int = 1) -
     m, where = choice.measured, f"{processes} processes" if processes > 1 else "here"
     how = f"estimated from {m.estimated_from}'s speed" if m.estimated_from else "measured"
     ratio = f"{choice.ratio:.{1 if choice.ratio >= 1 else 2}f}"
+    other = choice.runner_up
+    versus = (f"; next best {other.measured.candidate.name}, {other.loss - choice.loss:+.3f} predicted"
+              if other else "")
     return (f"sizing: {m.candidate.describe()}: {_short(m.tokens_per_s)} tokens/s {how} {where} in {precision}, "
-            f"~{_short(choice.tokens)} tokens in {minutes:g} min = {ratio} per parameter ({_short(m.parameters)}), "
-            f"target {choice.target:g}")
+            f"~{_short(choice.tokens)} tokens in {minutes:g} min = {ratio} per parameter ({_short(m.parameters)}): "
+            f"the lowest predicted held-out loss{versus}")
 
 
 def _short(n: float) -> str:
@@ -200,12 +204,12 @@ class Probe:
         return Measured(c, rule_parameters(config), c.batch_size * c.seq_len / step_s, step_s)
 
 
-def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: int,
-          eval_tokens: int) -> tuple[list[Measured], float]:
+def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: int, eval_tokens: int,
+          max_tokens: float = math.inf) -> tuple[list[Measured], float]:
     """Time candidates, cheapest first, while they may still be chosen and the probe's share allows.
 
     Returns what was measured and the seconds the probe took."""
-    start, limit, minutes = run.clock(), min(PROBE_MAX_S, PROBE_SHARE * budget_s), budget_s / 60
+    start, limit = run.clock(), min(PROBE_MAX_S, PROBE_SHARE * budget_s)
     measured: list[Measured] = []
     for i, c in enumerate(ladder):
         spent = run.clock() - start
@@ -213,33 +217,36 @@ def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: i
             last = measured[-1]
             guess = last.step_s * _cost(run, c) / _cost(run, last.candidate) * (TIMED_STEPS + 1)
             if spent + guess > limit:
-                measured += _estimates(ladder[i:], last, run, budget_s - spent, minutes, eval_every, eval_tokens)
+                measured += _estimates(ladder[i:], measured, run, budget_s - spent, eval_every, eval_tokens, max_tokens)
                 break
         measured.append(run.time_steps(c, min(TIMED_ENOUGH_S, limit / 2)))
-        if _far_below(measured[-1], budget_s - (run.clock() - start), minutes, eval_every, eval_tokens):
-            break  # bigger candidates would see fewer tokens per parameter still
+        if _past_best(measured, budget_s - (run.clock() - start), eval_every, eval_tokens, max_tokens):
+            break  # bigger candidates would see fewer tokens still
     return measured, run.clock() - start
 
 
-def _estimates(rest: list[Candidate], last: Measured, run: Probe, seconds_left: float, minutes: float,
-               eval_every: int, eval_tokens: int) -> list[Measured]:
+def _estimates(rest: list[Candidate], timed: list[Measured], run: Probe, seconds_left: float,
+               eval_every: int, eval_tokens: int, max_tokens: float) -> list[Measured]:
     """The sizes the probe had no time to time (short budgets), their speed scaled from the last timed
     one by arithmetic per step. Small models spend a larger share of a step on fixed costs, so the
     scaling slows bigger ones more than they really are: the estimate errs toward the smaller size."""
-    out = []
+    last, out = timed[-1], []
     for c in rest:
         step_s = last.step_s * _cost(run, c) / _cost(run, last.candidate)
         tokens_per_s = c.batch_size * c.seq_len / step_s
         out.append(Measured(c, rule_parameters(run.config(c)), tokens_per_s, step_s, last.candidate.name))
-        if _far_below(out[-1], seconds_left, minutes, eval_every, eval_tokens):
+        if _past_best(timed + out, seconds_left, eval_every, eval_tokens, max_tokens):
             break
     return out
 
 
-def _far_below(m: Measured, seconds_left: float, minutes: float, eval_every: int, eval_tokens: int) -> bool:
-    """Whether ``m`` would see so few tokens per parameter that no bigger size can be chosen."""
-    choice = choose([m], seconds_left, minutes, eval_every=eval_every, eval_tokens=eval_tokens)
-    return choice.ratio < choice.target / FAR_BELOW
+def _past_best(measured: list[Measured], seconds_left: float, eval_every: int, eval_tokens: int,
+               max_tokens: float) -> bool:
+    """Whether the newest (biggest) candidate predicts PAST_BEST worse than the best so far: on the
+    ladder each bigger size sees fewer tokens, so the ones after it would do worse still."""
+    losses = [predict(m, seconds_left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens).loss
+              for m in measured]
+    return losses[-1] > min(losses) + PAST_BEST
 
 
 def _cost(run: Probe, c: Candidate) -> float:
@@ -251,7 +258,7 @@ def _cost(run: Probe, c: Candidate) -> float:
 def record(choice: Choice, measured: list[Measured], probe_s: float, line: str) -> dict:
     """config.json's "sizing": the choice, its reason and every speed the probe measured."""
     return {"choice": asdict(choice.measured.candidate), "reason": line, "probe_s": round(probe_s, 2),
-            "target_tokens_per_parameter": choice.target, "predicted_tokens": round(choice.tokens),
+            "predicted_tokens": round(choice.tokens), "predicted_loss_above_floor": round(choice.loss, 4),
             "measured": [{**asdict(m.candidate), "name": m.candidate.name, "parameters": m.parameters,
                           "tokens_per_s": round(m.tokens_per_s, 1), "step_s": round(m.step_s, 4),
                           "estimated_from": m.estimated_from}
@@ -307,10 +314,11 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     autocast = autocast_dtype(train.precision, device)
     run = Probe(ModelConfig(**{**model_settings, "vocab_size": vocab_size}), device, autocast, train.lr, processes)
     budget_s = train.time_budget * 60
-    measured, probe_s = probe(ladder, run, budget_s, eval_every=train.eval_every, eval_tokens=eval_tokens)
     epochs_tokens = train.epochs * (corpus_tokens - held_out) if train.epochs else math.inf  # the default's limit
-    choice = choose(measured, budget_s - probe_s, train.time_budget, eval_every=train.eval_every,
-                    eval_tokens=eval_tokens, max_tokens=epochs_tokens)
+    measured, probe_s = probe(ladder, run, budget_s, eval_every=train.eval_every, eval_tokens=eval_tokens,
+                              max_tokens=epochs_tokens)
+    choice = choose(measured, budget_s - probe_s, eval_every=train.eval_every, eval_tokens=eval_tokens,
+                    max_tokens=epochs_tokens)
     line = reason(choice, "bf16" if autocast is not None else "fp32", train.time_budget, processes)
     say(line)
     c = choice.measured.candidate
