@@ -104,6 +104,7 @@ def test_the_probe_stops_once_bigger_sizes_could_not_be_chosen(monkeypatch):
         return _measured({c.name: speeds[c.name]})[0]
 
     monkeypatch.setattr(sizing.Probe, "time_steps", fake_steps)
+    monkeypatch.setattr(sizing.Probe, "time_again", lambda self, c: _measured({c.name: speeds[c.name]})[0])
     run = sizing.Probe(ModelConfig(vocab_size=80), torch.device("cpu"), None, 3e-3)
     ladder = [CHAR[name] for name in speeds]
     # 2x128 predicts 0.463 (18M tokens in 5 min); 2x256 at 2k tokens/s sees 0.6M: 1.248, more than
@@ -137,6 +138,34 @@ def test_sizes_the_probe_has_no_time_for_get_a_scaled_speed_and_can_be_chosen(mo
     assert "estimated from 2x128's speed" in sizing.reason(choice, "bf16", 1)
 
 
+def test_a_passing_slowdown_is_outvoted_by_the_sizes_timed_again(monkeypatch):
+    _simple_rule(monkeypatch)
+    now = [0.0]
+    # The machine runs 2x slow for the first pass (the first seconds of a run), then at full speed.
+    full = {"2x128": 0.05, "2x256": 0.12}  # seconds a step: 164k and 68k tokens/s
+    run = sizing.Probe(ModelConfig(vocab_size=80), torch.device("cpu"), None, 3e-3, clock=lambda: now[0])
+    slow = [True]
+
+    def fake_step(self, trial):
+        seconds = full[trial] * (2 if slow[0] else 1)
+        now[0] += seconds
+        return seconds
+
+    def fake_start(config, c, processes, device, lr):
+        return c.name
+
+    monkeypatch.setattr(sizing.Probe, "_step", fake_step)
+    monkeypatch.setattr(sizing._Trial, "start", staticmethod(fake_start))
+    ladder = [CHAR["2x128"], CHAR["2x256"]]
+    first = [run.time_steps(c) for c in ladder]  # warm-up and 3 timed steps each, all slow
+    assert [m.steps_timed for m in first] == [3, 3] and first[0].step_s == pytest.approx(0.1)
+    slow[0] = False
+    measured = sizing._retime(first, run, 0.0, 20.0, 120, eval_every=200, eval_tokens=0, max_tokens=math.inf)
+    # 5 more steps each at full speed: the median of 8 is a full-speed step
+    assert [m.steps_timed for m in measured] == [8, 8]
+    assert [m.step_s for m in measured] == [pytest.approx(0.05), pytest.approx(0.12)]
+
+
 def test_runs_limited_by_steps_or_epochs_or_without_a_budget_keep_their_sizes():
     timed = TrainConfig(time_budget=5)
     assert sizing.fixed_because(timed, {}) is None
@@ -163,6 +192,7 @@ def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
     # every size equally fast, so the one with the most weights predicts the lowest loss
     monkeypatch.setattr(sizing.Probe, "time_steps",
                         lambda self, c, enough_s=1.0: Measured(c, 1000 * c.num_layers, 1e9, 1e-3))
+    monkeypatch.setattr(sizing.Probe, "time_again", lambda self, c: Measured(c, 1000 * c.num_layers, 1e9, 1e-3))
     train = TrainConfig(time_budget=5, size="auto", epochs=None)  # no epochs: no cap on the tokens seen
     said = []
     asked = {"hidden_size": 40, "size": "auto"}  # --size auto asked for: a given size stays, the others are chosen

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+import statistics
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -36,6 +37,11 @@ PROBE_SHARE = 0.03  # the probe may take this share of the budget...
 PROBE_MAX_S = 20.0  # ...and at most this many seconds (at least one candidate is always timed)
 TIMED_STEPS = 3  # steps timed per candidate after one warm-up step
 TIMED_ENOUGH_S = 1.0  # fewer steps when a candidate's timed steps already took this long
+# Then the sizes still in play are timed again, one step each in turn, for up to this many rounds in
+# the probe's share: a passing slowdown of the machine (seen: every size ~25% slow for the first two
+# seconds of a run, which then trained at full speed) lands on a few steps of each size, and each
+# size's speed is the median of its steps, rather than all of one size's steps.
+RETIME_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class Measured:
     tokens_per_s: float  # training tokens per second, all processes together
     step_s: float  # seconds per timed step
     estimated_from: str | None = None  # not timed (the probe's share ran out): scaled from this timed size
+    steps_timed: int = 0
 
 
 def training_seconds(seconds_left: float, c: Candidate, eval_every: int, eval_tokens: int) -> float:
@@ -174,34 +181,67 @@ class Probe:
     lr: float
     processes: int = 1  # torchrun: this process times its share of the batch; the rest assumed alike
     clock: Callable[[], float] = time.perf_counter
+    _trials: dict = field(default_factory=dict, repr=False)  # Candidate -> _Trial
+    _times: dict = field(default_factory=dict, repr=False)  # Candidate -> its timed steps (seconds)
 
     def config(self, c: Candidate) -> ModelConfig:
         return replace(self.model, num_layers=c.num_layers, hidden_size=c.hidden_size).validate()
 
     def time_steps(self, c: Candidate, enough_s: float = TIMED_ENOUGH_S) -> Measured:
-        """One warm-up step, then up to TIMED_STEPS real training steps timed (fewer past ``enough_s``)."""
-        config = self.config(c)
-        model = RNNLanguageModel(config).to(self.device).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr)
-        rows = c.batch_size // self.processes
-        ids = torch.randint(0, config.vocab_size, (rows, c.seq_len + 1), device=self.device)  # (B, T+1)
-        hidden, times = None, []
-        for step in range(TIMED_STEPS + 1):
-            start = self.clock()
-            with arithmetic(self.device, self.autocast):
-                loss, hidden = model(ids[:, :-1], hidden, targets=ids[:, 1:])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            hidden = state_from_parts(h.detach().float() for h in state_parts(hidden))  # as the loop does
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            if step:  # the first step warms caches and kernels up: not timed
-                times.append(self.clock() - start)
-                if sum(times) >= enough_s:
-                    break
-        step_s = sum(times) / len(times)
-        return Measured(c, rule_parameters(config), c.batch_size * c.seq_len / step_s, step_s)
+        """One warm-up step, then up to TIMED_STEPS real training steps timed (fewer past ``enough_s``).
+        The candidate's model is kept, so ``time_again`` can time more of its steps."""
+        self._trials[c] = trial = _Trial.start(self.config(c), c, self.processes, self.device, self.lr)
+        self._step(trial)  # the first step warms caches and kernels up: not timed
+        times = self._times.setdefault(c, [])
+        while len(times) < TIMED_STEPS and sum(times) < enough_s:
+            times.append(self._step(trial))
+        return self.measured(c)
+
+    def time_again(self, c: Candidate) -> Measured:
+        """One more timed step of a candidate ``time_steps`` timed; its speed from all its steps."""
+        self._times[c].append(self._step(self._trials[c]))
+        return self.measured(c)
+
+    def measured(self, c: Candidate) -> Measured:
+        step_s = statistics.median(self._times[c])
+        return Measured(c, rule_parameters(self.config(c)), c.batch_size * c.seq_len / step_s, step_s,
+                        steps_timed=len(self._times[c]))
+
+    def release(self) -> None:
+        """Frees the candidates' models before the run builds its own."""
+        self._trials.clear()
+
+    def _step(self, trial: "_Trial") -> float:
+        start = self.clock()
+        trial.step(self.device, self.autocast)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return self.clock() - start
+
+
+@dataclass
+class _Trial:
+    """A candidate's model, optimizer, batch and carried state: one real training step at a time."""
+
+    model: RNNLanguageModel
+    optimizer: torch.optim.Optimizer
+    ids: torch.Tensor  # (B, T+1) random tokens: the speed does not depend on which
+    hidden: object = None
+
+    @classmethod
+    def start(cls, config: ModelConfig, c: Candidate, processes: int, device: torch.device, lr: float) -> "_Trial":
+        model = RNNLanguageModel(config).to(device).train()
+        rows = c.batch_size // processes  # torchrun: this process times its share of the batch
+        ids = torch.randint(0, config.vocab_size, (rows, c.seq_len + 1), device=device)
+        return cls(model, torch.optim.AdamW(model.parameters(), lr=lr), ids)
+
+    def step(self, device: torch.device, autocast) -> None:
+        with arithmetic(device, autocast):
+            loss, hidden = self.model(self.ids[:, :-1], self.hidden, targets=self.ids[:, 1:])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.hidden = state_from_parts(h.detach().float() for h in state_parts(hidden))  # as the loop does
 
 
 def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: int, eval_tokens: int,
@@ -222,7 +262,28 @@ def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: i
         measured.append(run.time_steps(c, min(TIMED_ENOUGH_S, limit / 2)))
         if _past_best(measured, budget_s - (run.clock() - start), eval_every, eval_tokens, max_tokens):
             break  # bigger candidates would see fewer tokens still
+    measured = _retime(measured, run, start, limit, budget_s, eval_every, eval_tokens, max_tokens)
+    run.release()
     return measured, run.clock() - start
+
+
+def _retime(measured: list[Measured], run: Probe, start: float, limit: float, budget_s: float,
+            eval_every: int, eval_tokens: int, max_tokens: float) -> list[Measured]:
+    """The timed sizes still in play (within PAST_BEST of the best predicted) timed again, a step each
+    in turn, for up to RETIME_ROUNDS rounds while the probe's share lasts."""
+    def in_play() -> list[int]:
+        left = budget_s - (run.clock() - start)
+        losses = [predict(m, left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens).loss
+                  for m in measured]
+        return [i for i, m in enumerate(measured) if not m.estimated_from and losses[i] <= min(losses) + PAST_BEST]
+
+    for _ in range(RETIME_ROUNDS):
+        chosen = in_play()
+        if run.clock() - start + sum(measured[i].step_s for i in chosen) > limit:
+            break
+        for i in chosen:
+            measured[i] = run.time_again(measured[i].candidate)
+    return measured
 
 
 def _estimates(rest: list[Candidate], timed: list[Measured], run: Probe, seconds_left: float,
@@ -261,7 +322,7 @@ def record(choice: Choice, measured: list[Measured], probe_s: float, line: str) 
             "predicted_tokens": round(choice.tokens), "predicted_loss_above_floor": round(choice.loss, 4),
             "measured": [{**asdict(m.candidate), "name": m.candidate.name, "parameters": m.parameters,
                           "tokens_per_s": round(m.tokens_per_s, 1), "step_s": round(m.step_s, 4),
-                          "estimated_from": m.estimated_from}
+                          "steps_timed": m.steps_timed, "estimated_from": m.estimated_from}
                          for m in measured]}
 
 
