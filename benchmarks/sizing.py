@@ -28,8 +28,8 @@ most --extend, 1, per cell), so that the optimum is bracketed.
 
 The fit: every run is a point (N, D, held-out loss), N the recurrent layers' parameters and D
 the training tokens it saw, whatever its speed and budget; L = c - a ln(N / 1e6) + b (D / 1e7)^-beta
-by least squares (beta on a grid, c, a and b linear for each). a is SIZING_LOSS_PER_E_FOLD and
-(b, beta) SIZING_TOKEN_TERM in training/config.py. In N and D rather than minutes because the
+- g [one layer] by least squares (beta on a grid, c, a, b and g linear for each). a is
+SIZING_LOSS_PER_E_FOLD, (b, beta) SIZING_TOKEN_TERM and g SIZING_ONE_LAYER_GAIN in training/config.py. In N and D rather than minutes because the
 loss a size reaches follows the tokens it sees, not the clock: fp32 at 2 minutes and bf16 at 1
 give the same size the same loss for the same tokens. The report lists each cell's best (and the
 tokens per parameter there, by a parabola through the best and its neighbours), the fit's error,
@@ -129,7 +129,7 @@ def time_ladder(speed: str, vocab_size: int, longest_s: float, at_least: int = 3
 def predicted(name: str, tokens_per_s: float, minutes: float) -> float:
     """The rule's loss (above its floor) for ``name`` at ``tokens_per_s`` for ``minutes``."""
     tokens = tokens_per_s * sizing.training_seconds(minutes * 60, LADDER[name], 200, 100_000)
-    return sizing.predicted_loss(parameters(name), tokens)
+    return sizing.predicted_loss(parameters(name), tokens, LADDER[name].num_layers)
 
 
 def parameters(name: str) -> int:
@@ -210,25 +210,28 @@ BETAS = np.round(np.arange(0.05, 1.5001, 0.005), 3)  # the token exponent's grid
 
 
 def fit_surface(rows: list[dict]) -> dict | None:
-    """L = c - a ln(N / 1e6) + b (D / 1e7)^-beta by least squares over ``rows``; None when a or b
-    comes out not positive for every beta (a rule that prefers fewer parameters or fewer tokens)."""
+    """L = c - a ln(N / 1e6) + b (D / 1e7)^-beta - g [one layer] by least squares over ``rows`` (g = 0
+    without one-layer runs); None when a or b comes out not positive for every beta (a rule that
+    prefers fewer parameters or fewer tokens)."""
     n = np.array([r["parameters"] for r in rows], float) / 1e6
     d = np.array([r["tokens"] for r in rows], float) / 1e7
+    one = np.array([r["num_layers"] == 1 for r in rows], float)
     loss = np.array([r["held_out"] for r in rows])
     best = None
     for beta in BETAS:
-        x = np.stack([np.ones_like(n), -np.log(n), d ** -beta], axis=1)
-        (c, a, b), *_ = np.linalg.lstsq(x, loss, rcond=None)
+        x = np.stack([np.ones_like(n), -np.log(n), d ** -beta, -one], axis=1)
+        (c, a, b, g), *_ = np.linalg.lstsq(x, loss, rcond=None)
         if a > 0 and b > 0:
-            error = float(np.sqrt(np.mean((x @ np.array([c, a, b]) - loss) ** 2)))
+            error = float(np.sqrt(np.mean((x @ np.array([c, a, b, g]) - loss) ** 2)))
             if best is None or error < best["rmse"]:
                 best = {"c": round(float(c), 4), "a": round(float(a), 4), "b": round(float(b), 4),
-                        "beta": float(beta), "rmse": round(error, 4)}
+                        "beta": float(beta), "g": round(float(g), 4), "rmse": round(error, 4)}
     return best
 
 
 def surface_loss(rule: dict, row: dict) -> float:
-    return rule["c"] - rule["a"] * math.log(row["parameters"] / 1e6) + rule["b"] * (row["tokens"] / 1e7) ** -rule["beta"]
+    return (rule["c"] - rule["a"] * math.log(row["parameters"] / 1e6) + rule["b"] * (row["tokens"] / 1e7) ** -rule["beta"]
+            - rule["g"] * (row["num_layers"] == 1))
 
 
 def fit(runs: dict) -> dict:
@@ -279,9 +282,10 @@ def markdown(data: dict, command: str) -> str:
         lines.append("Too few runs, or none that favour both more parameters and more tokens: no rule fitted.")
     else:
         lines.append(f"**Rule**: L(N, D) = {rule['c']} - {rule['a']} ln(N / 1e6) + {rule['b']} (D / 1e7)^-{rule['beta']} "
-                     f"over {rule['runs']} runs (rmse {rule['rmse_left_out']} nats/char with each run left out of "
-                     f"the fit in turn, {rule['rmse']} in it): SIZING_LOSS_PER_E_FOLD = {rule['a']}, "
-                     f"SIZING_TOKEN_TERM = ({rule['b']}, {rule['beta']}) (training/config.py).")
+                     f"- {rule['g']} [one layer] over {rule['runs']} runs (rmse {rule['rmse_left_out']} nats/char with "
+                     f"each run left out of the fit in turn, {rule['rmse']} in it): SIZING_LOSS_PER_E_FOLD = {rule['a']}, "
+                     f"SIZING_TOKEN_TERM = ({rule['b']}, {rule['beta']}), SIZING_ONE_LAYER_GAIN = {rule['g']} "
+                     "(training/config.py).")
     return "\n".join(lines) + "\n"
 
 

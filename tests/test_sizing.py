@@ -39,6 +39,7 @@ def _simple_rule(monkeypatch):
     """a = 0.1 nats per e-fold of parameters, b = 0.4 at 10M tokens, beta = 0.4: easy to follow by hand."""
     monkeypatch.setattr(sizing, "SIZING_LOSS_PER_E_FOLD", 0.1)
     monkeypatch.setattr(sizing, "SIZING_TOKEN_TERM", (0.4, 0.4))
+    monkeypatch.setattr(sizing, "SIZING_ONE_LAYER_GAIN", 0.0)
 
 
 def test_the_predicted_loss_falls_with_parameters_and_with_tokens(monkeypatch):
@@ -46,6 +47,9 @@ def test_the_predicted_loss_falls_with_parameters_and_with_tokens(monkeypatch):
     assert sizing.predicted_loss(1e6, 1e7) == pytest.approx(0.4)  # the reference point: no parameter term
     assert sizing.predicted_loss(math.e * 1e6, 1e7) == pytest.approx(0.3)  # an e-fold more weights: -a
     assert sizing.predicted_loss(1e6, 1e7 * 2 ** 2.5) == pytest.approx(0.2)  # 2^2.5 more tokens: b halves
+    monkeypatch.setattr(sizing, "SIZING_ONE_LAYER_GAIN", 0.05)
+    assert sizing.predicted_loss(1e6, 1e7, layers=1) == pytest.approx(0.35)  # one layer: g below
+    assert sizing.predicted_loss(1e6, 1e7, layers=3) == pytest.approx(0.4)
 
 
 def test_the_rule_picks_the_lowest_predicted_loss_on_made_up_speeds(monkeypatch):
@@ -57,7 +61,7 @@ def test_the_rule_picks_the_lowest_predicted_loss_on_made_up_speeds(monkeypatch)
     choice = sizing.choose(fast, 300, eval_every=200, eval_tokens=0)
     assert choice.measured.candidate.name == "2x384" and choice.runner_up.measured.candidate.name == "2x256"
     assert choice.tokens == pytest.approx(35_000 * 300) and choice.ratio == pytest.approx(35_000 * 300 / 1_873_920)
-    assert choice.loss == pytest.approx(sizing.predicted_loss(1_873_920, 35_000 * 300))
+    assert choice.loss == pytest.approx(sizing.predicted_loss(1_873_920, 35_000 * 300, layers=2))
     assert sizing.choose(fast, 300, eval_every=200, eval_tokens=0) == choice  # pure: same speeds, same choice
     # A machine 4x slower (fp32, one thread) gets a smaller model for the same budget...
     slow = _measured({m.candidate.name: m.tokens_per_s / 4 for m in fast})

@@ -19,7 +19,7 @@ SIZES = ("auto", "fixed")
 
 # --size auto's rule (training/sizing.py): each candidate's held-out loss is predicted from its
 # recurrent-layer parameters N and the training tokens D it would see in the budget at the speed the
-# probe measured, L(N, D) = E - a ln(N / 1e6) + b (D / 1e7)^-beta, and the lowest wins. E, what no
+# probe measured, L(N, D) = E - a ln(N / 1e6) + b (D / 1e7)^-beta - g [one layer], and the lowest wins. E, what no
 # size or length removes, is the same for every candidate and drops out. The form is Chinchilla's
 # E + A N^-alpha + B D^-beta in the limit the fit ran to (alpha -> 0: on these runs a size's gain
 # grows with the log of its parameters). In N and D, not in minutes, so one rule serves fast and slow
@@ -28,8 +28,11 @@ SIZES = ("auto", "fixed")
 # EPYC, 2 cores, ~1 MB of the plays, char level; bf16 at 1, 2 and 5 minutes, fp32 at 2 and 5): rmse
 # 0.026 nats/char with each run left out in turn, and in each of the five budgets it picks the size that
 # was best there. Measured up to 27M tokens and 3.3M parameters; beyond that it is extrapolated.
-SIZING_LOSS_PER_E_FOLD = 0.1135  # a: held-out nats/char gained per e-fold of parameters, at equal tokens
-SIZING_TOKEN_TERM = (0.3333, 0.485)  # (b, beta): the loss still to lose at 1e7 tokens, and how fast it goes
+SIZING_LOSS_PER_E_FOLD = 0.1198  # a: held-out nats/char gained per e-fold of parameters, at equal tokens
+SIZING_TOKEN_TERM = (0.3019, 0.525)  # (b, beta): the loss still to lose at 1e7 tokens, and how fast it goes
+# g: how far below the surface a one-layer size lands at the same N and D (the ladder's one-layer rung, 1x128,
+# reached nearly what 2x128 did on the same tokens, with under half the weights)
+SIZING_ONE_LAYER_GAIN = 0.0573
 
 
 @dataclass

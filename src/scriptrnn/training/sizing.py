@@ -26,7 +26,7 @@ import torch
 
 from ..device import arithmetic, autocast_dtype
 from ..model.network import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
-from .config import SIZING_LOSS_PER_E_FOLD, SIZING_TOKEN_TERM, TrainConfig
+from .config import SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN, SIZING_TOKEN_TERM, TrainConfig
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
 LIMIT_FIELDS = ("epochs", "max_steps")  # given by the user, the run is not limited by time alone
@@ -74,11 +74,13 @@ LADDERS = {
 }
 
 
-def predicted_loss(parameters: float, tokens: float) -> float:
-    """The rule's held-out loss for ``parameters`` trained on ``tokens``, less the floor E that is
-    the same for every size (so only differences mean anything): -a ln(N / 1e6) + b (D / 1e7)^-beta."""
+def predicted_loss(parameters: float, tokens: float, layers: int = 2) -> float:
+    """The rule's held-out loss for ``parameters`` in ``layers`` trained on ``tokens``, less the floor E
+    that is the same for every size (so only differences mean anything):
+    -a ln(N / 1e6) + b (D / 1e7)^-beta - g [one layer]."""
     b, beta = SIZING_TOKEN_TERM
-    return -SIZING_LOSS_PER_E_FOLD * math.log(parameters / 1e6) + b * (max(tokens, 1.0) / 1e7) ** -beta
+    one_layer = SIZING_ONE_LAYER_GAIN if layers == 1 else 0.0
+    return -SIZING_LOSS_PER_E_FOLD * math.log(parameters / 1e6) + b * (max(tokens, 1.0) / 1e7) ** -beta - one_layer
 
 
 def rule_parameters(model: ModelConfig) -> int:
@@ -137,7 +139,8 @@ def predict(m: Measured, seconds_left: float, *, eval_every: int, eval_tokens: i
     """What ``m`` would see in ``seconds_left`` (``max_tokens``: what --epochs lets a run see) and the loss predicted."""
     seconds = training_seconds(seconds_left, m.candidate, eval_every, eval_tokens)
     tokens = min(m.tokens_per_s * seconds, max_tokens)
-    return Choice(m, tokens, max(tokens, 1.0) / m.parameters, predicted_loss(m.parameters, tokens))
+    return Choice(m, tokens, max(tokens, 1.0) / m.parameters,
+                  predicted_loss(m.parameters, tokens, m.candidate.num_layers))
 
 
 def choose(measured: list[Measured], seconds_left: float, *, eval_every: int, eval_tokens: int,
