@@ -275,9 +275,7 @@ def _retime(measured: list[Measured], run: Probe, start: float, limit: float, bu
     """The timed sizes still in play (within PAST_BEST of the best predicted) timed again, a step each
     in turn, for up to RETIME_ROUNDS rounds while the probe's share lasts."""
     def in_play() -> list[int]:
-        left = budget_s - (run.clock() - start)
-        losses = [predict(m, left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens).loss
-                  for m in measured]
+        losses = _losses(measured, budget_s - (run.clock() - start), eval_every, eval_tokens, max_tokens)
         return [i for i, m in enumerate(measured) if not m.estimated_from and losses[i] <= min(losses) + PAST_BEST]
 
     for _ in range(RETIME_ROUNDS):
@@ -308,9 +306,14 @@ def _past_best(measured: list[Measured], seconds_left: float, eval_every: int, e
                max_tokens: float) -> bool:
     """Whether the newest (biggest) candidate predicts PAST_BEST worse than the best so far: on the
     ladder each bigger size sees fewer tokens, so the ones after it would do worse still."""
-    losses = [predict(m, seconds_left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens).loss
-              for m in measured]
+    losses = _losses(measured, seconds_left, eval_every, eval_tokens, max_tokens)
     return losses[-1] > min(losses) + PAST_BEST
+
+
+def _losses(measured: list[Measured], seconds_left: float, eval_every: int, eval_tokens: int,
+            max_tokens: float) -> list[float]:
+    return [predict(m, seconds_left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens).loss
+            for m in measured]
 
 
 def _cost(run: Probe, c: Candidate) -> float:
