@@ -8,8 +8,9 @@ method, each trained for the same minutes of wall clock on the same split of a ~
 The full race trains for 82 minutes (18 per method and precision; the course method once, 10)
 and scores for about a minute per cell: about 1 h 45 min in all (each scriptrnn --size mode
 added: 36 minutes more). Run nothing else meanwhile:
-the budgets are wall clock. CPU only for now (a GPU would go to scriptrnn, whose device is
-auto, and not to the transformer); with one present it stops and says how to hide it.
+the budgets are wall clock. ``--device cuda`` races on a GPU instead (issue 14, item 7): scriptrnn
+and the transformer train and are scored there, into OUT = benchmarks/results/race-cuda by default;
+the course method has no GPU path here (its course code is CPU-only) and is left out.
 
 It writes OUT.json (every finished cell), OUT.md (the tables) and OUT.png (held-out loss
 against minutes). A cell — (method, precision, budget) — is saved as soon as it is scored and
@@ -38,8 +39,9 @@ first 90% trained on, the last 10% held out):
   to the longest budget and scored at each, its clock paused while scored. It has no bfloat16:
   it runs in float32 and its cells serve every precision's table.
 
-``--precision auto`` is bfloat16 autocast where the CPU has native bfloat16 (the test
-scriptrnn's trainer makes), else float32; ``fp32`` stands in for a machine without it.
+``--precision auto`` is bfloat16 autocast where the CPU (or GPU) has native bfloat16 (the test
+scriptrnn's trainer makes), else float32; ``fp32`` stands in for a machine without it. On a GPU
+the race scores in float32 with TF32 off (the race process's own setting; scriptrnn's run keeps its own).
 
 Scoring, the same for all: every position 1..n-1 of the held-out ids is predicted from the
 text before it inside the held-out tenth, in float32, and the mean is reported in nats and
@@ -133,20 +135,25 @@ def _smoke_text(source: Path) -> Path:
     return path
 
 
+DEVICE = torch.device("cpu")  # where the race trains and scores: --device (main sets it once)
+
+
 def bf16_native() -> bool:
-    """The test scriptrnn's trainer makes for --precision auto on a CPU."""
+    """The test scriptrnn's trainer makes for --precision auto (on a CPU: oneDNN's; on a GPU: CUDA's)."""
+    if DEVICE.type == "cuda":
+        return torch.cuda.is_bf16_supported()
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def arithmetic(precision: str) -> str:
     """What a --precision becomes on this machine: 'bf16' or 'fp32'."""
     if precision == "bf16" and not bf16_native():
-        raise SystemExit("--precision bf16: this CPU has no native bfloat16; use auto or fp32")
+        raise SystemExit(f"--precision bf16: this {DEVICE.type} has no native bfloat16; use auto or fp32")
     return "fp32" if precision == "fp32" or not bf16_native() else "bf16"
 
 
 def machine() -> dict:
-    """common.machine() plus lscpu's model name, the CPU flags that decide bf16 speed, and the time."""
+    """common.machine() plus lscpu's model name, the CPU flags that decide bf16 speed, the GPU if raced on, the time."""
     facts = common.machine()
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -157,6 +164,7 @@ def machine() -> dict:
     flags = set(lines.get("Flags", "").split())
     return {**facts, "cpu": lines.get("Model name", facts["cpu"]), "cpus": lines.get("CPU(s)"),
             "flags": [f for f in CPU_FLAGS if f in flags], "bf16_native": bf16_native(),
+            **({"gpu": torch.cuda.get_device_name(DEVICE)} if DEVICE.type == "cuda" else {}),
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -173,7 +181,7 @@ def _report(total_nats: float, positions: int, expected: int) -> dict:
 def score_scriptrnn(model, val_ids: np.ndarray, window: int = 1024) -> dict:
     """One stream, the state carried over the whole held-out text (model(x, state, targets) -> mean, state)."""
     model.eval()
-    ids = torch.from_numpy(np.asarray(val_ids, dtype=np.int64))
+    ids = torch.from_numpy(np.asarray(val_ids, dtype=np.int64)).to(DEVICE)
     total, count, state = 0.0, 0, None
     for s in range(0, len(ids) - 1, window):
         x, y = ids[s:s + window][None], ids[s + 1:s + window + 1][None]  # (1, T)
@@ -202,19 +210,19 @@ def score_transformer(model: "TinyGPT", val_ids: np.ndarray, stride: int, batch:
     between C-s+1 and C characters (the first window scores all its positions). Stride 1: all C.
     """
     model.eval()
-    ids = torch.from_numpy(np.asarray(val_ids, dtype=np.int64))
+    ids = torch.from_numpy(np.asarray(val_ids, dtype=np.int64)).to(DEVICE)
     n, C = len(ids), min(model.config.context, len(ids) - 1)
     starts = list(range(0, n - 1 - C + 1, min(stride, C)))  # a stride over C would skip positions
     if starts[-1] != n - 1 - C:
         starts.append(n - 1 - C)  # the last window ends at the last target
-    starts = torch.tensor(starts)
-    first = torch.cat([torch.zeros(1, dtype=torch.long), C - starts.diff()])  # (W,) first new offset per window
+    starts = torch.tensor(starts, device=DEVICE)
+    first = torch.cat([torch.zeros(1, dtype=torch.long, device=DEVICE), C - starts.diff()])  # (W,) first new offset
     total, count = 0.0, 0
     for b in range(0, len(starts), batch):
-        idx = starts[b:b + batch, None] + torch.arange(C)  # (W', C)
+        idx = starts[b:b + batch, None] + torch.arange(C, device=DEVICE)  # (W', C)
         logits = model(ids[idx])  # (W', C, V)
         nats = F.cross_entropy(logits.flatten(0, 1), ids[idx + 1].flatten(), reduction="none").view(idx.shape)
-        mask = torch.arange(C)[None, :] >= first[b:b + batch, None]  # (W', C)
+        mask = torch.arange(C, device=DEVICE)[None, :] >= first[b:b + batch, None]  # (W', C)
         total += nats[mask].sum().item()
         count += int(mask.sum())
     return _report(total, count, n - 1)
@@ -291,7 +299,8 @@ class TinyGPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
-        x = F.dropout(self.tok(idx) + self.pos(torch.arange(T)), self.config.dropout, self.training)  # (B, T, E)
+        x = F.dropout(self.tok(idx) + self.pos(torch.arange(T, device=idx.device)), self.config.dropout,
+                      self.training)  # (B, T, E)
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x)).float()  # (B, T, V), float32 whatever autocast did
@@ -314,8 +323,8 @@ def train_transformer(train_ids: np.ndarray, vocab_size: int, dtype: str, minute
                       seed: int = 1234, recipe: Recipe | None = None) -> tuple[TinyGPT, dict]:
     recipe = recipe or Recipe()
     torch.manual_seed(seed)
-    model = TinyGPT(GPTConfig(vocab_size))
-    optimizer, data = _optimizer(model, recipe), torch.from_numpy(np.asarray(train_ids, dtype=np.int64))
+    model = TinyGPT(GPTConfig(vocab_size)).to(DEVICE)
+    optimizer, data = _optimizer(model, recipe), torch.from_numpy(np.asarray(train_ids, dtype=np.int64)).to(DEVICE)
     T, budget_s, gen = model.config.context, minutes * 60, torch.Generator().manual_seed(seed)
     step, recent, start = 0, [], time.perf_counter()
     model.train()
@@ -323,8 +332,8 @@ def train_transformer(train_ids: np.ndarray, vocab_size: int, dtype: str, minute
         for group in optimizer.param_groups:
             group["lr"] = _lr(recipe, step, elapsed / budget_s)
         idx = torch.randint(len(data) - T - 1, (recipe.batch_size, 1), generator=gen) + torch.arange(T + 1)
-        chunk = data[idx]  # (B, T+1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        chunk = data[idx.to(DEVICE)]  # (B, T+1)
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             logits = model(chunk[:, :-1])  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten())
         optimizer.zero_grad(set_to_none=True)
@@ -346,7 +355,8 @@ def run_scriptrnn(split: Split, method: str, precision: str, minutes: float, wor
     out = work / f"{method}-{precision}-{minutes:g}"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "scriptrnn", "train", str(split.path), "--time-budget", f"{minutes:g}",
-           "--precision", precision, "--size", SCRIPTRNN[method], "--out", str(out), "--overwrite", "--quiet"]
+           "--precision", precision, "--size", SCRIPTRNN[method], "--device", str(DEVICE), "--out", str(out),
+           "--overwrite", "--quiet"]
     log_path, start = out.parent / f"{out.name}.log", time.perf_counter()  # not with_suffix: "0.05" has a dot
     with open(log_path, "w") as log:
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -354,7 +364,7 @@ def run_scriptrnn(split: Split, method: str, precision: str, minutes: float, wor
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); see {log_path}")
     config = json.loads((out / "config.json").read_text())
-    trained = scriptrnn.load(out)
+    trained = scriptrnn.load(out, device=str(DEVICE))
     _check_same_split(split, trained.tokenizer, config)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rates = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
@@ -499,7 +509,8 @@ def markdown(data: dict) -> str:
 
 def _machine_line(m: dict) -> str:
     flags = ", ".join(m["flags"]) or "no avx512/amx flags"
-    return f"{m['cpu']} ({flags}), {m['threads']} threads, torch {m['torch']}"
+    gpu = f"{m['gpu']} with " if m.get("gpu") else ""
+    return f"{gpu}{m['cpu']} ({flags}), {m['threads']} threads, torch {m['torch']}"
 
 
 def _reach_line(cells: dict, precision: str, budget: float) -> str:
@@ -551,7 +562,7 @@ def plot(data: dict, path: Path) -> None:
 
 def race(args: argparse.Namespace) -> str:
     split = load_split(args.text, args.smoke)
-    store, work = Store(args.out, split), common.WORK / ("race-smoke" if args.smoke else "race")
+    store, work = Store(args.out, split), common.WORK / ("race-smoke" if args.smoke else args.out.name)
     print(f"race on {split.path}: {split.facts()}", flush=True)
 
     def save(method: str, precision: str, minutes: float, record: dict) -> None:
@@ -597,8 +608,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", type=_list(str, ("auto", "bf16", "fp32")), default=["auto", "fp32"])
     p.add_argument("--methods", type=_list(str, (*METHODS, "scriptrnn")), default=[DEFAULT_SCRIPTRNN, "transformer", "course"],
                    help=f"any of {', '.join(METHODS)}; scriptrnn: the default --size ({DEFAULT_SCRIPTRNN})")
-    p.add_argument("--out", type=Path, default=common.RESULTS / "race",
-                   help="writes OUT.json, OUT.md, OUT.png (default benchmarks/results/race)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where scriptrnn and the transformer "
+                   "train and are scored (cuda: the first GPU; the course method is CPU-only and is left out)")
+    p.add_argument("--out", type=Path, help="writes OUT.json, OUT.md, OUT.png (default benchmarks/results/race, "
+                   "or race-cuda with --device cuda)")
     p.add_argument("--reach-budget", type=float, default=5.0,
                    help="report scriptrnn's time to reach the transformer's loss after this many minutes")
     p.add_argument("--eval-stride", type=int, default=8, help="the transformer's scoring window moves this many "
@@ -608,6 +621,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "seconds, into the benchmark work folder (not benchmarks/results), every cell run again")
     args = p.parse_args(argv)
     args.methods = [DEFAULT_SCRIPTRNN if m == "scriptrnn" else m for m in args.methods]
+    args.out = args.out or common.RESULTS / ("race-cuda" if args.device == "cuda" else "race")
+    if args.device == "cuda" and "course" in args.methods:
+        if not any(a.startswith("--methods") for a in (argv if argv is not None else sys.argv[1:])):
+            args.methods.remove("course")  # the default methods: the course method has no GPU path here
+        else:
+            p.error("--device cuda: the course method runs on the CPU only; leave it out of --methods")
     if args.smoke:
         args.budgets, args.reach_budget, args.force = [0.05], 0.05, True
         args.out = common.WORK / "race-smoke" / "race"
@@ -617,10 +636,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    global DEVICE
     args = parse_args(argv)
-    if torch.cuda.is_available():
-        raise SystemExit("the race compares CPU training; scriptrnn would take the GPU and the transformer would "
-                         "not. Run it with CUDA_VISIBLE_DEVICES= (GPU races: issue 14, item 7)")
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: this PyTorch sees no CUDA GPU")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # scores in float32
+    DEVICE = torch.device(args.device)
     common.WORK.mkdir(parents=True, exist_ok=True)
     print(race(args))
     return 0

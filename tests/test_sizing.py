@@ -11,7 +11,7 @@ from scriptrnn.cli import main
 from scriptrnn.errors import ScriptRNNError
 from scriptrnn.model.network import ModelConfig
 from scriptrnn.training import sizing
-from scriptrnn.training.config import TrainConfig, level_defaults
+from scriptrnn.training.config import TrainConfig, level_defaults, run_limits
 from scriptrnn.training.sizing import LADDERS, Candidate, Choice, Measured
 
 from .conftest import TINY_TRAIN
@@ -123,15 +123,17 @@ def test_sizes_the_probe_has_no_time_for_get_a_scaled_speed_and_can_be_chosen(mo
     now = [0.0]
     speeds = {"1x128": 900_000, "2x128": 500_000}
 
-    def fake_steps(self, c, enough_s=1.0):  # each timed size takes 0.8 s of a 1-minute budget's 1.8 s share
-        now[0] += 0.8
+    def fake_steps(self, c, enough_s=1.0):  # each timed size takes 1.7 s; a 1-minute budget's share is 1.8 s
+        now[0] += 1.7
         return _measured({c.name: speeds[c.name]})[0]
 
     monkeypatch.setattr(sizing.Probe, "time_steps", fake_steps)
     run = sizing.Probe(ModelConfig(vocab_size=80), torch.device("cpu"), None, 3e-3, clock=lambda: now[0])
     ladder = [CHAR[n] for n in ("1x128", "2x128", "2x256", "2x384", "2x512", "3x512", "2x768")]
     measured, probe_s = sizing.probe(ladder, run, 60, eval_every=200, eval_tokens=0)
-    assert [m.estimated_from for m in measured[:2]] == [None, None] and probe_s == pytest.approx(1.6)
+    # the first size is not charged to the share (it carries the device's start): 2x128 is timed in it, and
+    # the probe took both sizes' seconds
+    assert [m.estimated_from for m in measured[:2]] == [None, None] and probe_s == pytest.approx(3.4)
     assert measured[2].candidate.name == "2x256" and measured[2].estimated_from == "2x128"
     assert measured[2].tokens_per_s < speeds["2x128"]  # bigger, so slower
     # predicted: 2x128 0.553, 2x256 0.467, 2x384 0.469, 2x512 0.506, 3x512 0.568 (past the best by more
@@ -209,6 +211,12 @@ def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
     assert {m["name"] for m in record["measured"]} >= {"1x40", "2x40", "3x40"}
 
 
+def test_a_time_budget_drops_the_default_epoch_limit_but_not_a_given_one():
+    assert run_limits({"time_budget": 2.0}) == {"time_budget": 2.0, "epochs": None}
+    assert run_limits({"time_budget": 2.0, "epochs": 3.0})["epochs"] == 3.0  # both given: the first limit ends it
+    assert run_limits({"max_steps": 10}) == {"max_steps": 10}  # no budget: the level's epochs stay
+
+
 def test_size_is_checked():
     with pytest.raises(ScriptRNNError, match="--size must be one of auto, fixed"):
         TrainConfig(size="big").validate()
@@ -241,6 +249,7 @@ def test_a_real_tiny_run_sizes_itself_prints_the_line_and_keeps_it_on_resume(tmp
     chosen = (config["model"]["num_layers"], config["training"]["batch_size"], config["training"]["seq_len"])
     assert chosen == (sized["choice"]["num_layers"], sized["choice"]["batch_size"], sized["choice"]["seq_len"])
     assert config["metrics"]["elapsed_s"] >= sized["probe_s"]  # the probe counted against the budget
+    assert config["training"]["epochs"] is None  # the budget is the limit: the default 20 epochs do not cut it
     # --resume never sizes again: the run's recorded sizes hold.
     monkeypatch.setattr(sizing.Probe, "time_steps", lambda *a, **k: pytest.fail("probed on resume"))
     scriptrnn.train(out=out, resume=True, time_budget=0.1, progress=False)

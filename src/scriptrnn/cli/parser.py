@@ -99,7 +99,7 @@ def _add_train_parser(sub) -> None:
         ("--weight-decay", float, "AdamW weight decay on the weight matrices (not embeddings or biases)"),
         ("--grad-clip", float, "max gradient norm"),
         ("--warmup-steps", int, "linear warm-up steps before cosine decay"),
-        ("--epochs", float, "passes over the training text"),
+        ("--epochs", float, "passes over the training text; none under --time-budget unless given"),
         ("--max-steps", int, "optimizer steps"),
         ("--time-budget", float, "minutes of wall-clock training"),
         ("--val-fraction", float, "share of the corpus end held out for validation"),

@@ -26,7 +26,7 @@ from ..errors import ScriptRNNError
 from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
                                 read_json, remove_temporaries, save_run_files)
 from ..model.network import ModelConfig, RNNLanguageModel
-from .config import LEVEL_DEFAULTS, TrainConfig, level_defaults, output_layer, split_settings
+from .config import LEVEL_DEFAULTS, TrainConfig, level_defaults, output_layer, run_limits, split_settings
 from .init_from import child_model, merge_corpus_facts, merged_tokenizer, parent_record, parent_settings, read_parent
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
@@ -173,7 +173,7 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
         settings = parent_settings(parent, settings)
     level = settings.get("level", TrainConfig.level)
     level_defaults(level)  # an unknown level is refused before anything is read into the settings
-    model_settings, train_settings = split_settings({**LEVEL_DEFAULTS[level], **settings})
+    model_settings, train_settings = split_settings({**LEVEL_DEFAULTS[level], **run_limits(settings)})
     train_config = TrainConfig(**train_settings).validate()
     where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
     text = open_text(source, train_config.level, train_config.lowercase)  # streamed: the first of two passes

@@ -33,8 +33,10 @@ LIMIT_FIELDS = ("epochs", "max_steps")  # given by the user, the run is not limi
 
 VAL_COST = 1 / 3  # a validation token costs about a third of a training one (forward only); assumed
 PAST_BEST = 0.05  # stop probing bigger candidates once one predicts this many nats worse than the best so far
-PROBE_SHARE = 0.03  # the probe may take this share of the budget...
-PROBE_MAX_S = 20.0  # ...and at most this many seconds (at least one candidate is always timed)
+# The smallest candidate is always timed, and not charged to the share below: its first step carries the
+# device's one-time start (on a GPU, CUDA's context and libraries: seconds, more than a short budget's share).
+PROBE_SHARE = 0.03  # the probe may take this share of the budget for the other candidates...
+PROBE_MAX_S = 20.0  # ...and at most this many seconds
 TIMED_STEPS = 3  # steps timed per candidate after one warm-up step
 TIMED_ENOUGH_S = 1.0  # fewer steps when a candidate's timed steps already took this long
 # Then the sizes still in play are timed again, one step each in turn, for up to this many rounds in
@@ -251,23 +253,23 @@ def probe(ladder: list[Candidate], run: Probe, budget_s: float, *, eval_every: i
           max_tokens: float = math.inf) -> tuple[list[Measured], float]:
     """Time candidates, cheapest first, while they may still be chosen and the probe's share allows.
 
-    Returns what was measured and the seconds the probe took."""
-    start, limit = run.clock(), min(PROBE_MAX_S, PROBE_SHARE * budget_s)
-    measured: list[Measured] = []
-    for i, c in enumerate(ladder):
-        spent = run.clock() - start
-        if measured:
-            last = measured[-1]
-            guess = last.step_s * _cost(run, c) / _cost(run, last.candidate) * (TIMED_STEPS + 1)
-            if spent + guess > limit:
-                measured += _estimates(ladder[i:], measured, run, budget_s - spent, eval_every, eval_tokens, max_tokens)
-                break
-        measured.append(run.time_steps(c, min(TIMED_ENOUGH_S, limit / 2)))
-        if _past_best(measured, budget_s - (run.clock() - start), eval_every, eval_tokens, max_tokens):
+    Returns what was measured and the seconds the probe took (all of them, the first size's too)."""
+    began, limit = run.clock(), min(PROBE_MAX_S, PROBE_SHARE * budget_s)
+    measured: list[Measured] = [run.time_steps(ladder[0], min(TIMED_ENOUGH_S, limit / 2))]
+    start = run.clock()  # the share's clock: the first size's timing, with the device's start, is not in it
+    for i, c in enumerate(ladder[1:], start=1):
+        if _past_best(measured, budget_s - (run.clock() - began), eval_every, eval_tokens, max_tokens):
             break  # bigger candidates would see fewer tokens still
-    measured = _retime(measured, run, start, limit, budget_s, eval_every, eval_tokens, max_tokens)
+        last = measured[-1]
+        guess = last.step_s * _cost(run, c) / _cost(run, last.candidate) * (TIMED_STEPS + 1)
+        if run.clock() - start + guess > limit:
+            measured += _estimates(ladder[i:], measured, run, budget_s - (run.clock() - began), eval_every,
+                                   eval_tokens, max_tokens)
+            break
+        measured.append(run.time_steps(c, min(TIMED_ENOUGH_S, limit / 2)))
+    measured = _retime(measured, run, start, limit, budget_s - (start - began), eval_every, eval_tokens, max_tokens)
     run.release()
-    return measured, run.clock() - start
+    return measured, run.clock() - began
 
 
 def _retime(measured: list[Measured], run: Probe, start: float, limit: float, budget_s: float,
