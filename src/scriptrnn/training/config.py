@@ -185,8 +185,9 @@ def run_limits(settings: dict) -> dict:
     """Under --time-budget the budget is the run's limit: the level's default epoch limit is dropped.
 
     The sizing rule was fitted on runs with no epoch limit, and a default one cut the short runs it
-    sizes: at 1 minute in bf16 (AMD EPYC, 2 cores) 1x128 stopped after its 20 epochs at 1.753 nats/char,
-    where the same size given the whole minute reached 1.699 (benchmarks/RESULTS.md). Early stopping
+    sizes: in the race at 2 minutes in fp32 (AMD EPYC, 2 cores) 1x128 stopped at its 20 epochs after 101
+    of its 120 seconds, at 1.723 nats/char; given the whole 2 minutes it reached 1.702
+    (benchmarks/RESULTS.md, "Race"). Early stopping
     (--patience) still ends a run that has stopped improving, and its best checkpoint is kept. An
     --epochs given by name still applies beside the budget: the first limit reached ends the run.
     """
