@@ -159,7 +159,8 @@ def train_one(text: Path, speed: str, minutes: float, name: str, work: Path, tra
             **asdict(c), "held_out": round(result.metrics["loss"], 4), "steps": result.steps, "tokens": tokens,
             "parameters": n, "tokens_per_parameter": round(tokens / n, 3), "epochs": round(tokens / train_tokens, 2),
             "tokens_per_s": round(tokens / max(result.elapsed_s, 1e-9)), "train_s": round(result.elapsed_s, 1),
-            "wall_s": round(time.perf_counter() - started, 1), "machine": machine(),
+            "wall_s": round(time.perf_counter() - started, 1), "stopped_because": result.stopped_because,
+            "machine": machine(),
             "date": datetime.date.today().isoformat()}
 
 

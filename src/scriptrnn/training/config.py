@@ -64,6 +64,12 @@ class TrainConfig:
     save_every: int | None = None  # extra resume checkpoints every N steps
     save_every_minutes: float | None = None  # and/or after this many minutes since the last one
     patience: int | None = 5  # stop after this many checks without a new best; None never stops early
+    # Under --time-budget the cosine schedule follows the clock, but a small text can be used up long
+    # before the clock runs out (a fast machine, a long budget): the held-out loss then turns up while
+    # the learning rate is still high, and the best checkpoint is one the schedule never cooled. So the
+    # first check that fails to beat the best starts a cool-down: the rate falls linearly from where it
+    # is to its floor over this many checks' steps, and the run ends. 0 or None: the clock's schedule.
+    cooldown_checks: int | None = 2
     # A ~200-character sample at temperatures 0.5 and 1.0 at every Nth validation check (0: never),
     # shown under the progress bar and kept in samples.jsonl (training/samples.py). Counted in
     # checks, not steps: each sample then sits beside a validation loss to read it against.
@@ -105,6 +111,10 @@ class TrainConfig:
         if not (isinstance(self.sample_every, int) and not isinstance(self.sample_every, bool)
                 and 0 <= self.sample_every <= 10**12):
             raise ScriptRNNError(f"--sample-every must be a whole number >= 0 (0: never), got {self.sample_every!r}")
+        if self.cooldown_checks is not None and not (isinstance(self.cooldown_checks, int)
+                                                     and not isinstance(self.cooldown_checks, bool)
+                                                     and 0 <= self.cooldown_checks <= 10**6):
+            raise ScriptRNNError(f"--cooldown-checks must be a whole number >= 0 (0: off), got {self.cooldown_checks!r}")
         for name, value in (("--max-steps", self.max_steps), ("--save-every", self.save_every),
                             ("--patience", self.patience), ("--eval-tokens", self.eval_tokens)):
             if value is not None:

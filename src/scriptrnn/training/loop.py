@@ -109,11 +109,24 @@ class Trainer:
         return min(1.0, max(parts))
 
     def learning_rate(self) -> float:
-        c = self.config
-        if self.state.step < c.warmup_steps:
-            return c.lr * (self.state.step + 1) / c.warmup_steps
+        c, s = self.config, self.state
+        if s.cooldown_from_step >= 0:  # linearly from where the cool-down began to the floor
+            done = min(1.0, (s.step - s.cooldown_from_step) / self._cooldown_steps())
+            return s.cooldown_from_lr + (c.lr * c.min_lr_ratio - s.cooldown_from_lr) * done
+        if s.step < c.warmup_steps:
+            return c.lr * (s.step + 1) / c.warmup_steps
         cosine = 0.5 * (1 + math.cos(math.pi * self.progress()))
         return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * cosine)
+
+    def _cooldown_steps(self) -> int:
+        return max(1, (self.config.cooldown_checks or 0) * self.config.eval_every)
+
+    def _start_cooldown(self) -> None:
+        """At the first check that fails to beat the best, under --time-budget (TrainConfig.cooldown_checks)."""
+        c, s = self.config, self.state
+        if c.cooldown_checks and c.time_budget and s.cooldown_from_step < 0:
+            s.cooldown_from_lr = self.learning_rate()
+            s.cooldown_from_step = s.step
 
     # ------------------------------------------------------------ loop
 
@@ -206,6 +219,9 @@ class Trainer:
             return f"reached --epochs {c.epochs:g}"
         if c.time_budget and s.elapsed_s >= c.time_budget * 60:
             return f"reached --time-budget {c.time_budget:g} min"
+        if s.cooldown_from_step >= 0 and s.step >= s.cooldown_from_step + self._cooldown_steps():
+            return (f"cooled down: validation stopped improving at step {s.cooldown_from_step}, and the "
+                    f"learning rate fell to its floor over {c.cooldown_checks} more checks")
         if c.patience and s.checks_without_improvement >= c.patience:
             return f"early stop: no better validation loss in {c.patience} checks"
         return None
@@ -293,6 +309,7 @@ class Trainer:
                 save_weights(self.out_dir, self.model, val_loss)
         else:
             s.checks_without_improvement += 1
+            self._start_cooldown()
         bpc = self._val_report(val_loss).get("bits_per_char")
         self._log(log, {"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s,
                         **({"val_bits_per_char": bpc} if bpc is not None else {})})

@@ -31,6 +31,8 @@ class LoopState:
     tokens_seen: int = 0
     best_val_loss: float = math.inf
     checks_without_improvement: int = 0
+    cooldown_from_step: int = -1  # the step a cool-down began (TrainConfig.cooldown_checks); -1: none yet
+    cooldown_from_lr: float = 0.0  # the learning rate it falls from
 
 
 def save_resume(trainer) -> None:
@@ -108,6 +110,9 @@ def _loop_state(loop: dict, windows_per_epoch: int) -> LoopState:
     if not (_is_number(state.elapsed_s) and _is_number(state.best_val_loss) and state.elapsed_s >= 0
             and not math.isnan(state.best_val_loss)):
         raise ValueError(f"loop timings {loop} are not numbers")
+    if not (isinstance(state.cooldown_from_step, int) and state.cooldown_from_step >= -1
+            and _is_number(state.cooldown_from_lr) and math.isfinite(state.cooldown_from_lr)):
+        raise ValueError(f"loop cool-down {loop} is not a step and a learning rate")
     if state.window >= windows_per_epoch:
         raise ValueError(f"window {state.window} is past the {windows_per_epoch} windows of an epoch "
                          "(has the corpus changed?)")
