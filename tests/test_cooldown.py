@@ -50,11 +50,15 @@ def test_the_first_check_without_a_new_best_cools_the_rate_to_its_floor_and_ends
     assert trainer._should_stop().startswith("cooled down: validation stopped improving at step 30")
 
 
-def test_no_cool_down_when_off_or_without_a_time_budget(tmp_path):
+def test_no_cool_down_when_off_without_a_time_budget_or_past_half_of_it(tmp_path):
     for settings in ({"cooldown_checks": 0}, {"time_budget": None, "epochs": 5.0}):
         trainer = _trainer(tmp_path, **settings)
         _checks(trainer, [3.0, 3.1, 3.2])
         assert trainer.state.cooldown_from_step == -1 and trainer._should_stop() is None
+    trainer = _trainer(tmp_path, time_budget=1.0)
+    trainer.state.elapsed_s = 31.0  # past half of the minute: the cosine is cooling the rate already
+    _checks(trainer, [3.0, 3.1])
+    assert trainer.state.cooldown_from_step == -1
 
 
 def test_a_resume_point_from_before_the_cool_down_loads(tmp_path):

@@ -106,8 +106,8 @@ def _add_train_parser(sub) -> None:
         ("--eval-every", int, "steps between validation checks and checkpoints"),
         ("--eval-tokens", int, "validation tokens per check (the final check uses all)"),
         ("--patience", int, "early stop after this many checks without improvement"),
-        ("--cooldown-checks", int, "under --time-budget, once a check fails to beat the best, cool the learning "
-                                   "rate to its floor over this many checks and stop; 0 off"),
+        ("--cooldown-checks", int, "under --time-budget, once a check in its first half fails to beat the best, "
+                                   "cool the learning rate to its floor over this many checks and stop; 0 off"),
         ("--sample-every", int, "a short sample at every Nth validation check, shown and in samples.jsonl; 0 never"),
         ("--seed", int, "random seed"),
     ]:

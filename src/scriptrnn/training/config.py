@@ -67,8 +67,11 @@ class TrainConfig:
     # Under --time-budget the cosine schedule follows the clock, but a small text can be used up long
     # before the clock runs out (a fast machine, a long budget): the held-out loss then turns up while
     # the learning rate is still high, and the best checkpoint is one the schedule never cooled. So the
-    # first check that fails to beat the best starts a cool-down: the rate falls linearly from where it
-    # is to its floor over this many checks' steps, and the run ends. 0 or None: the clock's schedule.
+    # first check that fails to beat the best, in the first half of the budget, starts a cool-down: the
+    # rate falls linearly from where it is to its floor over this many checks' steps, and the run ends.
+    # Later the cosine is cooling anyway (10 minutes on ~1 MB of plays: a cool-down from 62% of the
+    # budget scored 1.527, the cosine alone 1.521; 30 minutes: from 16%, 1.523 against 1.535).
+    # 0 or None: the clock's schedule.
     cooldown_checks: int | None = 2
     # A ~200-character sample at temperatures 0.5 and 1.0 at every Nth validation check (0: never),
     # shown under the progress bar and kept in samples.jsonl (training/samples.py). Counted in

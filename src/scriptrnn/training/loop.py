@@ -122,9 +122,10 @@ class Trainer:
         return max(1, (self.config.cooldown_checks or 0) * self.config.eval_every)
 
     def _start_cooldown(self) -> None:
-        """At the first check that fails to beat the best, under --time-budget (TrainConfig.cooldown_checks)."""
+        """At the first check that fails to beat the best in the first half of a --time-budget
+        (TrainConfig.cooldown_checks); past half-way the cosine is cooling the rate already."""
         c, s = self.config, self.state
-        if c.cooldown_checks and c.time_budget and s.cooldown_from_step < 0:
+        if c.cooldown_checks and c.time_budget and s.cooldown_from_step < 0 and self.progress() < 0.5:
             s.cooldown_from_lr = self.learning_rate()
             s.cooldown_from_step = s.step
 
