@@ -26,7 +26,8 @@ current rule picks are trained. When the best held-out loss
 falls on the smallest or largest of them, the next ladder size beyond it is trained too (at
 most --extend, 1, per cell), so that the optimum is bracketed.
 
-The fit: every run is a point (N, D, held-out loss), N the recurrent layers' parameters and D
+The fit: every run its budget ended is a point (N, D, held-out loss; runs the text ended, by the
+cool-down or early stopping, are listed apart), N the recurrent layers' parameters and D
 the training tokens it saw, whatever its speed and budget; L = c - a ln(N / 1e6) + b (D / 1e7)^-beta
 - g [one layer] by least squares (beta on a grid, c, a, b and g linear for each). a is
 SIZING_LOSS_PER_E_FOLD, (b, beta) SIZING_TOKEN_TERM and g SIZING_ONE_LAYER_GAIN in training/config.py. In N and D rather than minutes because the
@@ -235,9 +236,17 @@ def surface_loss(rule: dict, row: dict) -> float:
             - rule["g"] * (row["num_layers"] == 1))
 
 
+def limited_by_text(run: dict) -> bool:
+    """Ended before its budget because the text ran out (the cool-down or early stopping): such a run
+    says where the text stops paying, not what compute buys, and is left out of the fit. Runs from
+    before the field was recorded all ran to their budget."""
+    return not run.get("stopped_because", "reached --time-budget").startswith("reached --time-budget")
+
+
 def fit(runs: dict) -> dict:
-    """The surface over every run, its error left one run out, and per cell the best and the rule's pick."""
-    rows = list(runs.values())
+    """The surface over every run that its budget ended, its error left one run out, and per cell the
+    best and the rule's pick."""
+    rows = [r for r in runs.values() if not limited_by_text(r)]
     rule = fit_surface(rows) if len(rows) >= 4 else None
     if rule:
         held = [fit_surface(rows[:i] + rows[i + 1:]) for i in range(len(rows))]
@@ -287,6 +296,12 @@ def markdown(data: dict, command: str) -> str:
                      f"each run left out of the fit in turn, {rule['rmse']} in it): SIZING_LOSS_PER_E_FOLD = {rule['a']}, "
                      f"SIZING_TOKEN_TERM = ({rule['b']}, {rule['beta']}), SIZING_ONE_LAYER_GAIN = {rule['g']} "
                      "(training/config.py).")
+    apart = [r for r in runs.values() if limited_by_text(r)] + list(data.get("no_cooldown", {}).values())
+    if apart:
+        lines += ["", "## Left out of the fit: ended by the text, not the budget", "",
+                  common.table(["speed", "min", "size", "held-out", "steps", "epochs", "train s", "why it ended"],
+                               [[r["speed"], f"{r['minutes']:g}", r["size"], f"{r['held_out']:.4f}", f"{r['steps']:,}",
+                                 r["epochs"], r["train_s"], r.get("stopped_because", "")] for r in apart])]
     return "\n".join(lines) + "\n"
 
 
