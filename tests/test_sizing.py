@@ -211,6 +211,25 @@ def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
     assert {m["name"] for m in record["measured"]} >= {"1x40", "2x40", "3x40"}
 
 
+def test_a_run_that_will_read_its_text_many_times_gets_weight_drop_unless_given(monkeypatch):
+    monkeypatch.setattr(sizing.Probe, "time_steps", lambda self, c, enough_s=1.0: Measured(c, 1000, 1e6, 1e-3))
+    monkeypatch.setattr(sizing.Probe, "time_again", lambda self, c: Measured(c, 1000, 1e6, 1e-3))
+    train = TrainConfig(time_budget=5, size="auto", epochs=None)
+    base = {"hidden_size": 40, "embedding_size": 8}
+
+    def sized(corpus_tokens, asked=None, **settings):
+        said = []
+        model, _, _ = sizing.auto_size({**base, **settings}, train, {"size": "auto", **(asked or {})}, 80,
+                                       corpus_tokens=corpus_tokens, device=torch.device("cpu"), say=said.append)
+        return model.get("weight_drop"), said[0]
+
+    # 1M tokens/s for ~5 minutes: ~290M tokens, hundreds of passes over 1M, a fraction of one over 1G
+    drop, line = sized(1_000_000)
+    assert drop == 0.2 and "weight drop 0.2, as it will read the text ~" in line
+    assert sized(10**9)[0] is None  # read once: no weight drop
+    assert sized(1_000_000, {"weight_drop": 0.0}, weight_drop=0.0)[0] == 0.0  # --weight-drop 0 wins
+
+
 def test_a_time_budget_drops_the_default_epoch_limit_but_not_a_given_one():
     assert run_limits({"time_budget": 2.0}) == {"time_budget": 2.0, "epochs": None}
     assert run_limits({"time_budget": 2.0, "epochs": 3.0})["epochs"] == 3.0  # both given: the first limit ends it

@@ -33,6 +33,13 @@ SIZING_TOKEN_TERM = (0.3019, 0.525)  # (b, beta): the loss still to lose at 1e7 
 # g: how far below the surface a one-layer size lands at the same N and D (the ladder's one-layer rung, 1x128,
 # reached nearly what 2x128 did on the same tokens, with under half the weights)
 SIZING_ONE_LAYER_GAIN = 0.0573
+# A run that --size auto predicts will read its text more than LONG_RUN_EPOCHS times also gets weight
+# drop on its hidden-to-hidden matrices (unless --weight-drop was given): once the text is used up,
+# it is what keeps the held-out loss falling. 30 minutes, 2x512, bf16 (2026-11-30, AMD EPYC, ~1 MB of
+# the plays, both cooled when the text ran out): 1.479 with weight drop 0.2 (18 epochs), 1.523 without
+# (11). At 5 minutes (7.6 epochs) it gained nothing beside the output dropout (1.534 against 1.530).
+LONG_RUN_EPOCHS = 12.0
+LONG_RUN_WEIGHT_DROP = 0.2
 
 
 @dataclass

@@ -26,7 +26,8 @@ import torch
 
 from ..device import arithmetic, autocast_dtype
 from ..model.network import ModelConfig, RNNLanguageModel, state_from_parts, state_parts
-from .config import SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN, SIZING_TOKEN_TERM, TrainConfig
+from .config import (LONG_RUN_EPOCHS, LONG_RUN_WEIGHT_DROP, SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN,
+                     SIZING_TOKEN_TERM, TrainConfig)
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
 LIMIT_FIELDS = ("epochs", "max_steps")  # given by the user, the run is not limited by time alone
@@ -389,8 +390,12 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     choice = choose(measured, budget_s - probe_s, eval_every=train.eval_every, eval_tokens=eval_tokens,
                     max_tokens=epochs_tokens)
     line = reason(choice, "bf16" if autocast is not None else "fp32", train.time_budget, processes)
-    say(line)
     c = choice.measured.candidate
     model_settings = {**model_settings, "num_layers": c.num_layers, "hidden_size": c.hidden_size}
+    epochs = choice.tokens / max(1, corpus_tokens - held_out)
+    if epochs > LONG_RUN_EPOCHS and "weight_drop" not in asked and not model_settings.get("weight_drop"):
+        model_settings["weight_drop"] = LONG_RUN_WEIGHT_DROP  # the text will be used up (config.LONG_RUN_EPOCHS)
+        line += f"; weight drop {LONG_RUN_WEIGHT_DROP:g}, as it will read the text ~{epochs:.0f} times"
+    say(line)
     train = replace(train, batch_size=c.batch_size, seq_len=c.seq_len).validate()
     return model_settings, train, record(choice, measured, probe_s, line)
