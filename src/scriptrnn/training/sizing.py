@@ -40,10 +40,9 @@ PROBE_SHARE = 0.03  # the probe may take this share of the budget for the other 
 PROBE_MAX_S = 20.0  # ...and at most this many seconds
 TIMED_STEPS = 3  # steps timed per candidate after one warm-up step
 TIMED_ENOUGH_S = 1.0  # fewer steps when a candidate's timed steps already took this long
-# Then the sizes still in play are timed again, one step each in turn, for up to this many rounds in
-# the probe's share: a passing slowdown of the machine (seen: every size ~25% slow for the first two
-# seconds of a run, which then trained at full speed) lands on a few steps of each size, and each
-# size's speed is the median of its steps, rather than all of one size's steps.
+# Then the sizes still in play are timed again, a step each in turn, up to this many rounds in the probe's
+# share, and each speed is the median of its steps: a passing slowdown (seen: every size ~25% slow in a run's
+# first two seconds, which then trained at full speed) lands on a few steps of each size, not all of one's.
 RETIME_ROUNDS = 5
 
 
