@@ -207,9 +207,9 @@ def run_limits(settings: dict) -> dict:
     The sizing rule was fitted on runs with no epoch limit, and a default one cut the short runs it
     sizes: in the race at 2 minutes in fp32 (AMD EPYC, 2 cores) 1x128 stopped at its 20 epochs after 101
     of its 120 seconds, at 1.723 nats/char; given the whole 2 minutes it reached 1.702
-    (benchmarks/RESULTS.md, "Race"). Early stopping
-    (--patience) still ends a run that has stopped improving, and its best checkpoint is kept. An
-    --epochs given by name still applies beside the budget: the first limit reached ends the run.
+    (benchmarks/RESULTS.md, "Race"). Early stopping (--patience) and the cool-down still end a run
+    that has stopped improving, and its best checkpoint is kept. An --epochs given by name still
+    applies beside the budget: the first limit reached ends the run.
     """
     if settings.get("time_budget") is not None and "epochs" not in settings:
         return {**settings, "epochs": None}
