@@ -606,8 +606,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "of the built-in plays)")
     p.add_argument("--budgets", type=_list(float), default=[1.0, 2.0, 5.0, 10.0], help="minutes, e.g. 1,2,5,10")
     p.add_argument("--precision", type=_list(str, ("auto", "bf16", "fp32")), default=["auto", "fp32"])
-    p.add_argument("--methods", type=_list(str, (*METHODS, "scriptrnn")), default=[DEFAULT_SCRIPTRNN, "transformer", "course"],
-                   help=f"any of {', '.join(METHODS)}; scriptrnn: the default --size ({DEFAULT_SCRIPTRNN})")
+    p.add_argument("--methods", type=_list(str, (*METHODS, "scriptrnn")),
+                   help=f"any of {', '.join(METHODS)}; scriptrnn: the default --size ({DEFAULT_SCRIPTRNN}); "
+                   "default: scriptrnn, transformer and (on the CPU) course")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where scriptrnn and the transformer "
                    "train and are scored (cuda: the first GPU; the course method is CPU-only and is left out)")
     p.add_argument("--out", type=Path, help="writes OUT.json, OUT.md, OUT.png (default benchmarks/results/race, "
@@ -620,13 +621,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="the whole pipeline on a ~60 kB text with a budget of 3 "
                    "seconds, into the benchmark work folder (not benchmarks/results), every cell run again")
     args = p.parse_args(argv)
-    args.methods = [DEFAULT_SCRIPTRNN if m == "scriptrnn" else m for m in args.methods]
-    args.out = args.out or common.RESULTS / ("race-cuda" if args.device == "cuda" else "race")
-    if args.device == "cuda" and "course" in args.methods:
-        if not any(a.startswith("--methods") for a in (argv if argv is not None else sys.argv[1:])):
-            args.methods.remove("course")  # the default methods: the course method has no GPU path here
-        else:
-            p.error("--device cuda: the course method runs on the CPU only; leave it out of --methods")
+    gpu = args.device == "cuda"
+    methods = args.methods or ["scriptrnn", "transformer", *([] if gpu else ["course"])]
+    args.methods = [DEFAULT_SCRIPTRNN if m == "scriptrnn" else m for m in methods]
+    args.out = args.out or common.RESULTS / ("race-cuda" if gpu else "race")
+    if gpu and "course" in args.methods:
+        p.error("--device cuda: the course method runs on the CPU only; leave it out of --methods")
     if args.smoke:
         args.budgets, args.reach_budget, args.force = [0.05], 0.05, True
         args.out = common.WORK / "race-smoke" / "race"
