@@ -1,4 +1,4 @@
-"""Scores that drop nothing (data/coverage.py, model/evaluate.py): every token of new text is scored or the
+"""Scores that drop nothing (evaluate/coverage.py, evaluate/scoring.py): every token of new text is scored or the
 report says loudly which were not; every loss is also in bits per character of the text."""
 
 import json

@@ -1,7 +1,7 @@
 """The Python API: ``train``, ``load``, ``evaluate`` and ``info``, each a whole job in one call.
 
 A thin front: each gathers its arguments and hands them to the stage that owns the work
-(training.setup, model.loader, model.evaluate). The CLI only parses arguments and calls these.
+(training.setup, model.loader, evaluate.scoring). The CLI only parses arguments and calls these.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from .data.sources import CorpusRequest, TextFormat
 from .generate.script_model import ScriptModel
 from .model import loader
 from .generate.text_report import TextReport
-from .model.evaluate import evaluate_model
-from .model.evaluate import sample_report as _sample_report
+from .evaluate.scoring import evaluate_model
+from .evaluate.scoring import sample_report as _sample_report
 from .model.loader import pretrained_dir
 from .training.distributed import DEFAULT_TIMEOUT_S
 from .training.loop import Trainer, TrainResult

@@ -16,7 +16,7 @@ from ..data.val_data import ValData
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
 from ..generate.text_report import TextReport, text_report
-from .network import RNNLanguageModel
+from ..model.network import RNNLanguageModel
 
 
 def loss_report(loss: float, level: str, *, tokens: int | None = None, characters: int | None = None) -> dict:
@@ -133,7 +133,7 @@ def _score(script_model, encoded: EncodedText) -> dict:
     if isinstance(script_model.model, RNNLanguageModel):
         loss, tokens = evaluate_loss(script_model.model, ids, device=script_model.device)
     else:  # an exported model
-        from .onnx import evaluate_loss as evaluate_exported
+        from ..model.onnx import evaluate_loss as evaluate_exported
 
         loss, tokens = evaluate_exported(script_model.model, ids)
     report = {**loss_report(loss, script_model.level, tokens=len(ids), characters=facts["characters"]),
