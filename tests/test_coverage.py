@@ -9,7 +9,7 @@ import pytest
 
 import scriptrnn
 from scriptrnn.cli import main
-from scriptrnn.data.coverage import UNKNOWN, characters_from, encode_text
+from scriptrnn.evaluate.coverage import UNKNOWN, characters_from, encode_text
 from scriptrnn.data.tokenizer import CharTokenizer, WordTokenizer
 
 from .conftest import DIALOGUE, TINY_TRAIN, make_run

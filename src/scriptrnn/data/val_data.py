@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ScriptRNNError
 from .corpus import as_path_list
-from .coverage import dropped_warning, encode_text
+from ..evaluate.coverage import dropped_warning, encode_text
 from .sources import CorpusSource, TextFormat
 
 

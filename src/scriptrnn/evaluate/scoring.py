@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..data.batching import split_ids
-from ..data.coverage import EncodedText, bits_per_char, dropped_warning, encode_text
+from .coverage import EncodedText, bits_per_char, dropped_warning, encode_text
 from ..data.corpus import as_path_list
 from ..data.sources import CorpusRequest, CorpusSource, load_corpus
 from ..data.styles import StyledCorpus

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..data.batching import split_ids, tokens_needed
-from ..data.coverage import characters_from
+from ..evaluate.coverage import characters_from
 from ..data.corpus import find_speakers
 from ..data.scan import CorpusScan
 from ..data.sources import CorpusSource

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batching import split_ids
+from ..data.batching import split_ids
 
 UNKNOWN = -1  # a token the vocabulary lacks, before it becomes <unk> or is left out
 
