@@ -1,4 +1,4 @@
-"""--val-data (data/val_data.py): train on all of DATA, validate on your own files; resume and evaluate read them."""
+"""--val-data (evaluate/val_data.py): train on all of DATA, validate on your own files; resume and evaluate read them."""
 
 import json
 

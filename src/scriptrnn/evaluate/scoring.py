@@ -12,7 +12,7 @@ from .coverage import EncodedText, bits_per_char, dropped_warning, encode_text
 from ..data.corpus import as_path_list
 from ..data.sources import CorpusRequest, CorpusSource, load_corpus
 from ..data.styles import StyledCorpus
-from ..data.val_data import ValData
+from .val_data import ValData
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
 from ..generate.text_report import TextReport, text_report

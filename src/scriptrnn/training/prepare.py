@@ -26,7 +26,7 @@ from ..data.sources import CorpusSource
 from ..data.stream import Recut, StreamedCorpus
 from ..data.styles import StyledCorpus
 from ..data.tokenizer import fit_tokenizer
-from ..data.val_data import ValData
+from ..evaluate.val_data import ValData
 from ..errors import ScriptRNNError
 from .config import TrainConfig
 
