@@ -6,7 +6,7 @@ import random
 import pytest
 
 from scriptrnn.cli import main
-from scriptrnn.generate.text_report import distinct_n, ks_distance, text_report
+from scriptrnn.evaluate.text_report import distinct_n, ks_distance, text_report
 
 from .conftest import DIALOGUE
 

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 from .data.sources import CorpusRequest, TextFormat
 from .generate.script_model import ScriptModel
 from .model import loader
-from .generate.text_report import TextReport
+from .evaluate.text_report import TextReport
 from .evaluate.scoring import evaluate_model
 from .evaluate.scoring import sample_report as _sample_report
 from .model.loader import pretrained_dir
@@ -100,6 +100,6 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
 def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_tokens: int | None = None,
                   temperature: float = 0.8, seed: int = 0, device: str = "cpu") -> tuple[TextReport, list[str]]:
     """Write ``samples`` texts and report on them against the run's own training and held-out text:
-    known speakers, real words, distinct-1/2/3, copying, line lengths (generate/text_report.py)."""
+    known speakers, real words, distinct-1/2/3, copying, line lengths (evaluate/text_report.py)."""
     return _sample_report(load(run_dir, device=device), samples, max_new_tokens=max_new_tokens,
                           temperature=temperature, seed=seed)

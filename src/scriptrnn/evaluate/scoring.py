@@ -15,7 +15,7 @@ from ..data.styles import StyledCorpus
 from .val_data import ValData
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
-from ..generate.text_report import TextReport, text_report
+from .text_report import TextReport, text_report
 from ..model.network import RNNLanguageModel
 
 
