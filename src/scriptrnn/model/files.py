@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from . import safe_json
+from .. import safe_json
 from ..errors import ScriptRNNError
 
 CONFIG_FILE = "config.json"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
 from ..generate.stops import MAX_STOP_CHARS, MAX_STOPS, check_stops
-from ..model import safe_json
+from .. import safe_json
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from ..errors import ScriptRNNError
+from .errors import ScriptRNNError
 
 MAX_DEPTH = 64  # arrays and objects inside each other; ours nest 4 deep at most
 MAX_NUMBER_CHARS = 100  # digits of one number: a float64 needs 17, a seed 20
