@@ -216,7 +216,8 @@ def target_run_file(bench: Workbench, level: str, name: str, data: bytes) -> Non
 def target_resume(bench: Workbench, level: str, data: bytes) -> None:
     import numpy as np
 
-    from scriptrnn.model.checkpoint import build_model, read_config
+    from scriptrnn.model.checkpoint import build_model
+    from scriptrnn.model.directory import read_config
     from scriptrnn.training.config import TrainConfig
     from scriptrnn.training.loop import Trainer
 

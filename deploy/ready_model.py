@@ -22,7 +22,7 @@ import torch
 
 from scriptrnn.model.checkpoint import load_tensors, save_tensors
 from scriptrnn.model.directory import WEIGHTS_FILE
-from scriptrnn.model.files import CONFIG_FILE, TOKENIZER_FILE
+from scriptrnn.files import CONFIG_FILE, TOKENIZER_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "src" / "scriptrnn" / "pretrained" / "shakespeare-char"

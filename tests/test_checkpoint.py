@@ -9,16 +9,9 @@ import torch
 
 import scriptrnn
 from scriptrnn import ModelConfig, RNNLanguageModel, ScriptRNNError
-from scriptrnn.model.checkpoint import (
-    WEIGHTS_FILE,
-    load_checkpoint,
-    load_tensors,
-    remove_temporaries,
-    save_run_files,
-    save_tensors,
-    save_weights,
-    write_atomic,
-)
+from scriptrnn.model.directory import WEIGHTS_FILE
+from scriptrnn.model.checkpoint import load_checkpoint, load_tensors, save_run_files, save_tensors, save_weights
+from scriptrnn.files import remove_temporaries, write_atomic
 from scriptrnn.data.tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from scriptrnn.model.checkpoint import RESUME_FILE
+from scriptrnn.model.directory import RESUME_FILE
 
 from .conftest import DIALOGUE
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import scriptrnn
 from scriptrnn import ScriptRNNError
-from scriptrnn.model.checkpoint import RESUME_FILE, WEIGHTS_FILE
+from scriptrnn.model.directory import RESUME_FILE, WEIGHTS_FILE
 from scriptrnn.cli import main
 
 from .conftest import TINY_TRAIN

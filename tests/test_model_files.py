@@ -18,7 +18,7 @@ import torch
 import scriptrnn
 from scriptrnn.model.checkpoint import load_checkpoint, save_tensors
 from scriptrnn.errors import ScriptRNNError
-from scriptrnn.model.files import read_json, read_regular
+from scriptrnn.files import read_json, read_regular
 from scriptrnn.runtime import is_exported, load_any
 
 from .conftest import make_run

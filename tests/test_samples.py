@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 import scriptrnn
 from scriptrnn.cli import main
-from scriptrnn.model.checkpoint import RESUME_FILE
+from scriptrnn.model.directory import RESUME_FILE
 from scriptrnn.training.samples import SAMPLES_FILE, read_samples, write_samples
 
 from .conftest import TINY_TRAIN, make_run

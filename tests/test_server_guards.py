@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 import scriptrnn
 from scriptrnn.errors import ScriptRNNError
-from scriptrnn.model.files import read_json
+from scriptrnn.files import read_json
 from scriptrnn.server import ServerLimits, api_key_from, create_app
 from scriptrnn.server.guards import LOOPBACK_HOSTS
 

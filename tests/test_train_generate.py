@@ -7,7 +7,7 @@ import pytest
 
 import scriptrnn
 from scriptrnn import ScriptRNNError
-from scriptrnn.model.checkpoint import RESUME_FILE, WEIGHTS_FILE
+from scriptrnn.model.directory import RESUME_FILE, WEIGHTS_FILE
 
 from .conftest import TINY_TRAIN
 

@@ -32,7 +32,7 @@ def cmd_train(args) -> int:
                            resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
                            callbacks=callbacks, dist_timeout=args.dist_timeout, val_data=args.val_data, **settings)
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
-        from ..model.checkpoint import RESUME_FILE
+        from ..model.directory import RESUME_FILE
 
         hint = f"; resume with: scriptrnn train --resume {out}{_under_torchrun()}" \
             if (out / RESUME_FILE).exists() else ""
@@ -78,7 +78,7 @@ def _exit_status(stopped_because: str) -> int:
 
 
 def cmd_generate(args) -> int:
-    from ..model.files import write_atomic
+    from ..files import write_atomic
     from ..data.fountain import format_script
     from ..model.loader import load
     from ..generate.sampling import SamplingConfig
@@ -180,7 +180,7 @@ def cmd_evaluate(args) -> int:
 def _text_report(args):
     """--samples N: the samples' text report (and --write-samples: the samples themselves)."""
     from ..api import sample_report
-    from ..model.files import write_atomic
+    from ..files import write_atomic
 
     report, texts = sample_report(args.model_dir, args.samples, max_new_tokens=args.max_new_tokens,
                                   temperature=args.temperature, seed=args.seed, device=args.device)

@@ -24,7 +24,7 @@ from typing import BinaryIO, Iterable
 import numpy as np
 
 from .. import __version__
-from ..model.files import write_atomic_with
+from ..files import write_atomic_with
 from ..errors import ScriptRNNError
 
 TOKENS_FILE = "tokens.safetensors"

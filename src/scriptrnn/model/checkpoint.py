@@ -24,10 +24,8 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from ..errors import ScriptRNNError
-# Re-exported: the file helpers need no PyTorch and moved to files.py for the runtime.
-from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json, write_atomic  # noqa: F401
-from .files import MAX_WEIGHTS_BYTES, read_regular, remove_temporaries, write_atomic_with  # noqa: F401
-from .directory import FORMAT_NAME, FORMAT_VERSION, RESUME_FILE, WEIGHTS_FILE, read_config  # noqa: F401
+from ..files import CONFIG_FILE, MAX_WEIGHTS_BYTES, TOKENIZER_FILE, read_json, read_regular, write_atomic
+from .directory import FORMAT_NAME, FORMAT_VERSION, WEIGHTS_FILE, read_config
 from .network import ModelConfig, RNNLanguageModel
 from ..data.tokenizer import tokenizer_from_dict
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ScriptRNNError
-from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json
+from ..files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json
 
 # A training run
 FORMAT_NAME = "scriptrnn-checkpoint"

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .checkpoint import RESUME_FILE, WEIGHTS_FILE, load_checkpoint, write_json
+from .directory import RESUME_FILE, WEIGHTS_FILE
+from .checkpoint import load_checkpoint, write_json
 from ..errors import ScriptRNNError
-from .files import CONFIG_FILE, TOKENIZER_FILE, write_atomic
+from ..files import CONFIG_FILE, TOKENIZER_FILE, write_atomic
 from .network import RNNLanguageModel, state_parts
 from .directory import EXPORT_FORMAT, EXPORT_VERSION, MODEL_FILE
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ScriptRNNError
 from .directory import MODEL_FILE
-from .files import CONFIG_FILE, MAX_WEIGHTS_BYTES, check_regular
+from ..files import CONFIG_FILE, MAX_WEIGHTS_BYTES, check_regular
 
 __all__ = ["OnnxModel", "evaluate_loss"]
 

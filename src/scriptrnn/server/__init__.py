@@ -55,7 +55,7 @@ def api_key_from(flag: str | None = None, file=None, environ=os.environ) -> str 
     An empty key is refused wherever it comes from: ``--api-key "$KEY"`` with KEY unset
     must not quietly serve an open server. The file and the variable keep the key out of ``ps``.
     """
-    from ..model.files import read_regular
+    from ..files import read_regular
 
     given = [name for name, value in (("--api-key", flag), ("--api-key-file", file)) if value is not None]
     if len(given) > 1:

@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from ..model.checkpoint import write_atomic
+from ..files import write_atomic
 from ..training.reporting import read_metrics
 from ..evaluate.text_report import column_names
 from .config import default_settings, format_value

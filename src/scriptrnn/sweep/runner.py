@@ -24,7 +24,9 @@ from typing import Callable
 
 from .. import __version__
 from ..api import sample_report, train
-from ..model.checkpoint import CONFIG_FILE, RESUME_FILE, read_json, write_json
+from ..files import CONFIG_FILE, read_json
+from ..model.directory import RESUME_FILE
+from ..model.checkpoint import write_json
 from ..data.sources import TextFormat, load_corpus
 from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics

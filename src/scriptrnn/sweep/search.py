@@ -33,7 +33,7 @@ import os
 import time
 from pathlib import Path
 
-from ..model.checkpoint import RESUME_FILE
+from ..model.directory import RESUME_FILE
 from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics
 from .config import Study, format_value, study_runs

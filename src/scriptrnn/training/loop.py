@@ -20,7 +20,8 @@ import torch
 from ..data.batching import StreamBatches
 from ..device import arithmetic, autocast_dtype, pick_device
 from ..errors import ScriptRNNError
-from ..model.checkpoint import WEIGHTS_FILE, load_tensors, load_weights_into, save_weights
+from ..model.directory import WEIGHTS_FILE
+from ..model.checkpoint import load_tensors, load_weights_into, save_weights
 from ..evaluate.scoring import loss_report, loss_sums
 from ..model.network import RNNLanguageModel, state_from_parts, state_parts
 from .config import TrainConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..model.checkpoint import write_atomic
+from ..files import write_atomic
 from ..errors import ScriptRNNError
 
 METRICS_FILE = "metrics.jsonl"

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import ScriptRNNError
-from ..model.checkpoint import RESUME_FILE, load_tensors, load_weights_into, save_tensors, saved_best_loss, unique_tensors
+from ..model.directory import RESUME_FILE
+from ..model.checkpoint import load_tensors, load_weights_into, save_tensors, saved_best_loss, unique_tensors
 from ..model.network import ModelConfig, state_from_parts, state_parts
 from .config import _is_number
 from .distributed import rank_seed

@@ -22,7 +22,7 @@ import torch
 from ..generate.generation import advance
 from ..generate.sampling import SamplingConfig
 from ..generate.script_model import ScriptModel
-from ..model.checkpoint import write_atomic
+from ..files import write_atomic
 from .reporting import read_step_records
 
 SAMPLES_FILE = "samples.jsonl"

@@ -23,8 +23,9 @@ from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
 from ..data.tokenizer import tokenizer_from_dict
 from ..device import check_memory, pick_device
 from ..errors import ScriptRNNError
-from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
-                                read_json, remove_temporaries, save_run_files)
+from ..files import CONFIG_FILE, TOKENIZER_FILE, read_json, remove_temporaries
+from ..model.directory import RESUME_FILE, WEIGHTS_FILE, read_config
+from ..model.checkpoint import build_model, save_run_files
 from ..model.network import ModelConfig, RNNLanguageModel
 from .config import LEVEL_DEFAULTS, TrainConfig, level_defaults, output_layer, run_limits, split_settings
 from .init_from import child_model, merge_corpus_facts, merged_tokenizer, parent_record, parent_settings, read_parent

@@ -1,6 +1,8 @@
-"""Files of a model directory that need no PyTorch: atomic writes, reading JSON, config checks.
+"""Files read safely and written atomically, with no PyTorch: atomic writes, bounded reads, JSON, config checks.
 
-Shared by checkpoints (``checkpoint.py``), exported models (``runtime``) and the CLI.
+The ground floor: shared by checkpoints (``model/checkpoint.py``), exported models (``runtime``),
+the token cache (``data/``), the server, sweeps and the CLI, so it imports nothing of the
+package but the other ground-floor modules (errors.py, safe_json.py).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from .. import safe_json
-from ..errors import ScriptRNNError
+from . import safe_json
+from .errors import ScriptRNNError
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
