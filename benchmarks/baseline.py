@@ -11,7 +11,7 @@ Held-out loss is scored two ways and the better one is reported, so the baseline
 never shown worse than it is: ``window`` predicts every held-out position from the
 ``seq_len`` tokens before it (how the model was trained and how it writes), and
 ``carried`` reads the held-out text as streams with the state carried along (how
-scriptrnn is scored, ``scriptrnn.evaluate.scoring.evaluate_loss``).
+scriptrnn is scored, ``scriptrnn.evaluation.scoring.evaluate_loss``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import baseline  # noqa: E402
 from common import RESULTS, WORK, corpus, matmul_peak, nonembedding_params, table, token_split, write_results  # noqa: E402
 
 import scriptrnn  # noqa: E402
-from scriptrnn.evaluate.coverage import bits_per_char, characters_from  # noqa: E402
+from scriptrnn.evaluation.coverage import bits_per_char, characters_from  # noqa: E402
 from scriptrnn.data.sources import load_corpus  # noqa: E402
 from scriptrnn.generate.script_model import ScriptModel  # noqa: E402
 from scriptrnn.model.network import ModelConfig, RNNLanguageModel  # noqa: E402

@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 import scriptrnn  # noqa: E402
 from scriptrnn.data.batching import split_ids  # noqa: E402
-from scriptrnn.evaluate.scoring import evaluate_loss  # noqa: E402
+from scriptrnn.evaluation.scoring import evaluate_loss  # noqa: E402
 from scriptrnn.model.export import export_onnx  # noqa: E402
 from scriptrnn.runtime import evaluate_loss as evaluate_exported  # noqa: E402
 from scriptrnn.runtime import load as load_exported  # noqa: E402

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 import scriptrnn
-from scriptrnn.evaluate.scoring import evaluate_loss
+from scriptrnn.evaluation.scoring import evaluate_loss
 from scriptrnn.data.sources import load_styled_corpus
 from scriptrnn.data.styles import style_sources
 

@@ -1,4 +1,4 @@
-"""Scores that drop nothing (evaluate/coverage.py, evaluate/scoring.py): every token of new text is scored or the
+"""Scores that drop nothing (evaluation/coverage.py, evaluation/scoring.py): every token of new text is scored or the
 report says loudly which were not; every loss is also in bits per character of the text."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 
 import scriptrnn
 from scriptrnn.cli import main
-from scriptrnn.evaluate.coverage import UNKNOWN, characters_from, encode_text
+from scriptrnn.evaluation.coverage import UNKNOWN, characters_from, encode_text
 from scriptrnn.data.tokenizer import CharTokenizer, WordTokenizer
 
 from .conftest import DIALOGUE, TINY_TRAIN, make_run

@@ -91,7 +91,7 @@ def test_requests_stepped_together_write_what_each_writes_alone(pair):
 
 def test_held_out_loss_matches_pytorch(pair):
     torch_model, onnx_model, level = pair
-    from scriptrnn.evaluate.scoring import evaluate_loss as torch_loss
+    from scriptrnn.evaluation.scoring import evaluate_loss as torch_loss
 
     ids = torch_model.tokenizer.encode(DIALOGUE * 3)
     want, count = torch_loss(torch_model.model, ids, streams=4)

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from scriptrnn.cli import main
-from scriptrnn.evaluate.text_report import distinct_n, ks_distance, text_report
+from scriptrnn.evaluation.text_report import distinct_n, ks_distance, text_report
 
 from .conftest import DIALOGUE
 
@@ -152,7 +152,7 @@ def test_a_model_that_learned_its_corpus_by_heart_is_reported_as_copying(copying
 
 def test_shuffled_text_is_reported_as_not_copying(copying_run):
     from scriptrnn.api import load
-    from scriptrnn.evaluate.scoring import _run_texts
+    from scriptrnn.evaluation.scoring import _run_texts
 
     train, heldout = _run_texts(load(copying_run))
     letters = list(train[:800])

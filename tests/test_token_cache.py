@@ -9,7 +9,7 @@ from safetensors.numpy import load_file
 
 import scriptrnn
 from scriptrnn.data.batching import StreamBatches
-from scriptrnn.evaluate.scoring import loss_sums
+from scriptrnn.evaluation.scoring import loss_sums
 from scriptrnn.model.network import ModelConfig, RNNLanguageModel
 from scriptrnn.data.token_cache import TOKENS_FILE, cache_key, ids_dtype, open_cache, write_cache
 from scriptrnn.data.tokenizer import CharTokenizer

@@ -1,4 +1,4 @@
-"""--val-data (evaluate/val_data.py): train on all of DATA, validate on your own files; resume and evaluate read them."""
+"""--val-data (evaluation/val_data.py): train on all of DATA, validate on your own files; resume and evaluate read them."""
 
 import json
 

@@ -1,7 +1,7 @@
 """The Python API: ``train``, ``load``, ``evaluate`` and ``info``, each a whole job in one call.
 
 A thin front: each gathers its arguments and hands them to the stage that owns the work
-(training.setup, model.loader, evaluate.scoring). The CLI only parses arguments and calls these.
+(training.setup, model.loader, evaluation.scoring). The CLI only parses arguments and calls these.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 from .data.sources import CorpusRequest, TextFormat
 from .generate.script_model import ScriptModel
 from .model import loader
-from .evaluate.text_report import TextReport
-from .evaluate.scoring import evaluate_model
-from .evaluate.scoring import sample_report as _sample_report
+from .evaluation.text_report import TextReport
+from .evaluation.scoring import evaluate_model
+from .evaluation.scoring import sample_report as _sample_report
 from .model.loader import pretrained_dir
 from .training.distributed import DEFAULT_TIMEOUT_S
 from .training.loop import Trainer, TrainResult
@@ -100,6 +100,6 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
 def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_tokens: int | None = None,
                   temperature: float = 0.8, seed: int = 0, device: str = "cpu") -> tuple[TextReport, list[str]]:
     """Write ``samples`` texts and report on them against the run's own training and held-out text:
-    known speakers, real words, distinct-1/2/3, copying, line lengths (evaluate/text_report.py)."""
+    known speakers, real words, distinct-1/2/3, copying, line lengths (evaluation/text_report.py)."""
     return _sample_report(load(run_dir, device=device), samples, max_new_tokens=max_new_tokens,
                           temperature=temperature, seed=seed)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..files import write_atomic
 from ..training.reporting import read_metrics
-from ..evaluate.text_report import column_names
+from ..evaluation.text_report import column_names
 from .config import default_settings, format_value
 
 COLUMNS = ["study", "kind", "parameter", "value", "label", "run", "status", "held_out_loss", "perplexity",

@@ -22,7 +22,7 @@ from ..device import arithmetic, autocast_dtype, pick_device
 from ..errors import ScriptRNNError
 from ..model.directory import WEIGHTS_FILE
 from ..model.checkpoint import load_tensors, load_weights_into, save_weights
-from ..evaluate.scoring import loss_report, loss_sums
+from ..evaluation.scoring import loss_report, loss_sums
 from ..model.network import RNNLanguageModel, state_from_parts, state_parts
 from .config import TrainConfig
 from .distributed import SINGLE, Distributed, LostContact, lost_contact, rank_seed

@@ -19,14 +19,14 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..data.batching import split_ids, tokens_needed
-from ..evaluate.coverage import characters_from
+from ..evaluation.coverage import characters_from
 from ..data.corpus import find_speakers
 from ..data.scan import CorpusScan
 from ..data.sources import CorpusSource
 from ..data.stream import Recut, StreamedCorpus
 from ..data.styles import StyledCorpus
 from ..data.tokenizer import fit_tokenizer
-from ..evaluate.val_data import ValData
+from ..evaluation.val_data import ValData
 from ..errors import ScriptRNNError
 from .config import TrainConfig
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..evaluate.val_data import ValData, cache_fingerprint
+from ..evaluation.val_data import ValData, cache_fingerprint
 from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
 from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache

@@ -6,4 +6,6 @@ text), every token counted and bits per character (coverage.py), a run's own val
 files (val_data.py: ``--val-data``) and the text report on written samples (text_report.py:
 known speakers, real words, distinct-n, copying, line lengths). Sits above the model and
 below training, whose loop scores its validation text here; this file imports nothing.
+Named ``evaluation`` rather than ``evaluate`` so that ``scriptrnn.evaluate`` stays the function
+(importing a subpackage sets it as an attribute of its parent, hiding the function).
 """
