@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, loading never imports training, the exported path needs no PyTorch.
+"""The package's shape: no import cycles, no import up the layers, loading never imports training, the exported
+path needs no PyTorch.
 
 The graph is read from the source with ``ast``, function-level imports included (a cycle
 hidden inside a function still ties two modules together), so nothing is imported to build it.
@@ -19,6 +20,22 @@ PACKAGE = SRC / "scriptrnn"
 # What an exported model runs on: the torch-free entry points (docs/serverless.md, scriptrnn[runtime]).
 TORCH_FREE = ["scriptrnn", "scriptrnn.runtime", "scriptrnn.model.loader", "scriptrnn.model.onnx",
               "scriptrnn.generate.script_model", "scriptrnn.server.serverless", "scriptrnn.cli"]
+
+# The floors, lowest first: a module imports its own floor and those below, never one above.
+# The ground floor imports nothing else of the package, so data/ and everything upstairs can use
+# it; the package root (scriptrnn/__init__.py, the public names) is the roof: nothing inside imports it.
+LAYERS = [
+    {"errors", "version", "safe_json", "files"},  # the ground floor
+    {"data", "device"},
+    {"generate"},  # no PyTorch: a ScriptModel writes with any network
+    {"model"},  # the loader builds a ScriptModel
+    {"evaluation", "runtime"},
+    {"training"},  # its loop scores validation text with evaluation/
+    {"api", "classic"},
+    {"server", "sweep"},  # a sweep trains through api
+    {"cli"},
+    {"__main__", "scriptrnn"},
+]
 
 
 def _module_name(path: Path) -> str:
@@ -100,6 +117,38 @@ def test_no_import_cycles():
 def test_the_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b", "numpy"}, "b": set()}) is None
+
+
+def _floor(module: str) -> int:
+    room = module.split(".")[1] if "." in module else module
+    found = [i for i, rooms in enumerate(LAYERS) if room in rooms]
+    assert found, f"{module}: add its room {room!r} to LAYERS in tests/test_layout.py"
+    return found[0]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import, among scriptrnn's modules, from a floor to one above it."""
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if b in graph and _floor(b) > _floor(a))
+
+
+def test_no_import_runs_up_the_layers():
+    up = _upward(_graph())
+    assert not up, "imports that run up the layers: " + ", ".join(up)
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"scriptrnn.data.cache": {"scriptrnn.model.files", "scriptrnn.errors"}, "scriptrnn.model.files": set(),
+             "scriptrnn.errors": set(), "scriptrnn.cli.parser": {"scriptrnn"}, "scriptrnn": set()}
+    assert _upward(graph) == ["scriptrnn.cli.parser -> scriptrnn", "scriptrnn.data.cache -> scriptrnn.model.files"]
+
+
+def test_no_module_hides_a_public_function():
+    # Importing scriptrnn.evaluate.x would set scriptrnn.evaluate to that package, hiding the function.
+    import scriptrnn
+
+    rooms = {name.split(".")[1] for name in _modules() if "." in name}
+    assert not rooms & set(scriptrnn.__all__), sorted(rooms & set(scriptrnn.__all__))
 
 
 def test_loading_a_model_never_imports_training():

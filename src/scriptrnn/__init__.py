@@ -5,11 +5,10 @@
     print(scriptrnn.load("runs/seinfeld").generate("jerry", max_new_tokens=200)[0])
 """
 
-__version__ = "0.1.0"
-
-from .errors import ScriptRNNError  # noqa: E402
-from .generate.sampling import SamplingConfig  # noqa: E402
-from .data.tokenizer import create_lookup_tables, token_lookup  # noqa: E402
+from .version import __version__  # noqa: F401 (scriptrnn.__version__, as every package has)
+from .errors import ScriptRNNError
+from .generate.sampling import SamplingConfig
+from .data.tokenizer import create_lookup_tables, token_lookup
 
 # Imported on first use: these need PyTorch, and `scriptrnn.runtime` (an exported model
 # with onnxruntime) must import without it.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from .commands import EXIT_USAGE
 
 

@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterable
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..files import write_atomic_with
 from ..errors import ScriptRNNError
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from .directory import RESUME_FILE, WEIGHTS_FILE
 from .checkpoint import load_checkpoint, write_json
 from ..errors import ScriptRNNError

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ScriptRNNError
 from ..generate.generation import Generation
 from ..generate.sampling import SamplingConfig

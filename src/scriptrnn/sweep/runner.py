@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .. import __version__
+from ..version import __version__
 from ..api import sample_report, train
 from ..files import CONFIG_FILE, read_json
 from ..model.directory import RESUME_FILE

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..evaluation.val_data import ValData, cache_fingerprint
 from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
