@@ -181,6 +181,8 @@ def test_every_package_says_what_it_owns(package):
     init = next(p for p in PACKAGE.rglob("__init__.py") if p.parent.name == package)
     doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
     assert doc and len(doc.split()) >= 15, f"{init} needs a docstring saying what the package owns"
+    unnamed = [m.name for m in init.parent.glob("*.py") if m.name != "__init__.py" and m.name not in doc]
+    assert not unnamed, f"{init}'s docstring does not name {unnamed}: say what each module holds"
 
 
 def test_no_module_is_too_long_to_read():

@@ -2,7 +2,7 @@
 
 ``RNN``, ``forward_back_prop`` and ``batch_data`` behave as the course projects
 describe them: windows of ``sequence_length`` words with only the next word as
-the target. The main trainer (``scriptrnn.trainer``) does not use them: it
+the target. The main trainer (``scriptrnn.training.loop.Trainer``) does not use them: it
 learns from every position instead. They are the course method that scriptrnn's
 benchmarks are to be measured against.
 """

@@ -1,5 +1,9 @@
 """The ``scriptrnn`` command: parse arguments, call the API, print results.
 
+The flags live in parser.py (one subparser per command, defaults read from their config
+dataclasses), the commands in commands.py (each calls the API and prints); this file wires
+them together in ``main``.
+
 Every user-fixable problem arrives here as ScriptRNNError and leaves as one
 line on stderr with exit status 2.
 """

@@ -1,9 +1,12 @@
 """The model stage: the network, and model directories on disk.
 
-Owns the PyTorch network (network.py), the one loader for any model directory, trained or
-exported (loader.py: the only place that decides which it is, and the only config reader),
-safe reading and atomic writing of files (files.py), checkpoints (checkpoint.py: weights in
-safetensors, never a pickle), ONNX export and the onnxruntime model it makes (export.py,
-onnx.py), and held-out loss (evaluate.py). The loader, files.py and onnx.py import no
-PyTorch at module level, so an exported model loads without it; this file imports nothing.
+Owns the PyTorch network (network.py) and its training-time dropouts (regularisation.py: the
+AWD-LSTM recipe), what a model directory is without PyTorch (directory.py: its files and format,
+``is_exported``, the one place that tells a run from an export, and ``read_config``, the one
+reader of its config.json), the one loader for any model directory, trained or exported
+(loader.py), checkpoints (checkpoint.py: weights in safetensors, never a pickle), and ONNX
+export and the onnxruntime model it makes (export.py, onnx.py). Safe reading and atomic
+writing of files sit on the ground floor (scriptrnn/files.py), held-out scoring in
+evaluation/. directory.py, the loader and onnx.py import no PyTorch at module level, so an
+exported model loads without it; this file imports nothing.
 """

@@ -1,7 +1,8 @@
 """Serving models: the HTTP server (``scriptrnn serve DIR``) and the serverless handler.
 
 Owns the app and its routes (app.py), the continuous batcher that steps every running
-request together (batcher.py), the request rules both front ends share (protocol.py: limits,
+request together (batcher.py), what every request passes before a route sees it (guards.py:
+hosts, keys, body limits, slow clients), the request rules both front ends share (protocol.py: limits,
 checks, the answer's shape), the pydantic bodies (schemas.py), the serverless function
 (serverless.py: no web framework, no PyTorch) and the page (static/). FastAPI and uvicorn
 are imported only by app.py and ``serve``, so the serverless handler, training and

@@ -6,6 +6,7 @@
     search.py   the runs as trials in Optuna's storage (SQLite in OUT, or --storage URL), which any
                 number of workers share; Optuna studies: TPE sampler, median pruner
     workers.py  --workers N: worker processes on this machine, one per GPU or a share of the cores
+    storage.py  the Optuna storage: opened, dead workers' trials retried
     usage.py    peak memory, GPU utilisation and GPU memory of one run
     report.py   results.csv, results.json, report.md with a conclusion per parameter, plots/
 

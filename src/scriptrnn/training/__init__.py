@@ -6,7 +6,8 @@ fine-tuning defaults and the output-layer policy), setting a run up or resuming 
 command checked against the run by same_run.py), starting from a parent's weights
 (init_from.py), the loop (loop.py:
 ``Trainer``), its exact resume state (resume.py), several processes with DDP
-(distributed.py), progress and metrics (reporting.py) and samples while it learns
-(samples.py). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays
+(distributed.py), progress and metrics (reporting.py), samples while it learns
+(samples.py) and ``--size auto``, the model sized to the time budget from this machine's
+measured speed (sizing.py). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays
 the function and dotted paths such as ``scriptrnn.training.loop.Trainer`` resolve.
 """
