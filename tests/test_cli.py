@@ -345,12 +345,17 @@ def test_no_float_flag_of_any_command_takes_nan_or_infinity(capsys):
     # Issue 28: `serve --read-timeout nan` answered every request 408, `--timeout nan` removed the limit.
     from scriptrnn.cli.parser import build_parser
 
-    flags = [(name, action.option_strings[0]) for name, command in build_parser().commands.items()
+    parser = build_parser()
+    flags = [(name, action.option_strings[0]) for name, command in parser.commands.items()
              for action in command._actions if action.type is float]
     assert ("serve", "--read-timeout") in flags and ("serve", "--timeout") in flags and ("train", "--lr") in flags
     for name, flag in flags:
         for value in ("nan", "inf", "-inf"):
-            _one_line_error(capsys, [name, f"{flag}={value}"], f"argument {flag}: must be a finite number")
+            with pytest.raises(SystemExit) as exited:  # parsed only: a flag let through must not start a server
+                parser.parse_args([name, f"{flag}={value}"])
+            err = capsys.readouterr().err
+            assert exited.value.code == 2 and len(err.strip().splitlines()) == 1, err
+            assert f"argument {flag}: must be a finite number, got '{value}'" in err, err
 
 
 def test_serve_limits_must_be_above_zero(capsys):
