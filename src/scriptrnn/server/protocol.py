@@ -44,14 +44,13 @@ class ServerLimits:
             name, value, whole = f.name, getattr(self, f.name), f.type in ("int", int)
             if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) \
                     or not math.isfinite(value) or value <= 0:
+                flag = LIMIT_FLAGS.get(name, f"--{name.replace('_', '-')}")
                 kind = "a whole number" if whole else "a finite number of seconds"
-                raise ScriptRNNError(f"{LIMIT_FLAGS.get(name, '--' + name.replace('_', '-'))}: must be {kind} "
-                                     f"above 0, got {value!r}")
+                raise ScriptRNNError(f"{flag or name}: must be {kind} above 0, got {value!r}")
 
 
-# The serve flags whose names differ from their field's (default_new_tokens has none: its own name).
-LIMIT_FLAGS = {"request_timeout_s": "--timeout", "read_timeout_s": "--read-timeout",
-               "default_new_tokens": "default_new_tokens"}
+# serve's flags whose names differ from their field's ('': none, the field's own name is given).
+LIMIT_FLAGS = {"request_timeout_s": "--timeout", "read_timeout_s": "--read-timeout", "default_new_tokens": ""}
 
 
 class RequestError(Exception):
