@@ -2,6 +2,7 @@
 
     python benchmarks/serve_soak.py soak [--clients 64] [--seconds 60] [--tokens 100]
     python benchmarks/serve_soak.py slow [--clients 8] [--slow 200] [--seconds 20] [--tokens 50]
+    python benchmarks/serve_soak.py cut [--clients 90] [--n 16] [--tokens 2000]
 
 soak: --clients streaming clients (POST /generate_stream, as serve_load.py) request back to
 back for --seconds; records requests, errors, p50/p99 latency to the first token and to the
@@ -13,6 +14,12 @@ send half a request (half the headers, or all the headers and half the body) and
 reopened as the server closes them. Records both runs' latencies, how many slow connections
 the server cut off, and its file descriptors during the attack: the others must be unaffected
 and the descriptors bounded (the server's --read-timeout closes the slow ones).
+
+cut (issue 28): --clients non-streaming POST /generate requests (--n texts of --tokens tokens
+each, what the default limits allow at most) sent on raw sockets and closed within a second,
+as clients that give up do. Records what the server held when they left (running, waiting,
+refused with 503), how long until its queue and batch were empty, whether the batcher kept
+stepping for nobody, and a later request's answer: every cut request must be dropped.
 
 Results go to benchmarks/results/serve_soak.json (one key per mode) and serve_soak.md.
 Talks to loopback only; the server is started and stopped here.
@@ -134,26 +141,82 @@ def slow(base: str, port: int, pid: int, args) -> dict:
             "server_after": server_facts(pid)}
 
 
+def load(base: str) -> dict:
+    return httpx.get(f"{base}/info", timeout=10).json()["load"]
+
+
+async def cut_requests(port: int, args) -> tuple[list, int]:
+    """Send ``args.clients`` whole-text requests; return their open connections and how many got 503 already."""
+    body = json.dumps({"inputs": "\n", "parameters": {"max_new_tokens": args.tokens,
+                                                        "num_return_sequences": args.n}}).encode()
+    head = (f"POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(args.clients)]
+    for _, writer in connections:
+        writer.write(head + body)
+    await asyncio.sleep(0.5)  # let the server read them all (a queue past --max-queue answers 503 at once)
+    refused = 0
+    for reader, _ in connections:
+        try:
+            refused += (await asyncio.wait_for(reader.read(12), 0.001)).startswith(b"HTTP/1.1 503")
+        except asyncio.TimeoutError:
+            pass
+    return connections, refused
+
+
+def cut(base: str, port: int, args) -> dict:
+    async def send_and_cut():
+        connections, refused = await cut_requests(port, args)
+        held = await asyncio.to_thread(load, base)
+        for _, writer in connections:
+            writer.close()  # the clients give up, within a second of asking
+        return held, refused
+
+    held, refused = asyncio.run(send_and_cut())
+    closed = time.perf_counter()
+    now = load(base)
+    while now["waiting"] + now["running"] and time.perf_counter() - closed < 60:
+        time.sleep(0.01)
+        now = load(base)
+    empty_s = time.perf_counter() - closed
+    time.sleep(1.0)
+    stepped = load(base)["steps"] - now["steps"]  # steps taken for nobody once the queue was empty
+    started = time.perf_counter()
+    answer = httpx.post(f"{base}/generate", json={"inputs": "\n", "parameters": {"max_new_tokens": 20}}, timeout=60)
+    return {"clients": args.clients, "n": args.n, "tokens_per_request": args.tokens,
+            "at_the_cut": {k: held[k] for k in ("running", "waiting", "sequences")}, "refused_503": refused,
+            "queue_empty_after_s": round(empty_s, 3), "steps_after_empty": stepped,
+            "later_request": {"status": answer.status_code, "seconds": round(time.perf_counter() - started, 3)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["soak", "slow"])
+    parser.add_argument("mode", choices=["soak", "slow", "cut"])
     parser.add_argument("--model", help="run or exported directory (default: the built-in model)")
-    parser.add_argument("--clients", type=int, help="streaming clients (default: 64 for soak, 8 for slow)")
+    parser.add_argument("--clients", type=int,
+                        help="streaming clients (default: 64 for soak, 8 for slow), or cut requests (90)")
+    parser.add_argument("--n", type=int, default=16, help="texts per cut request (cut mode)")
     parser.add_argument("--seconds", type=float, help="length of each run (default: 60 for soak, 20 for slow)")
-    parser.add_argument("--tokens", type=int, help="new tokens per request (default: 100 for soak, 50 for slow)")
+    parser.add_argument("--tokens", type=int,
+                        help="new tokens per request (default: 100 for soak, 50 for slow, 2000 for cut)")
     parser.add_argument("--slow", type=int, default=200, help="slow connections held open (slow mode)")
     parser.add_argument("--read-timeout", type=float, default=10.0, help="the server's --read-timeout")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     soaking = args.mode == "soak"
-    args.clients = args.clients or (64 if soaking else 8)
+    args.clients = args.clients or {"soak": 64, "slow": 8, "cut": 90}[args.mode]
     args.seconds = args.seconds or (60.0 if soaking else 20.0)
-    args.tokens = args.tokens or (100 if soaking else 50)
+    args.tokens = args.tokens or {"soak": 100, "slow": 50, "cut": 2000}[args.mode]
     port = free_port()
-    server = start_server(args.model, port, "--read-timeout", str(args.read_timeout))
+    # cut: the default queue (64), as `scriptrnn serve` runs; the others keep serve_load's 256
+    queue = ["--max-queue", "64"] if args.mode == "cut" else []
+    server = start_server(args.model, port, "--read-timeout", str(args.read_timeout), *queue)
     try:
         base = f"http://127.0.0.1:{port}"
-        row = soak(base, server.pid, args) if soaking else slow(base, port, server.pid, args)
+        if args.mode == "cut":
+            row = cut(base, port, args)
+        else:
+            row = soak(base, server.pid, args) if soaking else slow(base, port, server.pid, args)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -186,6 +249,14 @@ def report(args, row: dict) -> None:
             held = f"{r['slow_connections']} ({r['opened']}, {r['cut_off']})" if name == "under_attack" else "0"
             lines.append(f"| {name.replace('_', ' ')} | {r['clients']} | {r['requests']} | {r['errors']} | "
                          f"{r['end']['p50_ms']} / {r['end']['p99_ms']} | {held} | {r.get('server_fds_max', '')} |")
+    if "cut" in results:
+        s = results["cut"]
+        at, later = s["at_the_cut"], s["later_request"]
+        lines += ["", "| cut requests | n x tokens | at the cut: running, waiting (sequences) | refused 503 | "
+                  "queue empty after s | steps after | a later request |", "|---|---|---|---|---|---|---|",
+                  f"| {s['date']}: {s['clients']} | {s['n']} x {s['tokens_per_request']} | {at['running']}, "
+                  f"{at['waiting']} ({at['sequences']}) | {s['refused_503']} | {s['queue_empty_after_s']} | "
+                  f"{s['steps_after_empty']} | {later['status']} in {later['seconds']} s |"]
     (args.out / "serve_soak.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

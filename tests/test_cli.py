@@ -56,7 +56,10 @@ def test_the_readme_generate_shows_a_speech_with_any_seed(capsys):
 
 
 def _one_line_error(capsys, argv, match):
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exited:  # a flag's own error, from the parser
+        code = exited.code
     err = capsys.readouterr().err
     assert code != 0
     assert "Traceback" not in err
@@ -336,3 +339,25 @@ def test_an_unknown_flag_points_at_its_own_commands_help(capsys):
     err = capsys.readouterr().err
     assert exited.value.code != 0 and len(err.strip().splitlines()) == 1, err
     assert "unrecognized arguments: --no-such-flag (see scriptrnn train --help)" in err, err
+
+
+def test_no_float_flag_of_any_command_takes_nan_or_infinity(capsys):
+    # Issue 28: `serve --read-timeout nan` answered every request 408, `--timeout nan` removed the limit.
+    from scriptrnn.cli.parser import build_parser
+
+    parser = build_parser()
+    flags = [(name, action.option_strings[0]) for name, command in parser.commands.items()
+             for action in command._actions if action.type is float]
+    assert ("serve", "--read-timeout") in flags and ("serve", "--timeout") in flags and ("train", "--lr") in flags
+    for name, flag in flags:
+        for value in ("nan", "inf", "-inf"):
+            with pytest.raises(SystemExit) as exited:  # parsed only: a flag let through must not start a server
+                parser.parse_args([name, f"{flag}={value}"])
+            err = capsys.readouterr().err
+            assert exited.value.code == 2 and len(err.strip().splitlines()) == 1, err
+            assert f"argument {flag}: must be a finite number, got '{value}'" in err, err
+
+
+def test_serve_limits_must_be_above_zero(capsys):
+    _one_line_error(capsys, ["serve", "--read-timeout", "0"], "--read-timeout: must be a finite number of seconds")
+    _one_line_error(capsys, ["serve", "--max-queue", "-1"], "--max-queue: must be a whole number above 0")

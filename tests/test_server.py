@@ -3,6 +3,7 @@
 import asyncio
 import time
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -101,9 +102,19 @@ def test_api_key_on_every_route_but_health(models):
 
 
 def test_full_queue_answers_503_with_retry_after(models):
-    app = create_app(models, ServerLimits(max_queue=0))
-    with TestClient(app) as c:
-        response = c.post("/generate", json={"inputs": "A", "parameters": {"max_new_tokens": 5}})
+    # One request running and one waiting fill the server; the third is refused at once.
+    body = {"inputs": "A", "parameters": {"max_new_tokens": 2000}}
+
+    async def first_answer(url: str):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+            posts = [asyncio.create_task(c.post("/generate", json=body)) for _ in range(3)]
+            done, pending = await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
+            for post in pending:
+                post.cancel()  # the client leaves: the server cancels what it started
+            return done.pop().result()
+
+    with live_server(create_app(models, ServerLimits(max_queue=1, max_batch=1))) as url:
+        response = asyncio.run(first_answer(url))
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
 
 

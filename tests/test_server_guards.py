@@ -138,6 +138,72 @@ def test_a_chunked_body_within_the_limit_is_served(open_url):
     assert status == 200 and len(answer["generated_text"]) == 5
 
 
+@pytest.mark.parametrize("request_bytes, status", [
+    (post_head("/generate", "Content-Length: -5"), 400),
+    (post_head("/generate", "Content-Length: 5", "Content-Length: 6"), 400),
+    (post_head("/generate", "Transfer-Encoding: chunked") + b"zz\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20_000, 431),  # a head without end
+], ids=["negative-length", "two-lengths", "bad-chunk-size", "huge-head"])
+def test_what_the_http_parser_refuses_has_the_project_shape_and_headers(open_url, request_bytes, status):
+    with connect(open_url) as sock:
+        sock.sendall(request_bytes)
+        head, body = read_raw(sock)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
+    assert b"content-type: application/json" in head.lower() and b"x-frame-options: deny" in head.lower()
+    assert b"content-security-policy: default-src 'none'" in head.lower()
+    assert SHAPE <= set(json.loads(body)) and "malformed HTTP request" in json.loads(body)["message"]
+
+
+def read_raw(sock: socket.socket) -> tuple[bytes, bytes]:
+    """An answer's head and body, read until the server closes the connection."""
+    sock.settimeout(10)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+# ---------------------------------------------------------------- clients that leave
+
+
+def test_cut_requests_leave_the_queue_whether_they_stream_or_not(models):
+    """Issue 28: cut non-streaming requests ran to the end and filled the queue, and every request after got 503."""
+    whole = {"inputs": "HAMLET:", "parameters": {"max_new_tokens": 2000, "num_return_sequences": 16}}
+    routes = [("/generate", whole), ("/", whole), ("/v1/completions", {"prompt": "HAMLET:", "max_tokens": 2000,
+                                                                       "n": 16}), ("/generate_stream", whole)]
+    with live_server(create_app(models)) as url:
+        cut = []
+        for i in range(20):  # 16 running (256 sequences, the batch), 4 waiting
+            path, body = routes[i % len(routes)]
+            data = json.dumps(body).encode()
+            cut.append(connect(url))
+            cut[-1].sendall(post_head(path, f"Content-Length: {len(data)}") + data)
+        load = wait_for_load(url, lambda load: load["running"] + load["waiting"] == 20)
+        assert (load["running"], load["waiting"], load["sequences"]) == (16, 4, 256), load
+        for sock in cut:
+            sock.close()
+        closed = time.monotonic()
+        load = wait_for_load(url, lambda load: load["running"] + load["waiting"] == 0)
+        assert time.monotonic() - closed < 1.0 and load["sequences"] == 0, load
+        steps = load["steps"]
+        answer = httpx.post(f"{url}/generate", json={"inputs": "HAMLET:", "parameters": {"max_new_tokens": 10}},
+                            timeout=30)
+        assert answer.status_code == 200 and len(answer.json()["generated_text"]) == 10
+        assert wait_for_load(url, lambda load: True)["steps"] - steps <= 12  # the cut ones run no more
+
+
+def wait_for_load(url: str, ready, seconds: float = 30) -> dict:
+    """The batcher's load from /info, once ``ready(load)`` (or after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while not ready(load := httpx.get(f"{url}/info", timeout=5).json()["load"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return load
+
+
 # ---------------------------------------------------------------- slow clients
 
 
@@ -216,6 +282,8 @@ def test_security_headers_on_every_answer(models):
     ("GET", "/nowhere", None, 404),
     ("DELETE", "/generate", None, 405),
     ("GET", "/static/nothing.js", None, 404),
+    ("GET", "/static/" + "a" * 256, None, 404),  # too long a file name: an OSError (500) when it reached a stat
+    ("GET", "/static/" + "a" * 5000, None, 404),
     ("POST", "/generate", "[" * 100_000 + "]" * 100_000, 413),  # over 64 KB: cut off first
     ("POST", "/generate", "[" * 30_000 + "]" * 30_000, 400),  # RecursionError in Python's parser
     ("POST", "/v1/completions", "[" * 30_000 + "]" * 30_000, 400),
@@ -231,6 +299,15 @@ def test_every_error_has_the_project_shape(models, method, path, body, status):
     assert response.status_code == status, response.text
     assert SHAPE <= set(response.json()) and response.json()["message"]
     assert "Traceback" not in response.text and "There was an error parsing" not in response.text
+
+
+@pytest.mark.parametrize("limit, value", [("read_timeout_s", math.nan), ("request_timeout_s", math.nan),
+                                          ("request_timeout_s", math.inf), ("read_timeout_s", 0),
+                                          ("max_queue", -1), ("max_batch", 2.5), ("max_body_bytes", True)])
+def test_every_limit_is_finite_and_above_zero(limit, value):
+    with pytest.raises(ScriptRNNError, match="must be a") as caught:
+        ServerLimits(**{limit: value})
+    assert "\n" not in str(caught.value)
 
 
 # ---------------------------------------------------------------- the API key

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from scriptrnn.model.export import export_onnx
 from scriptrnn.server.protocol import ServerLimits
 from scriptrnn.runtime import OnnxModel
-from scriptrnn.server.serverless import handler, make_handler
+from scriptrnn.errors import ScriptRNNError
+from scriptrnn.server.serverless import handler, limits_from_environment, make_handler
 from scriptrnn.server import create_app, load_models
 
 from .conftest import make_run
@@ -161,6 +162,15 @@ def test_the_entry_point_reads_its_settings_from_the_environment(exported, monke
     too_many = handler(rest_event(json.dumps({"inputs": "a", "parameters": {"max_new_tokens": 11}})), None)
     assert too_many["statusCode"] == 422 and "at most 10" in too_many["body"]
     assert handler(rest_event(json.dumps({"inputs": "a", "parameters": {"max_new_tokens": 10}})))["statusCode"] == 200
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_a_limit_from_the_environment_is_finite_and_above_zero(monkeypatch, value):
+    # The server's check (ServerLimits), so `--timeout nan` and SCRIPTRNN_REQUEST_TIMEOUT_S=nan fail alike.
+    monkeypatch.setenv("SCRIPTRNN_REQUEST_TIMEOUT_S", value)
+    with pytest.raises(ScriptRNNError, match="must be a finite number of seconds above 0") as caught:
+        limits_from_environment()
+    assert "\n" not in str(caught.value)
 
 
 def test_the_handler_imports_neither_pytorch_nor_a_web_framework(exported):

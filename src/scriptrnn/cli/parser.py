@@ -8,6 +8,7 @@ says what a run or a request really uses.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..version import __version__
@@ -15,7 +16,11 @@ from .commands import EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but bad flags exit with one line, like every other error here."""
+    """argparse, but bad flags exit with one line, like every other error here, and no number is NaN or infinite."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", float, _finite)  # every type=float flag of every command, present and future
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"scriptrnn: error: {message} (see {self.prog} --help)\n")
@@ -27,6 +32,17 @@ class _Parser(argparse.ArgumentParser):
             command = getattr(self, "commands", {}).get(getattr(parsed, "command", None), self)
             command.error(f"unrecognized arguments: {' '.join(extra)}")
         return parsed
+
+
+def _finite(text: str) -> float:
+    """A float flag's value: NaN and infinity compare false with every bound, so no range check could catch them."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _add_corpus_args(p: argparse.ArgumentParser) -> None:
@@ -131,8 +147,8 @@ def _save_every(text: str) -> dict:
     """'500' -> every 500 steps; '10m' (or '10min') -> every 10 minutes."""
     number = text.strip().lower().removesuffix("min").removesuffix("m")
     try:
-        value = float(number) if number != text.strip().lower() else int(number)
-    except ValueError:
+        value = _finite(number) if number != text.strip().lower() else int(number)
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"{text!r} is not N steps or M minutes (e.g. 500 or 10m)") from None
     return {"save_every_minutes" if isinstance(value, float) else "save_every": value}
 

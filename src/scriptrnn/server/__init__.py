@@ -88,15 +88,12 @@ def serve(model_dirs, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
     from .app import create_app
     from .guards import default_allowed_hosts, server_config
 
-    for name, value in limits.items():
-        if value is None or value <= 0:
-            raise ScriptRNNError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    server_limits = ServerLimits(**limits)  # each limit finite and above 0, before the models load
     if not 0 < port < 65536:
         raise ScriptRNNError(f"--port must be from 1 to 65535, got {port}")
     if api_key is not None and not api_key.strip():
         raise ScriptRNNError("the API key is empty; give a key, or none to serve without one")
     hosts = allowed_hosts if allowed_hosts else default_allowed_hosts(host)
-    server_limits = ServerLimits(**limits)
     app = create_app(load_models(model_dirs, device, threads), server_limits, api_key=api_key,
                      allowed_hosts=hosts)
     access = ("keyed: every route but /health and the page needs 'Authorization: Bearer KEY'" if api_key else

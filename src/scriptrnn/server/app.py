@@ -62,19 +62,20 @@ class Service:
             raise RequestError(f"model: unknown model {name!r}; served: {', '.join(self.models)}", status=404)
         return self.models[name]
 
-    def start(self, model: ScriptModel, prime: str, config: SamplingConfig, loop) -> Job:
-        """Check limits, build the generation, queue it (503 when the queue is full)."""
+    def start(self, model: ScriptModel, prime: str, config: SamplingConfig, request: Request) -> Job:
+        """Check limits, build the generation, queue it (503 when the queue is full), cancelled if the client goes."""
         config = check_request(prime, config, self.limits)
         try:
             generation = Generation(model, prime, config)
         except ScriptRNNError as e:
             raise RequestError(str(e)) from None
-        job = Job(generation, loop)
+        job = Job(generation, asyncio.get_running_loop())
         try:
             self.batcher.submit(job)
         except QueueFull:
             raise RequestError("server busy: too many requests waiting; retry shortly", status=503,
                                headers={"Retry-After": "1"}) from None
+        _cancel_when_gone(request, job)
         return job
 
     async def collect(self, job: Job) -> None:
@@ -82,6 +83,24 @@ class Service:
         async for event in read_events(job, self.limits.request_timeout_s):
             if event.kind == "error":
                 raise RequestError(event.message, status=event.status)
+
+
+def _cancel_when_gone(request: Request, job: Job) -> None:
+    """Cancel ``job`` as soon as its client disconnects, whether its answer streams or not.
+
+    Guard has read the whole body, so the next ASGI message is ``http.disconnect``: the
+    server sends it when the socket closes, or once the answer is complete (when cancelling
+    a finished job changes nothing). A whole-text answer is otherwise written to the end for
+    nobody, holding its place in the batch and the queue.
+    """
+    async def watch():
+        try:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            job.cancel()
+
+    job.watcher = asyncio.get_running_loop().create_task(watch())  # held: the loop keeps tasks weakly
 
 
 def check_servable(name: str, model: ScriptModel) -> None:
@@ -199,39 +218,39 @@ def _add_tgi_routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/generate", openapi_extra=documented)
     async def generate(request: Request):
-        return await _tgi_whole(service, parse_tgi_body(await read_body(request, service)))
+        return await _tgi_whole(service, parse_tgi_body(await read_body(request, service)), request)
 
     @app.post("/generate_stream", openapi_extra=documented)
     async def generate_stream(request: Request):
-        return _tgi_stream(service, parse_tgi_body(await read_body(request, service)))
+        return _tgi_stream(service, parse_tgi_body(await read_body(request, service)), request)
 
     @app.post("/", openapi_extra=documented)
     async def compat(request: Request):
         # TGI's compatibility route, which InferenceClient(base_url) posts to.
         body = parse_tgi_body(await read_body(request, service))
         if body.stream:
-            return _tgi_stream(service, body)
-        return [await _tgi_whole(service, body)]
+            return _tgi_stream(service, body, request)
+        return [await _tgi_whole(service, body, request)]
 
 
-def _tgi_job(service: Service, body: TGIBody) -> Job:
+def _tgi_job(service: Service, body: TGIBody, request: Request) -> Job:
     config = tgi_sampling(body.parameters, service.limits)
-    return service.start(service.model(body.model), body.inputs, config, asyncio.get_running_loop())
+    return service.start(service.model(body.model), body.inputs, config, request)
 
 
 def _openai_reason(reason: str | None) -> str:
     return "stop" if reason == "stop" else "length"
 
 
-async def _tgi_whole(service: Service, body: TGIBody) -> dict:
-    job = _tgi_job(service, body)
+async def _tgi_whole(service: Service, body: TGIBody, request: Request) -> dict:
+    job = _tgi_job(service, body, request)
     await service.collect(job)
     return tgi_answer(job.generation, body.parameters.details)
 
 
-def _tgi_stream(service: Service, body: TGIBody) -> StreamingResponse:
+def _tgi_stream(service: Service, body: TGIBody, request: Request) -> StreamingResponse:
     """TGI's event stream: one event per token of the first sequence, the last with the details."""
-    job = _tgi_job(service, body)  # errors before the stream starts are plain 4xx/5xx answers
+    job = _tgi_job(service, body, request)  # errors before the stream starts are plain 4xx/5xx answers
 
     async def events():
         g = job.generation
@@ -278,7 +297,7 @@ def _add_openai_routes(app: FastAPI, service: Service) -> None:
         name = body.model or service.default_model
         model = service.model(name)
         config = completion_sampling(body, service.limits)
-        job = service.start(model, prompt, config, asyncio.get_running_loop())
+        job = service.start(model, prompt, config, request)
         meta = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
                 "model": name}
         if body.stream:
@@ -346,9 +365,12 @@ def _add_page(app: FastAPI) -> None:
     async def page():
         return FileResponse(STATIC / "index.html")
 
+    # The page's files, listed once: a requested name is only looked up here and never reaches the file
+    # system, so no name (256 letters, a NUL, '..') can make a stat fail with a 500.
+    assets = {path.name: path for path in STATIC.iterdir() if path.is_file()}
+
     @app.get("/static/{name}", include_in_schema=False)
     async def asset(name: str):
-        path = STATIC / name
-        if "/" in name or ".." in name or not path.is_file():
-            raise RequestError(f"no such file: {name}", status=404)
-        return FileResponse(path)
+        if name not in assets:
+            raise RequestError(f"no such file: {name[:100]}", status=404)
+        return FileResponse(assets[name])

@@ -40,14 +40,22 @@ class Job:
         self.loop = loop
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.cancelled = False
+        self.watcher: asyncio.Task | None = None  # the server's task that cancels this job when its client leaves
 
     def emit(self, event: Event) -> None:
         # Called from the worker thread; the queue belongs to the event loop's thread.
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
     def cancel(self) -> None:
-        """The client went away or timed out: the worker drops this job at its next step."""
-        self.cancelled = True
+        """The client went away or timed out: the worker drops this job at its next step, and its reader stops.
+
+        Called on the event loop's thread (the queue is the loop's). The reader of a whole-text
+        answer would otherwise wait, for events that no longer come, until the request timeout.
+        """
+        if not self.cancelled:
+            self.cancelled = True
+            # 499, nginx's "client closed request": no one reads it but the handler, which then ends.
+            self.events.put_nowait(Event("error", message="the client closed the request", status=499))
 
 
 def _deliver(out: list[tuple[Job, Event]]) -> None:
@@ -80,6 +88,7 @@ class Batcher:
 
     def submit(self, job: Job) -> None:
         with self.wake:
+            self._drop_cancelled()  # requests whose clients left hold no place in the queue
             if len(self.waiting) >= self.max_queue:
                 raise QueueFull()
             self.waiting.append(job)
@@ -91,9 +100,15 @@ class Batcher:
             self.wake.notify()
         self.thread.join(timeout=5)
 
+    def _drop_cancelled(self) -> None:
+        """Forget waiting jobs whose clients left, wherever they are in the queue (called holding the lock)."""
+        if any(job.cancelled for job in self.waiting):
+            self.waiting = deque(job for job in self.waiting if not job.cancelled)
+
     @property
     def load(self) -> dict:
         with self.wake:
+            self._drop_cancelled()
             running = list(self.running)
             waiting = len(self.waiting)
         return {"waiting": waiting, "running": len(running),
@@ -124,8 +139,7 @@ class Batcher:
         """Start waiting jobs while the batch has room: run each prime once."""
         while True:
             with self.wake:
-                while self.waiting and self.waiting[0].cancelled:
-                    self.waiting.popleft()  # gone before it started: never let it block the queue
+                self._drop_cancelled()  # gone before they started: never let them block the queue
                 room = self.max_batch - sum(j.generation.n for j in self.running)
                 if not self.waiting or self.waiting[0].generation.n > room:
                     return

@@ -10,7 +10,9 @@ route called, with the body it read replayed. Every answer gets the security hea
 ``server_config`` gives uvicorn a protocol that also closes connections whose request
 headers do not arrive in time: uvicorn's own ``timeout_keep_alive`` only covers idle
 connections between requests, so a client that sends half a header otherwise holds its
-connection (and a file descriptor) forever.
+connection (and a file descriptor) forever; and it answers the requests h11 itself refuses
+(a bad ``Content-Length``, a bad chunk size) in the same JSON shape, with the same headers, as
+every other error, where uvicorn would answer them in plain text.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sys
+from http import HTTPStatus
 
 from .protocol import ServerLimits, error_body
 
@@ -177,11 +181,14 @@ def _header_deadline_protocol(timeout_s: float):
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeaderDeadline(H11Protocol):
-        """h11's protocol, closing a connection whose request head is not complete ``timeout_s`` after it began.
+        """h11's protocol, closing a connection whose request head is not complete ``timeout_s`` after it began,
+        and answering what h11 itself refuses in the project's shape.
 
         The deadline starts when the connection opens, or when the first byte of a later
         request on it arrives, and is not moved by more bytes: a client sending one byte
-        a second gains nothing.
+        a second gains nothing. A request h11 cannot parse (``Content-Length: -5``, two
+        lengths, a chunk size ``zz``, a head over its size limit) never reaches the app, so
+        uvicorn would answer it in plain text; here it gets the JSON error and the headers.
         """
 
         _deadline: asyncio.TimerHandle | None = None
@@ -201,6 +208,12 @@ def _header_deadline_protocol(timeout_s: float):
             self._disarm()
             super().connection_lost(exc)
 
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn calls this inside its ``except h11.RemoteProtocolError``, so the error is at hand.
+            error = sys.exc_info()[1]
+            status = getattr(error, "error_status_hint", 400)
+            self._refuse(status, f"malformed HTTP request: {str(error or msg)[:200]}")
+
         def _awaiting_head(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
 
@@ -215,10 +228,24 @@ def _header_deadline_protocol(timeout_s: float):
 
         def _too_slow(self) -> None:
             self._deadline = None
-            if self._awaiting_head() and not self.transport.is_closing():
-                body = json.dumps(error_body(f"request headers: not received within {timeout_s:g} s", 408))
-                self.transport.write(f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-                                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
-                self.transport.close()
+            if self._awaiting_head():
+                self._refuse(408, f"request headers: not received within {timeout_s:g} s")
+
+        def _refuse(self, status: int, message: str) -> None:
+            """Answer ``status`` and close; just close when an answer has already begun (one answer per request)."""
+            if self.transport.is_closing():
+                return
+            if self.cycle is None or not self.cycle.response_started:
+                self.transport.write(raw_error(status, message))
+            self.transport.close()
 
     return HeaderDeadline
+
+
+def raw_error(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 error answer, for errors that come before (or without) the app: shape and headers kept."""
+    body = json.dumps(error_body(message, status)).encode()
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", "Connection: close",
+            *(f"{k.decode()}: {v.decode()}" for k, v in security_headers(""))]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body

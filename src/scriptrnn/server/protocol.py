@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
@@ -36,6 +36,21 @@ class ServerLimits:
     max_stops: int = MAX_STOPS  # stop sequences per request (stops.py says why these two)
     max_stop_chars: int = MAX_STOP_CHARS  # their characters in all
     read_timeout_s: float = 10.0  # for a client to send its request's headers, and again its body
+
+    def __post_init__(self):
+        # One check for every way limits are made (serve, create_app, a test): NaN compares false with
+        # everything, so a NaN timeout would pass a plain 'value <= 0' and then time out every request.
+        for f in fields(self):
+            name, value, whole = f.name, getattr(self, f.name), f.type in ("int", int)
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) \
+                    or not math.isfinite(value) or value <= 0:
+                flag = LIMIT_FLAGS.get(name, f"--{name.replace('_', '-')}")
+                kind = "a whole number" if whole else "a finite number of seconds"
+                raise ScriptRNNError(f"{flag or name}: must be {kind} above 0, got {value!r}")
+
+
+# serve's flags whose names differ from their field's ('': none, the field's own name is given).
+LIMIT_FLAGS = {"request_timeout_s": "--timeout", "read_timeout_s": "--read-timeout", "default_new_tokens": ""}
 
 
 class RequestError(Exception):
