@@ -49,10 +49,6 @@ def rigged(tmp_path_factory):
     return run, folder / "exported"
 
 
-def writer.tokenizer.unk_id -> int:
-    return writer.tokenizer.unk_id
-
-
 def test_the_tokenizers_say_what_is_reserved():
     word = WordTokenizer.fit("jerry: hi. george: hi.")
     assert [word.vocab[i] for i in word.reserved_ids] == [UNK]
