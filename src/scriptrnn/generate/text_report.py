@@ -352,7 +352,7 @@ def _longest_copy(train: _HashedText, texts: list[np.ndarray]) -> tuple[int, tup
 _ROWS = [  # (label, field, format): percentages for shares
     ("characters", "characters", ",d"), ("words", "words", ",d"), ("lines", "lines", ",d"),
     ("speaker lines", "speaker_lines", "%"), ("known speakers", "known_speakers", "%"),
-    ("same speaker twice in a row", "same_speaker", "%"), ("directions to the speaker", "self_addressed", "%"),
+    ("same speaker twice in a row", "same_speaker", "%"), ("directions to the speaker himself", "self_addressed", "%"),
     ("real words", "real_words", "%"),
     ("distinct-1", "distinct_1", ".3f"), ("distinct-2", "distinct_2", ".3f"), ("distinct-3", "distinct_3", ".3f"),
     ("longest copy (chars)", "longest_copy_chars", ",d"), ("longest copy (words)", "longest_copy_words", ",d"),
