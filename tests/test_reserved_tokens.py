@@ -62,6 +62,8 @@ def test_the_rig_works_so_the_tests_can_fail(rigged):
     g.run()
     assert g.tokens[0].count(writer.tokenizer.unk_id) > TOKENS // 2
     assert UNK in g.texts[0]
+    exported = load_exported(rigged[1], threads=1)  # the exported graph carries the rig too
+    assert (exported.start("george", max_new_tokens=1).scores.argmax(axis=-1) == writer.tokenizer.unk_id).all()
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: json.dumps(s))
