@@ -171,3 +171,19 @@ def test_format_script_puts_sequences_on_pages_of_their_own():
     assert "\n===\n" in fountain
     with pytest.raises(ScriptRNNError, match="--format must be one of text, fountain, html, pdf"):
         format_script(["x"], "docx")
+
+
+def test_a_transcripts_setting_lines_become_scene_headings():
+    transcript = ("[setting: monk's cafe]\njerry: (to george) what?\n\n"
+                  "[setting: jerry's apartment. jerry is at the fridge.]\n[location: j. peterman's office]\n"
+                  "[scene: at elaine's]\n[Note: he is late.]\n")
+    written = to_fountain(transcript, sentence_case=True)
+    assert structure(written) == [
+        ("slug", "MONK'S CAFE"), ("dialog", "JERRY | P:(to george) / What?"),
+        ("slug", "JERRY'S APARTMENT"), ("action", "Jerry is at the fridge."),
+        ("slug", "J. PETERMAN'S OFFICE"), ("slug", "AT ELAINE'S"), ("action", "Note: he is late.")]
+    assert written.startswith("\n.MONK'S CAFE\n")  # a forced heading: the transcript says no INT. or EXT.
+    # Read back, each is a heading; and a Fountain action that reads like a setting stays action.
+    assert fountain_to_dialogue(written).startswith("[.MONK'S CAFE]\n")
+    assert fountain_to_dialogue("\nSetting: the beach\n") == "[!Setting: the beach]\n"
+    assert structure(to_fountain(fountain_to_dialogue("\nSetting: the beach\n"))) == [("action", "Setting: the beach")]

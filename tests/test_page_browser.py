@@ -93,3 +93,25 @@ def test_page_writes_hostile_text_as_text(page_url, browser_page):
     assert PAYLOAD in page.inner_text("#script")  # shown, character for character
     assert page.evaluate("window.__xss") is None  # and never run
     assert page.locator("#script img, #script script").count() == 0
+
+
+def test_page_shows_the_texts_own_case_and_its_headings(page_url, browser_page):
+    """As the terminal shows it: a lower-case speaker stays lower case; headings are set apart as in Fountain."""
+    page, _ = browser_page
+    page.goto(page_url)
+    page.wait_for_selector("#model option:nth-child(2)", state="attached")
+    page.select_option("#model", "hostile")  # a model whose speakers are written in lower case
+    page.wait_for_selector("#speaker option[value='jerry']", state="attached")
+    page.select_option("#speaker", "jerry")
+    page.fill("#max_tokens", "60")
+    page.fill("#seed", "2")
+    page.click("#generate")
+    wait_until_done(page)
+    assert page.locator("#script .speaker").first.inner_text().strip() == "jerry"  # innerText applies CSS case
+    page.select_option("#model", "shakespeare-char")
+    page.fill("#prime", "[SCENE II. A room.]\n\nHAMLET: (aside) Words,")
+    page.click("#generate")
+    wait_until_done(page)
+    assert page.locator("#script .heading").first.inner_text() == "[SCENE II. A room.]"
+    assert page.locator("#script .line.after-gap .speaker").first.inner_text().strip() == "HAMLET"
+    assert page.locator("#script .parenthetical").first.inner_text() == "(aside)"

@@ -209,3 +209,23 @@ def test_a_sweep_with_samples_shows_the_text_columns(tmp_path, dialogue_file, ca
     assert all(0.0 <= float(row["text_copied_share"]) <= 1.0 and int(row["text_characters"]) > 0 for row in rows)
     report = (out / "report.md").read_text()
     assert "| known speakers | real words | distinct-2 | copied spans | longest copy (chars) |" in report
+
+
+def test_turn_taking_a_speaker_following_himself_and_directions_to_himself():
+    sample = ("jerry: hi.\n\njerry: (to george) hello again.\ngeorge: (to jerry, pointing) you.\n"
+              "[setting: monk's cafe]\ngeorge: me.\nelaine: (to elaine) who is this?\n"
+              "kramer: (to jerry's mother) hi.\nKRAMER (to Kramer): no.\n")
+    row = text_report([sample], SCRIPT, SCRIPT, "char").samples
+    # Pairs: jerry-jerry (a blank line between), jerry-george, george-elaine, elaine-kramer, kramer-kramer;
+    # the setting breaks george-george.
+    assert row.same_speaker == 2 / 5
+    # elaine to elaine and KRAMER (to Kramer); "jerry's mother" is not jerry, nor anyone else the speaker.
+    assert row.self_addressed == 2 / 7
+    reference = text_report([sample], SCRIPT, SCRIPT, "char").reference
+    assert reference.same_speaker == 0.0 and reference.self_addressed == 0.0  # the held-out SCRIPT
+    assert "same speaker twice in a row" in text_report([sample], SCRIPT, SCRIPT, "char").table()
+
+
+def test_a_sample_never_follows_another():
+    row = text_report(["jerry: hi.\n", "jerry: hi.\n", "jerry: hi.\ngeorge: yo.\n"], SCRIPT, SCRIPT, "word").samples
+    assert row.same_speaker == 0.0  # one pair, in the last sample; the jerrys of three samples are no pairs

@@ -20,7 +20,10 @@ a paragraph (none of them is the script's text).
 
 Out: ``to_fountain`` writes any text in that layout (a model's output, or the plays) as
 Fountain, forcing an element's kind with Fountain's own markers (!, @, ., >) wherever the
-plain text would be read as something else; ``render`` turns Fountain into a formatted
+plain text would be read as something else. A TV transcript's scene line (``[setting: monk's
+cafe]``, also ``location:`` and ``scene:``) becomes a forced scene heading, ``.MONK'S CAFE``
+(forced: the transcript does not say INT. or EXT.), any description after it an action line;
+``render`` turns Fountain into a formatted
 screenplay (PDF or HTML) through screenplain.
 """
 
@@ -47,6 +50,10 @@ _PARENTHETICAL = re.compile(r"\([^()]*\)")
 _SPEECH = re.compile(r"([^\s:\[][^:\n]{0,40}?)[ \t]*:(?:[ \t]+(.*))?$")
 _PLAY_HEADING = re.compile(r"(ACT|SCENE)\s+[IVXLC]+\b|(PROLOGUE|EPILOGUE|INDUCTION)\b", re.IGNORECASE)
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+# TV transcripts' scene lines, "[setting: monk's cafe. george is there]", and where the place ends:
+# a full stop after a word of three letters or more ("j. peterman's office" is one place), not "mrs.".
+_SETTING = re.compile(r"(?:setting|location|scene)\s*:\s*(\S.*)", re.IGNORECASE)
+_PLACE_END = re.compile(r"(?<=[^\W\d_]{3})(?<!mrs)\.(?:\s+|$)", re.IGNORECASE)
 
 FORMATS = ("text", "fountain", "html", "pdf")
 
@@ -174,6 +181,8 @@ def _direction_kind(inner: str) -> str:
         return "heading"
     if _PLAY_HEADING.match(inner):
         return "play heading"  # the plays' [SCENE II. A room.]
+    if _SETTING.match(inner):
+        return "setting"  # a TV transcript's [setting: monk's cafe]
     if _CENTERED.match(inner) or inner.startswith(">"):
         return "marked"  # centered text or a forced transition: Fountain's own markers kept
     if len(inner.split()) <= 4 and inner.upper().endswith("TO:"):
@@ -189,11 +198,21 @@ def _direction(inner: str, sentence_case: bool) -> str:
         return inner.upper()
     if kind == "play heading":
         return "." + inner.upper()  # a forced scene heading
+    if kind == "setting":
+        return _setting(_SETTING.match(inner).group(1), sentence_case)
     if kind == "marked":
         return inner
     if kind == "forced action":
         return "!" + _sentences(inner[1:], sentence_case)
     return _action(inner, sentence_case)
+
+
+def _setting(place: str, sentence_case: bool) -> str:
+    """"monk's cafe. george is there" -> a forced scene heading, .MONK'S CAFE, then the rest as action."""
+    end = _PLACE_END.search(place)
+    heading, rest = (place[:end.start()], place[end.end():]) if end else (place, "")
+    heading = "." + " ".join(heading.split()).upper()
+    return heading + "\n\n" + _action(rest.strip(), sentence_case) if rest.strip() else heading
 
 
 def _dialogue(name: str, words: str, sentence_case: bool) -> str:

@@ -84,6 +84,11 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    @property
+    def reserved_ids(self) -> tuple[int, ...]:
+        """Tokens that score text but are never written (generation masks them): none at char level."""
+        return ()
+
     def encode(self, text: str, *, strict: bool = True) -> np.ndarray:
         # surrogatepass: a lone surrogate (possible in a str from JSON) is just an unknown character.
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -164,6 +169,11 @@ class WordTokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
+
+    @property
+    def reserved_ids(self) -> tuple[int, ...]:
+        """Tokens that score text but are never written (generation masks them): ``<unk>``."""
+        return () if self.unk_id is None else (self.unk_id,)
 
     def split(self, text: str) -> list[str]:
         """Text -> word and symbol-name tokens (before mapping to ids)."""

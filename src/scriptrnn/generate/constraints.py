@@ -21,7 +21,8 @@ import numpy as np
 
 
 class SuppressTokens:
-    """Never draw these tokens (a model's style tags: the prime chooses the style, not the model)."""
+    """Never draw these tokens: a tokenizer's reserved ones (``<unk>``), and a model's style tags (the prime
+    chooses the style, not the model). Hugging Face's ``SuppressTokensLogitsProcessor``."""
 
     def __init__(self, token_ids: Iterable[int], vocab_size: int):
         self.mask = np.zeros(vocab_size, dtype=bool)  # (V,)

@@ -98,11 +98,18 @@ class ScriptModel:
         return generation
 
     def rules(self, cast=None) -> list:
-        """The hard rules on next tokens (constraints.py): never a style tag; the cast if one is given."""
+        """The hard rules on next tokens (constraints.py): never a reserved token or a style tag; the cast
+        if one is given.
+
+        Reserved tokens (``<unk>``: the tokenizer's ``reserved_ids``) score text but are never written, and
+        a style tag is the prime's choice, not the model's. Masked first, before the sampling transforms
+        (and in greedy decoding too), so the probability the model gave them is shared out among the other
+        tokens in proportion, never handed to one fixed word.
+        """
         rules: list = []
-        if self.styles:
-            tags = [self.tokenizer.token_id(tag) for tag in self.styles.values()]
-            rules.append(SuppressTokens(tags, self.tokenizer.vocab_size))
+        banned = [*self.tokenizer.reserved_ids, *(self.tokenizer.token_id(tag) for tag in self.styles.values())]
+        if banned:
+            rules.append(SuppressTokens(banned, self.tokenizer.vocab_size))
         if cast is not None:
             rules.append(cast_mask(self.tokenizer, resolve_cast(cast, self.speakers)))
         return rules

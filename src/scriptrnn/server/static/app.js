@@ -48,33 +48,53 @@ function showModel() {
   for (const s of m.speakers) $("speaker").add(new Option(s, s));
 }
 
-// A script line is "NAME: speech", "[direction]" or anything else (prose).
+// A script line is "NAME: speech", "[direction]" or anything else (prose), shown in the text's own case
+// (as the terminal shows it); a blank line leaves a gap, as in the text. Scene headings are the lines
+// the Fountain writer (data/fountain.py) makes headings of: [INT. ...], [.HEADING], [SCENE II. ...],
+// a transcript's [setting: ...]; parentheticals in a speech are set apart, as Fountain sets them.
+const SPEECH = /^([^\s:\[][^:\n]{0,40}?)[ \t]*:[ \t]?(.*)$/;
+const HEADING = /^\[\s*(?:(?:INT|EXT|EST|I\/E)[ .]|\.(?!\.)|(?:ACT|SCENE)\s+[IVXLC]+\b|(?:PROLOGUE|EPILOGUE|INDUCTION)\b|(?:setting|location|scene)\s*:)/i;
+
 function render() {
   const script = $("script");
   script.replaceChildren();
+  let gap = false;
   for (const line of text.split("\n")) {
+    if (!line.trim()) { gap = script.childElementCount > 0; continue; }
     const div = document.createElement("div");
     div.className = "line";
-    const match = /^([^:\[\]]{1,40}):\s?(.*)$/.exec(line);
+    const match = line.startsWith("[") ? null : SPEECH.exec(line);
     if (match) {
       const speaker = document.createElement("span");
       speaker.className = "speaker";
       speaker.textContent = match[1];
-      const speech = document.createElement("span");
-      speech.className = "speech";
-      speech.textContent = match[2];
-      div.append(speaker, speech);
-    } else if (line.startsWith("[")) {
-      div.classList.add("direction");
-      div.textContent = line;
-    } else if (line.trim()) {
-      div.classList.add("prose");
-      div.textContent = line;
+      div.append(speaker, speech(match[2] || ""));
     } else {
-      continue;
+      div.classList.add(HEADING.test(line) ? "heading" : line.startsWith("[") ? "direction" : "prose");
+      div.textContent = line;
     }
+    if (gap) div.classList.add("after-gap");
+    gap = false;
     script.append(div);
   }
+}
+
+// The words of a speech, each (parenthetical) in a span of its own.
+function speech(words) {
+  const span = document.createElement("span");
+  span.className = "speech";
+  for (const piece of words.split(/(\([^()]*\))/)) {
+    if (!piece) continue;
+    if (piece.startsWith("(") && piece.endsWith(")")) {
+      const note = document.createElement("span");
+      note.className = "parenthetical";
+      note.textContent = piece;
+      span.append(note);
+    } else {
+      span.append(piece);
+    }
+  }
+  return span;
 }
 
 async function errorText(response) {
