@@ -71,7 +71,7 @@ def make_run(directory: Path, cell: str = "lstm", level: str = "char", seed: int
     from scriptrnn.data.tokenizer import fit_tokenizer
 
     text = DIALOGUE + (" ".join(f"w{i}" for i in range(1_200)) if softmax == "adaptive" else "") + extra_text
-    tokenizer = fit_tokenizer(text, level)
+    tokenizer = fit_tokenizer(text, level, vocab_size=300)  # vocab_size: subword level's byte pairs
     config = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, num_layers=2, hidden_size=24,
                          embedding_size=16, dropout=0.2, softmax=softmax,
                          tie_weights=level == "word" and softmax == "full")  # word: tied + projection

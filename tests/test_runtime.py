@@ -17,8 +17,8 @@ from scriptrnn.generate.sampling import SamplingConfig
 from .conftest import DIALOGUE, make_run
 
 CASES = [(cell, level, "full") for cell in ("lstm", "gru", "rnn") for level in ("char", "word")]
-CASES.append(("lstm", "word", "adaptive"))
-PRIMES = {"char": "jerry: what is the", "word": "george: i am not"}
+CASES += [("lstm", "word", "adaptive"), ("lstm", "subword", "full"), ("gru", "subword", "full")]
+PRIMES = {"char": "jerry: what is the", "word": "george: i am not", "subword": "george: i am not"}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda case: "-".join(case))

@@ -120,12 +120,11 @@ def test_a_run_prepared_in_tiny_chunks_records_the_whole_texts_facts(tmp_path, m
     scriptrnn.train(files, out, level=level, max_steps=1, hidden_size=16, embedding_size=8, num_layers=1,
                     seq_len=8, batch_size=4, eval_every=1, eval_tokens=64, progress=False)
     config = json.loads((out / "config.json").read_text())
-    tokenizer = fit_tokenizer(whole, level)
+    tokenizer = fit_tokenizer(whole, level, lowercase=False, min_count=2)  # a run's defaults: case kept
     assert json.loads((out / "tokenizer.json").read_text())["vocab"] == tokenizer.vocab
     assert config["corpus"]["sha256"] == hashlib.sha256(whole.encode("utf-8")).hexdigest()
     assert config["corpus"]["characters"] == len(whole)
-    fold = level == "word"
-    assert config["corpus"]["speakers"] == [s.lower() if fold else s for s, _ in find_speakers(whole).most_common(500)]
+    assert config["corpus"]["speakers"] == [s for s, _ in find_speakers(whole).most_common(500)]
     reference = tokenizer.encode(whole, strict=False)
     assert config["corpus"]["train_tokens"] == len(split_ids(reference, 0.1)[0])
     cached = np.fromfile(out / TOKENS_FILE, dtype="<u2", offset=8 + 1024)

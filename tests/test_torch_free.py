@@ -72,6 +72,20 @@ def test_generate_writes_what_pytorch_writes(venv, exported):
     assert done.stdout == with_torch.stdout  # the built-in model with PyTorch; its export without
 
 
+def test_a_subword_export_generates_without_pytorch(venv, tmp_path):
+    """The runtime install reads a subword tokenizer.json (tokenizers comes with it) and writes PyTorch's text."""
+    from .conftest import make_run
+
+    run = make_run(tmp_path / "run", level="subword")
+    export_onnx(run, tmp_path / "onnx")
+    args = ["--prime", "jerry: what", "--max-new-tokens", "30", "--seed", "2"]
+    done = _run(venv, "-m", "scriptrnn", "generate", tmp_path / "onnx", *args)
+    assert done.returncode == 0, done.stderr
+    with_torch = subprocess.run([sys.executable, "-m", "scriptrnn", "generate", str(run), *args], capture_output=True,
+                                text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.stdout == with_torch.stdout and done.stdout.startswith("jerry: what")
+
+
 def test_commands_that_need_pytorch_say_what_to_install(venv):
     done = _run(venv, "-m", "scriptrnn", "train", "--max-steps", "1")
     assert done.returncode == 2 and "Traceback" not in done.stderr

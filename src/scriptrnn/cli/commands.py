@@ -215,7 +215,8 @@ def _format_info(facts: dict, show_all: bool) -> str:
         f"corpus: {facts['corpus']} ({facts['characters'] or 0:,} characters)",
     ]
     if "loss" in val:
-        lines.append(f"held-out loss: {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f})")
+        lines.append(f"held-out loss: {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f})"
+                     + (f"; scored on {val['scored_on']}" if "scored_on" in val else ""))
     for style in facts["styles"]:
         lines.append(f"style {style['name']}: {style.get('characters', 0):,} characters; speakers: "
                      f"{', '.join(style.get('speakers', [])[:10]) or 'none'}")

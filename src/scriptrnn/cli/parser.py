@@ -80,7 +80,8 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--init-from", metavar="DIR|builtin",
                    help="fine-tune: start from this run's weights (or the built-in model's); the model's shape "
-                        "and token level are the parent's, new characters or words get new rows")
+                        "and token level are the parent's, new characters or words get new rows (subword: the parent's "
+                        "byte pairs as they are)")
     p.add_argument("--val-data", nargs="+", metavar="FILE",
                    help="validate (early stopping, the best checkpoint) on these files and train on all of DATA "
                         "(default: hold out the end of DATA, --val-fraction)")
@@ -89,9 +90,16 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write TensorBoard event files (loss, learning rate, tokens/s, samples) into DIR")
     g = p.add_argument_group("tokens")
-    g.add_argument("--level", choices=["char", "word"], help=f"char or word tokens ({_default_text('level')})")
-    g.add_argument("--keep-case", dest="lowercase", action="store_false", default=None,
-                   help="word level: keep upper case (default folds to lower case)")
+    g.add_argument("--level", choices=["char", "word", "subword"],
+                   help=f"char, word or subword (byte-pair) tokens ({_default_text('level')})")
+    case = g.add_mutually_exclusive_group()
+    case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
+                      help="word level: fold the text to lower case, as the course projects did "
+                           "(default keeps the corpus's case)")
+    case.add_argument("--keep-case", dest="lowercase", action="store_false", default=None,
+                      help="word level: keep the corpus's case (the default)")
+    g.add_argument("--vocab-size", type=int, dest="subword_vocab_size", metavar="N",
+                   help=f"subword level: byte-pair tokens to learn ({_default_text('subword_vocab_size')})")
     g.add_argument("--min-count", type=int,
                    help=f"word level: words seen fewer times become <unk> ({_default_text('min_count')})")
     g = p.add_argument_group("model")
@@ -161,13 +169,16 @@ def _default_text(name: str) -> str:
         return "training needs PyTorch"  # an install for exported models only: the parser still builds
     from ..training.config import ADAPTIVE_DEFAULT_VOCAB, TrainConfig, level_defaults
 
-    char, word = level_defaults(TrainConfig.level)[name], level_defaults("word")[name]
+    char = level_defaults(TrainConfig.level)[name]
     text = f"default {_shown(char)}"
     if name == "level":
         return text
     if name == "softmax":  # the policy in training.config.output_layer
         return f"{text}; word level adaptive from {ADAPTIVE_DEFAULT_VOCAB:,} words"
-    return text if word == char else f"{text}; word level {_shown(word)}"
+    for level in ("word", "subword"):
+        if level_defaults(level)[name] != char:
+            text += f"; {level} level {_shown(level_defaults(level)[name])}"
+    return text
 
 
 def _shown(value) -> str:

@@ -1,6 +1,6 @@
-"""Turning text into token ids and back, at character or word level.
+"""Turning text into token ids and back, at character, word or subword level.
 
-Both tokenizers share one small interface (``encode``, ``decode``, ``decoder``,
+The tokenizers share one small interface (``encode``, ``decode``, ``decoder``,
 ``to_dict``/``from_dict``) and are saved as JSON beside every model, so a
 checkpoint always carries the exact vocabulary it was trained with.
 
@@ -8,6 +8,10 @@ Word level follows the course projects: lower-case the text, replace each
 punctuation symbol by a token name (``token_lookup``), split on white space, and
 order the vocabulary by frequency (``create_lookup_tables``). Decoding puts the
 punctuation back where a reader expects it: ``jerry: what? i don't know.``
+
+Subword level (byte-pair tokens learnt with Hugging Face ``tokenizers``) lives in subword.py,
+imported only when a subword vocabulary is made or read, so char and word models need no
+``tokenizers`` install.
 """
 
 from __future__ import annotations
@@ -240,11 +244,15 @@ class _WordDecoder:
         return text if glue_left else " " + text
 
 
-def tokenizer_from_dict(data: dict) -> CharTokenizer | WordTokenizer:
+def tokenizer_from_dict(data: dict):
     """Rebuild a tokenizer saved with ``to_dict`` (checked: it comes from a file)."""
     if not isinstance(data, dict):
         raise ScriptRNNError("tokenizer.json must hold a JSON object")
     level = data.get("level")
+    if level == "subword":
+        from .subword import SubwordTokenizer
+
+        return SubwordTokenizer.from_dict(data)
     vocab = data.get("vocab")
     if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab) or not vocab:
         raise ScriptRNNError("tokenizer.json has no valid 'vocab' list")
@@ -268,7 +276,7 @@ def tokenizer_from_dict(data: dict) -> CharTokenizer | WordTokenizer:
         if not isinstance(lowercase, bool):
             raise ScriptRNNError(f"tokenizer.json: 'lowercase' must be true or false, got {lowercase!r}")
         return WordTokenizer(vocab, lowercase=lowercase, symbols=symbols)
-    raise ScriptRNNError(f"tokenizer.json has unknown level {level!r} (expected 'char' or 'word')")
+    raise ScriptRNNError(f"tokenizer.json has unknown level {level!r} (expected 'char', 'word' or 'subword')")
 
 
 def _check_encodable(tokens: list[str], field: str) -> None:
@@ -282,10 +290,17 @@ def _check_encodable(tokens: list[str], field: str) -> None:
                                  "(a lone surrogate); the file is damaged") from None
 
 
-def fit_tokenizer(text: str, level: str, *, lowercase: bool = True, min_count: int = 1):
-    """Build the tokenizer for a corpus at the chosen level."""
+def fit_tokenizer(text: str, level: str, *, lowercase: bool = True, min_count: int = 1,
+                  vocab_size: int | None = None, keep_whole: Iterable[str] = ()):
+    """Build the tokenizer for a corpus at the chosen level (subword: ``vocab_size`` tokens, ``keep_whole`` kept whole)."""
     if level == "char":
         return CharTokenizer.fit(text)
     if level == "word":
         return WordTokenizer.fit(text, lowercase=lowercase, min_count=min_count)
-    raise ScriptRNNError(f"--level must be 'char' or 'word', got {level!r}")
+    if level == "subword":
+        from .subword import SubwordTokenizer
+
+        if vocab_size is None:
+            raise ScriptRNNError("a subword vocabulary needs its size (--vocab-size)")
+        return SubwordTokenizer.fit([text], vocab_size=vocab_size, keep_whole=keep_whole)
+    raise ScriptRNNError(f"--level must be 'char', 'word' or 'subword', got {level!r}")

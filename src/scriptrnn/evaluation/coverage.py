@@ -57,6 +57,9 @@ def encode_text(tokenizer, text: str) -> EncodedText:
         lookup[[ord(ch) for ch in table]] = list(table.values())
         marked = lookup[np.minimum(codes, len(lookup) - 1)]
         return EncodedText(marked, np.arange(len(marked)), len(marked), None)
+    if tokenizer.level == "subword":  # byte level: every token known, offsets from the library
+        ids, starts = tokenizer.offsets(text)
+        return EncodedText(ids, starts, len(text), None)
     folded = text.lower() if tokenizer.lowercase else text
     words = tokenizer.split(text)
     marked = np.fromiter((tokenizer.index.get(w, UNKNOWN) for w in words), dtype=np.int64, count=len(words))
@@ -79,6 +82,20 @@ def bits_per_char(loss: float, tokens: int, characters: int) -> float | None:
     return loss * tokens / characters / math.log(2)
 
 
+def case_note(tokenizer) -> dict:
+    """What a score of a case-folding model must say beside its figures (nothing for the others).
+
+    A model that folds case is scored on the lower-cased text: scoring it on the original would
+    charge it for every capital it cannot write, which measures its vocabulary, not what it learnt.
+    So its figures are kept, and labelled: they leave out the capitals' cost that a case-keeping
+    model pays, and sit a little low beside one.
+    """
+    if getattr(tokenizer, "lowercase", False) and tokenizer.level == "word":
+        return {"scored_on": "lower-cased text (this model folds case and cannot write capitals: its bits "
+                             "per character leave out what capitals cost a model that keeps case)"}
+    return {}
+
+
 def dropped_warning(report: dict, level: str) -> str | None:
     """The loud line for tokens the score leaves out (none when every token was scored)."""
     dropped = report.get("dropped", 0)
@@ -98,6 +115,9 @@ def characters_from(tokenizer, text: str, first_token: int) -> int:
     """
     if tokenizer.level == "char":
         return max(0, len(text) - first_token)
+    if tokenizer.level == "subword":
+        starts = tokenizer.offsets(text)[1]
+        return len(text) - int(starts[first_token]) if first_token < len(starts) else 0
     folded = text.lower() if tokenizer.lowercase else text
     match = next(itertools.islice(_word_pattern(tokenizer.symbols).finditer(folded), first_token, None), None)
     return len(folded) - match.start() if match else 0

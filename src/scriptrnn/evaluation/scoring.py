@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from ..data.batching import split_ids
-from .coverage import EncodedText, bits_per_char, dropped_warning, encode_text
+from .coverage import EncodedText, bits_per_char, case_note, dropped_warning, encode_text
 from ..data.corpus import as_path_list
 from ..data.sources import CorpusRequest, CorpusSource, load_corpus
 from ..data.styles import StyledCorpus
+from ..data.subword import held_out_start
 from .val_data import ValData
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
@@ -111,6 +112,8 @@ def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = Tru
     else:
         text = load_corpus(paths or None, corpus=request.corpus or "shakespeare", genres=list(request.genres) or None,
                            text_format=request.text_format).text
+    if held_out and script_model.level == "subword":  # held out in characters, encoded apart, as training did
+        return _score(script_model, encode_text(script_model.tokenizer, text[held_out_start(len(text), fraction):]))
     encoded = encode_text(script_model.tokenizer, text)
     return _score(script_model, encoded.tail(fraction) if held_out else encoded)
 
@@ -138,12 +141,14 @@ def _score(script_model, encoded: EncodedText) -> dict:
         loss, tokens = evaluate_exported(script_model.model, ids)
     report = {**loss_report(loss, script_model.level, tokens=len(ids), characters=facts["characters"]),
               "tokens": tokens, "characters": facts["characters"], "out_of_vocabulary": facts["out_of_vocabulary"],
-              "out_of_vocabulary_share": facts["out_of_vocabulary_share"], "dropped": facts["dropped"]}
+              "out_of_vocabulary_share": facts["out_of_vocabulary_share"], "dropped": facts["dropped"],
+              **case_note(script_model.tokenizer)}
     warning = dropped_warning(report, script_model.level)
     return {**report, "warning": warning} if warning else report
 
 
-SAMPLE_TOKENS = {"char": 4_000, "word": 800}  # --samples' default length: about 4,000 characters either way
+# --samples' default length: about 4,000 characters at every level (subword: ~3.5 characters a token, not measured)
+SAMPLE_TOKENS = {"char": 4_000, "word": 800, "subword": 1_200}
 
 
 def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None = None, temperature: float = 0.8,
@@ -177,6 +182,9 @@ def _run_texts(script_model) -> tuple[str, str]:
         parts = [tokenizer.encode(corpus.text, strict=False), tokenizer.encode(val.text, strict=False)]
         if tokenizer.level == "char":
             return corpus.text, tokenizer.decode(parts[1])
+    elif tokenizer.level == "subword" and not isinstance(corpus, StyledCorpus):  # split in characters
+        cut = held_out_start(len(corpus.text), fraction)
+        return corpus.text[:cut], corpus.text[cut:]
     elif isinstance(corpus, StyledCorpus):
         split = corpus.split(fraction)
         parts = [tokenizer.encode(split.train, strict=False), tokenizer.encode(split.val, strict=False)]

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..data.corpus import find_speakers, speaker_name, speech_heads
 
-COPY_WINDOW = {"char": 40, "word": 8}  # span length whose share found in the training text is reported
+COPY_WINDOW = {"char": 40, "word": 8, "subword": 40}  # span length whose share found in the training text is reported
 LAYOUT_SHARE = 0.2  # below this share of speaker lines, the training text is prose: no speaker measures
 SHOWN_COPY_CHARS = 120  # how much of the longest copied span the report quotes
 
@@ -58,7 +58,7 @@ class TextMeasures:
     # pair), the share by the same speaker: "jerry: ...", "jerry: ...". Few scripts do it (Seinfeld: 3%).
     same_speaker: float | None
     self_addressed: float | None  # share of speeches holding a direction to their own speaker: "elaine: (to elaine)"
-    real_words: float | None  # char level: share of words (occurrences) that are words of the training text
+    real_words: float | None  # char and subword level: share of words (occurrences) that are words of the training text
     distinct_1: float | None  # unique words / words
     distinct_2: float | None  # unique word pairs / word pairs (never across samples)
     distinct_3: float | None  # the same for three words
@@ -75,7 +75,7 @@ class TextMeasures:
 class TextReport:
     """The samples' measures beside the held-out reference's, and how they were taken."""
 
-    level: str  # "char" or "word"
+    level: str  # "char", "word" or "subword" (subword text is measured as char text: it can spell new words)
     copy_window: str  # "40 characters" or "8 words"
     samples: TextMeasures
     reference: TextMeasures | None  # a piece of the held-out text as long as the samples (None: none held out)
@@ -121,7 +121,7 @@ def text_report(samples: Sequence[str], train_text: str, heldout_text: str, leve
         piece = _leading_lines(heldout_text, sum(len(s) for s in samples))
         reference = _measure("held-out", [piece], corpus, target)
     window = COPY_WINDOW[level]
-    return TextReport(level, f"{window} {'characters' if level == 'char' else 'words'}", row, reference,
+    return TextReport(level, f"{window} {'words' if level == 'word' else 'characters'}", row, reference,
                       len(samples))
 
 
@@ -162,7 +162,7 @@ def _measure(name: str, texts: list[str], corpus: _Corpus, target: np.ndarray) -
     return TextMeasures(
         name=name, characters=sum(len(t) for t in texts), words=len(flat), lines=len(lengths),
         **_speaker_shares(texts, corpus),
-        real_words=(sum(w in corpus.vocabulary for w in flat) / len(flat)) if corpus.level == "char" and flat else None,
+        real_words=(sum(w in corpus.vocabulary for w in flat) / len(flat)) if corpus.level != "word" and flat else None,
         distinct_1=distinct_n(words, 1), distinct_2=distinct_n(words, 2), distinct_3=distinct_n(words, 3),
         longest_copy_chars=char_span,
         longest_copy_words=_longest_copy(corpus.words, word_ids)[0] if word_ids is not None else None,

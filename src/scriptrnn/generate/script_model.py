@@ -171,9 +171,9 @@ class TextStream:
             yield tails
 
     def _tail(self, i: int, text: str) -> str:
-        """An unfinished last line as the reader gets it: at char level a word the budget cut in two is
-        dropped (a word-level token is a whole word already)."""
-        if self.generation.finish_reasons[i] == "length" and self.generation.owner.level == "char":
+        """An unfinished last line as the reader gets it: at char and subword level a word the budget cut in
+        two is dropped (a word-level token is a whole word already)."""
+        if self.generation.finish_reasons[i] == "length" and self.generation.owner.level != "word":
             words = re.match(r"(.*\S)\s+\S*$", text, re.S)  # up to the end of the last whole word
             text = words.group(1) if words else text
         return text if text.strip() else ""

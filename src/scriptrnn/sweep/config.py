@@ -50,7 +50,7 @@ else:  # pragma: no cover - Python 3.10
 
 KINDS = ("one_at_a_time", "grid", "optuna")
 LIMITS = ("time_budget", "epochs", "max_steps")  # the [budget] keys
-ALIASES = {"layers": "num_layers"}  # the CLI flag's name for a ModelConfig field
+ALIASES = {"layers": "num_layers", "vocab_size": "subword_vocab_size"}  # the CLI flag's name for a setting
 MAX_GRID_RUNS = 1000  # more is almost surely a typo (a grid of six 4-value lists is 4,096 runs)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a study's name becomes a file name
 

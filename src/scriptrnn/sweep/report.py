@@ -122,8 +122,8 @@ def _method_notes() -> list[str]:
         "PyTorch's allocator held; n/a on a CPU.",
         "- **known speakers, real words, distinct-2, copied spans, longest copy** (with `--samples N`): the text "
         "report of N samples written after training (`scriptrnn evaluate RUN --samples N` shows it in full): "
-        "speeches whose speaker the corpus knows, words of the corpus (char level), unique word pairs, 40-character "
-        "(word level: 8-word) spans found verbatim in the training text, and the longest such span.",
+        "speeches whose speaker the corpus knows, words of the corpus (char and subword level), unique word pairs, "
+        "40-character (word level: 8-word) spans found verbatim in the training text, and the longest such span.",
     ]
 
 

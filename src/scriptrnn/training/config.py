@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from ..errors import ScriptRNNError
 from ..model.network import ModelConfig
 
+LEVELS = ("char", "word", "subword")  # the token levels a run can train at (data/tokenizer.py, data/subword.py)
 PRECISIONS = ("auto", "bf16", "fp32")
 SIZES = ("auto", "fixed")
 
@@ -45,8 +46,15 @@ LONG_RUN_WEIGHT_DROP = 0.2
 @dataclass
 class TrainConfig:
     # --- tokens
-    level: str = "char"  # char (novels, plays) or word (course-style scripts)
-    lowercase: bool = True  # word level: fold case, as the course projects do
+    level: str = "char"  # char (novels, plays), word (course-style scripts) or subword (byte-pair tokens)
+    # Word level: fold case (--lowercase), as the course projects did. Off: a script keeps its own
+    # capitals (names, "I", sentence starts), which a writer would otherwise restore by hand; a
+    # folding model is scored on lower-cased text and says so (evaluation/scoring.py).
+    lowercase: bool = False
+    # Subword level: tokens in the byte-pair vocabulary (256 bytes + merges), learnt from the training
+    # part of the corpus. A starting point, not measured yet: 4,096 keeps the output layer small
+    # beside a ~20k word vocabulary while most words and every frequent speaker name are one token.
+    subword_vocab_size: int = 4096
     # Word level: rarer words become <unk>. 2 (the words seen once) gives <unk> real training text, so
     # new text's unknown words are scored by what the model learned of rare words (Good-Turing: the
     # share of words seen once estimates the share of unseen ones). Every word vocabulary has <unk>.
@@ -131,10 +139,15 @@ class TrainConfig:
                 _positive(name, value, 10**15)
         if self.epochs is None and self.max_steps is None and self.time_budget is None:
             raise ScriptRNNError("give at least one of --epochs, --max-steps or --time-budget")
-        if self.level not in ("char", "word"):
-            raise ScriptRNNError(f"--level must be 'char' or 'word', got {self.level!r}")
+        if self.level not in LEVELS:
+            raise ScriptRNNError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
         if not isinstance(self.lowercase, bool) or not isinstance(self.device, str):
             raise ScriptRNNError("lowercase must be true or false and device a name such as 'cpu'")
+        if self.lowercase and self.level == "subword":
+            raise ScriptRNNError("--lowercase is for word level; subword tokens keep the corpus's case")
+        _positive("--vocab-size", self.subword_vocab_size, 1 << 20)
+        if self.subword_vocab_size < 256:
+            raise ScriptRNNError(f"--vocab-size must be at least 256 (the bytes), got {self.subword_vocab_size}")
         _positive("--min-count", self.min_count, 10**12)
         if self.size not in SIZES:
             raise ScriptRNNError(f"--size must be one of {', '.join(SIZES)}, got {self.size!r}")
@@ -174,6 +187,11 @@ LEVEL_DEFAULTS = {
     "char": {"hidden_size": 512, "size": "auto", "dropout_output": 0.25},
     "word": {"embedding_size": 256, "tie_weights": True, "dropout": 0.3,
              "batch_size": 32, "seq_len": 64, "epochs": 10.0},
+    # Subword level: word level's start (a tied 256-wide embedding, dropout 0.3, short runs), with a
+    # longer window since a token covers ~3-4 characters, not a whole word. Not measured yet; fixed
+    # size, as --size auto's ladder was fitted on char runs.
+    "subword": {"embedding_size": 256, "tie_weights": True, "dropout": 0.3,
+                "batch_size": 32, "seq_len": 96, "epochs": 10.0},
 }
 
 # Fine-tuning (--init-from) starts from these instead of the scratch ones above (anything passed by
@@ -196,7 +214,7 @@ RESUME_OVERRIDES = {"max_steps", "epochs", "time_budget", "patience", "save_ever
 def level_defaults(level: str) -> dict:
     """Every model and training default a run at ``level`` starts from (what --help shows)."""
     if level not in LEVEL_DEFAULTS:
-        raise ScriptRNNError(f"--level must be 'char' or 'word', got {level!r}")
+        raise ScriptRNNError(f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
     dataclass_defaults = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
     return {**dataclass_defaults, **LEVEL_DEFAULTS[level], "level": level}
 

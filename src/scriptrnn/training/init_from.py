@@ -6,6 +6,8 @@ vocabulary is the parent's with the new corpus's missing tokens appended, so eve
 row keeps its id and its weights:
 
 - char level: characters the parent lacks get new rows;
+- subword level: the parent's byte-pair vocabulary as it is (bytes spell any text, so nothing is
+  missing; merges of the new corpus would be new rows for what old rows already spell);
 - word level: words match by their string; new words get new rows, and the parent's words that
   the new corpus lacks stay (the vocabulary is the union). Dropping them would shrink the output
   layer a little, but the parent's speakers' names and style tags live in those rows, and
@@ -79,9 +81,12 @@ def parent_settings(parent: Parent, settings: dict) -> dict:
     inherited["level"] = parent.tokenizer.level
     if parent.tokenizer.level == "word":
         inherited["lowercase"] = parent.tokenizer.lowercase
-    for name in (*SHAPE, "level", "lowercase"):
+    if parent.tokenizer.level == "subword":  # the parent's byte pairs are kept (merged_tokenizer)
+        inherited["subword_vocab_size"] = parent.config.get("training", {}).get("subword_vocab_size",
+                                                                                  parent.tokenizer.vocab_size)
+    for name in (*SHAPE, "level", "lowercase", "subword_vocab_size"):
         if name in settings and name in inherited and settings[name] != inherited[name]:
-            flag = {"num_layers": "layers", "lowercase": "keep-case"}.get(name, name).replace("_", "-")
+            flag = {"num_layers": "layers", "subword_vocab_size": "vocab-size"}.get(name, name).replace("_", "-")
             raise ScriptRNNError(f"--init-from {parent.label}: --{flag} {_shown(settings[name])} contradicts the "
                                  f"parent's {_shown(inherited[name])}; a fine-tuned model keeps its parent's shape "
                                  "(leave the flag out)")
@@ -95,6 +100,10 @@ def _shown(value) -> str:
 def merged_tokenizer(parent: Parent, fitted):
     """The parent's vocabulary, then the tokens of the new corpus's own (``fitted``) it lacks, in that order."""
     old = parent.tokenizer
+    if old.level == "subword":
+        # Byte level: the parent's tokens already spell any text, and its merges are what its weights
+        # learnt; new merges would be new rows spelling what old rows already spell. Kept as it is.
+        return old
     if old.level == "char":
         return CharTokenizer(old.vocab + sorted(set(fitted.vocab) - set(old.vocab)))
     new = [w for w in fitted.vocab if w not in old.index]

@@ -6,6 +6,10 @@ piece by piece straight into the run's token cache, so preparing 5 GB takes the 
 preparing 5 MB does. Styles are the exception: they are cut into scenes, tagged and
 interleaved as a whole (data/styles.py), so they load whole as before.
 
+Subword level learns its byte pairs from the text before the held-out end, so that end is cut
+in characters (data/subword.py: ``held_out_start``), before any token exists, and the two parts
+are encoded apart; it reads the text four times (scan, learn, count, encode), never whole.
+
 Both kinds answer the same questions (``name``, ``sha256``, ``characters``, ``speakers``,
 ``tokenizer``, ``train_tokens``, ``ids``), which is all setup.py asks of a corpus.
 """
@@ -25,6 +29,7 @@ from ..data.scan import CorpusScan
 from ..data.sources import CorpusSource
 from ..data.stream import Recut, StreamedCorpus
 from ..data.styles import StyledCorpus
+from ..data.subword import SubwordTokenizer, after, cut_at_lines, held_out_start, until
 from ..data.tokenizer import fit_tokenizer
 from ..evaluation.val_data import ValData
 from ..errors import ScriptRNNError
@@ -51,12 +56,21 @@ class StreamedText:
 
     def __init__(self, streamed: StreamedCorpus, level: str | None, lowercase: bool):
         self.name, self._pieces = streamed.name, streamed.pieces
-        self.scan = CorpusScan.of(streamed.pieces(), level=level, lowercase=lowercase)
+        self.scan = CorpusScan.of(streamed.pieces(), level=None if level == "subword" else level,
+                                  lowercase=lowercase)
         self.sha256, self.characters = self.scan.sha256, self.scan.characters
         self.speakers: Counter = self.scan.speakers
 
-    def tokenizer(self, train_config: TrainConfig):
+    def tokenizer(self, train_config: TrainConfig, *, val: ValData | None = None):
+        if train_config.level == "subword":  # learnt from the training part only (a second pass)
+            cut = self._subword_cut(train_config, val)
+            return SubwordTokenizer.fit(cut_at_lines(until(self._pieces(), cut)),
+                                        vocab_size=train_config.subword_vocab_size)
         return self.scan.tokenizer(min_count=train_config.min_count)
+
+    def _subword_cut(self, train_config: TrainConfig, val: ValData | None) -> int:
+        """Where the held-out end starts, in characters (all of DATA trains beside --val-data)."""
+        return self.characters if val is not None else held_out_start(self.characters, train_config.val_fraction)
 
     def train_tokens(self, tokenizer, train_config: TrainConfig, tokens: int | None = None, *,
                      val: ValData | None = None) -> int:
@@ -64,6 +78,8 @@ class StreamedText:
 
         With --val-data (``val``) all of DATA trains and the files, put after it, validate.
         """
+        if tokenizer.level == "subword":
+            return self._subword_train_tokens(tokenizer, train_config, val)
         n = self.scan.tokens if tokens is None else tokens
         B, T, fraction = train_config.batch_size, train_config.seq_len, train_config.val_fraction
         if val is not None:
@@ -75,11 +91,37 @@ class StreamedText:
             too_small("the corpus", n, f" with {fraction:.0%} held out", need, B, T, tokenizer)
         return len(split_ids(range(n), fraction)[0])  # a range: the split of n ids without holding them
 
+    def _subword_train_tokens(self, tokenizer, train_config: TrainConfig, val: ValData | None) -> int:
+        """Subword level: the training part's tokens, counted by encoding it (a pass), the held-out end's too."""
+        cut = self._subword_cut(train_config, val)
+        n_train = sum(len(ids) for ids in tokenizer.encode_pieces(until(self._pieces(), cut)))
+        n_val = sum(len(ids) for ids in tokenizer.encode_pieces(after(self._pieces(), cut))) if val is None else 2
+        B, T = train_config.batch_size, train_config.seq_len
+        if n_train < B * (T + 1) + 1 or n_val < 2:
+            too_small("the corpus", n_train + n_val, f" with {train_config.val_fraction:.0%} held out",
+                      B * (T + 1) + 1 + 2, B, T, tokenizer)
+        return n_train
+
+    def _subword_ids(self, tokenizer, train_config: TrainConfig, val: ValData | None) -> Iterator[np.ndarray]:
+        """The training part's ids, then the held-out end's, encoded apart (the cut is a token boundary)."""
+        cut = self._subword_cut(train_config, val)
+        yield from tokenizer.encode_pieces(until(self._pieces(), cut))
+        yield from tokenizer.encode_pieces(after(self._pieces(), cut))
+        self.val_characters = self.characters - cut
+
     def ids(self, tokenizer, train_config: TrainConfig, *, val: ValData | None = None,
             val_start: int | None = None) -> Iterator[np.ndarray]:
         """The second pass: the ids, piece by piece (at word level cut again so that no word is split),
         then --val-data's. On the way it counts the held-out part's characters (``val_characters``,
         None where ``val_start`` is not known yet) and ``val``'s tokens (``val_tokens``)."""
+        if tokenizer.level == "subword":
+            yield from self._subword_ids(tokenizer, train_config, val)
+            self.val_tokens = 0
+            if val is not None:
+                val_ids, self.val_characters = val.encoded(tokenizer)
+                self.val_tokens = len(val_ids)
+                yield val_ids
+            return
         words = Recut("word") if tokenizer.level == "word" else None
         held = _HeldOut(tokenizer, None if val is not None else val_start)
         for piece in self._pieces():
@@ -119,7 +161,10 @@ class WholeText:
         self.sha256, self.speakers = fingerprint(corpus.text), find_speakers(corpus.text)
         self._encoded: tuple[list[np.ndarray], int] | None = None
 
-    def tokenizer(self, train_config: TrainConfig):
+    def tokenizer(self, train_config: TrainConfig, *, val: ValData | None = None):
+        if train_config.level == "subword":  # the styles' training parts only; each tag one whole token
+            return fit_tokenizer(self.styled.split(train_config.val_fraction).train, "subword",
+                                 vocab_size=train_config.subword_vocab_size, keep_whole=self.styled.styles.values())
         return fit_tokenizer(self.styled.text, train_config.level, lowercase=train_config.lowercase,
                              min_count=train_config.min_count)
 

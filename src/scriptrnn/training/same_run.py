@@ -108,7 +108,7 @@ def _genres(source: CorpusSource) -> str:
 
 def _shown(name: str, value) -> str:
     if name == "lowercase":
-        return "lower case (no --keep-case)" if value else "--keep-case"
+        return "--lowercase" if value else "--keep-case"
     flag = "--" + _FLAGS.get(name, name).replace("_", "-")
     if isinstance(value, bool):
         return flag if value else "--no-" + flag[2:]

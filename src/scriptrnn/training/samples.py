@@ -27,7 +27,7 @@ from .reporting import read_step_records
 
 SAMPLES_FILE = "samples.jsonl"
 SAMPLE_TEMPERATURES = (0.5, 1.0)  # conservative and wild: the two ends a reader compares
-SAMPLE_TOKENS = {"char": 200, "word": 40}  # about 200 characters either way
+SAMPLE_TOKENS = {"char": 200, "word": 40, "subword": 60}  # about 200 characters at every level
 
 
 class RunSamples:

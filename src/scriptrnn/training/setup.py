@@ -17,6 +17,7 @@ import torch
 
 from ..version import __version__
 from ..evaluation.val_data import ValData, cache_fingerprint
+from ..evaluation.coverage import case_note
 from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
 from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
@@ -178,7 +179,10 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
     train_config = TrainConfig(**train_settings).validate()
     where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
     text = open_text(source, train_config.level, train_config.lowercase)  # streamed: the first of two passes
-    tokenizer = text.tokenizer(train_config)
+    if parent is not None and parent.tokenizer.level == "subword":
+        tokenizer = parent.tokenizer  # byte level spells any text: the parent's vocabulary as it is
+    else:
+        tokenizer = text.tokenizer(train_config, val=val)
     if parent is not None:  # the parent's ids first, then what the new corpus adds
         tokenizer = merged_tokenizer(parent, tokenizer)
     model_settings = output_layer(model_settings, settings, tokenizer.vocab_size, level)
@@ -294,7 +298,8 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
                                      seed=run.train_config.seed, start_step=trainer.state.step)
     result = trainer.fit()
     if where.is_main:
-        run.config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
+        run.config["metrics"] = {"val": {**result.metrics, **case_note(run.tokenizer)},
+                                 "best_val_loss_sampled": result.best_val_loss,
                                  "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
                                  "stopped_because": result.stopped_because}
         save_run_files(out, run.config, run.tokenizer)

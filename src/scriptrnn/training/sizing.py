@@ -98,7 +98,7 @@ def candidates(level: str, asked: dict, *, processes: int = 1, corpus_tokens: in
     without those whose batch cannot split over the processes or that need more text than there is."""
     fixed = {k: asked[k] for k in SIZE_FIELDS if k in asked}
     seen, out = set(), []
-    for rung in LADDERS[level]:
+    for rung in LADDERS.get(level, LADDERS["word"]):  # subword: word level's rungs (windows of tokens)
         c = replace(rung, **fixed)
         if c in seen or c.batch_size % processes:
             continue
