@@ -255,13 +255,34 @@ def cmd_serve(args) -> int:
 def cmd_export(args) -> int:
     from ..model.loader import pretrained_dir
     from ..model.export import export_onnx
+    from ..training.samples import last_sample
 
-    facts = export_onnx(args.model_dir or pretrained_dir(), args.out, quantize=args.quantize,
-                        overwrite=args.overwrite)
+    run = args.model_dir or pretrained_dir()
+    facts = export_onnx(run, args.out, quantize=args.quantize, overwrite=args.overwrite,
+                        sample=last_sample(run) if Path(run).is_dir() else None)
     size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
     kind = f", {facts['quantize']}" if facts["quantize"] else ""
     print(f"exported to {args.out} (ONNX{kind}, {size / 1e6:.1f} MB)\n"
           f"write with: scriptrnn generate {args.out}   (needs only: pip install 'scriptrnn[runtime]')")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from ..hub.share import push
+
+    url = push(args.model_dir, args.repo, private=args.private, revision=args.revision)
+    print(f"pushed to https://huggingface.co/{args.repo} ({url})\n"
+          f"write with: scriptrnn generate hf:{args.repo}")
+    return 0
+
+
+def cmd_share(args) -> int:
+    from ..hub.card import PLACEHOLDER
+    from ..hub.share import share
+
+    names = share(args.model_dir, args.out, repo_id=args.repo or PLACEHOLDER, overwrite=args.overwrite)
+    size = sum((args.out / name).stat().st_size for name in names)
+    print(f"copied {', '.join(names)} to {args.out} ({size / 1e6:.1f} MB)")
     return 0
 
 

@@ -23,6 +23,7 @@ from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
 from ..data.tokenizer import tokenizer_from_dict
 from ..device import check_memory, pick_device
 from ..errors import ScriptRNNError
+from ..hub.card import invocation, machine, write_card
 from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
                                 read_json, remove_temporaries, save_run_files)
 from ..model.network import ModelConfig, RNNLanguageModel
@@ -34,7 +35,7 @@ from .prepare import open_text
 from .same_run import check_val_data, resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
 from .sizing import auto_size, rough_tokens
-from .samples import SAMPLES_FILE, RunSamples
+from .samples import SAMPLES_FILE, RunSamples, last_sample
 
 # What a run writes into --out; --overwrite removes these and nothing else.
 RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE,
@@ -217,6 +218,7 @@ def _run_config(text, source: CorpusSource, model_config: ModelConfig, train_con
     speakers = [s.lower() if fold_case else s for s, _ in text.speakers.most_common(MAX_SPEAKERS)]
     config = {
         "created_by": f"scriptrnn {__version__}",
+        "command": invocation(),  # for the model card (hub/card.py)
         "model": model_config.to_dict(),
         "training": vars(train_config),
         "corpus": {"name": text.name, "characters": text.characters, "speakers": speakers,
@@ -296,5 +298,7 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
         run.config["metrics"] = {"val": result.metrics, "best_val_loss_sampled": result.best_val_loss,
                                  "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
                                  "stopped_because": result.stopped_because}
+        run.config["machine"] = machine(str(trainer.device))
         save_run_files(out, run.config, run.tokenizer)
+        write_card(out, run.config, sample=last_sample(out))
     return result
