@@ -8,7 +8,7 @@ onnx is missing): ``require`` checks first for those.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 from .errors import ScriptRNNError
 
@@ -27,7 +27,9 @@ def missing_message(package: str, what: str) -> str:
 
 
 def require(what: str, *packages: str) -> None:
-    """Refuse, in one line naming the extra, when any of ``packages`` is not installed (nothing imported)."""
+    """Refuse, in one line naming the extra, when any of ``packages`` cannot be imported."""
     for package in packages:
-        if importlib.util.find_spec(package) is None:
-            raise MissingExtra(missing_message(package, what))
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError:
+            raise MissingExtra(missing_message(package, what)) from None
