@@ -47,10 +47,21 @@ def cmd_train(args) -> int:
         return _exit_status(result.stopped_because)
     m = result.metrics
     extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
+    unit = _loss_unit(out)
     print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
-          f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
+          f"held-out loss {m['loss']:.4f} {unit} (perplexity {m['perplexity']:.2f}{extra}), every held-out token; "
+          "the validation losses above score a sample of them\n"
           f"model saved in {out}; write with: scriptrnn generate {out}")
     return 0
+
+
+def _loss_unit(model_dir) -> str:
+    """nats/char or nats/word: what one token of this model is (its tokenizer.json says)."""
+    from ..model.directory import read_tokenizer_dict
+    from ..model.loader import model_directory
+
+    level = read_tokenizer_dict(model_directory(model_dir)).get("level")
+    return f"nats/{level}" if isinstance(level, str) else "nats/token"
 
 
 @contextlib.contextmanager
@@ -105,12 +116,25 @@ def cmd_generate(args) -> int:
         which = "" if len(texts) == 1 else " " + ", ".join(str(i) for i, c in enumerate(stream.cut, 1) if c)
         print(f"scriptrnn: no whole line within --max-new-tokens {config.max_new_tokens}, so text{which} is cut at "
               "a word end; raise --max-new-tokens for whole lines", file=sys.stderr)
+    _say_short(texts, config)
     data = format_script(texts, fmt, sentence_case=getattr(script_model.tokenizer, "lowercase", False))
     if fmt in ("fountain", "html") and not args.output:
         sys.stdout.write(data.decode("utf-8"))
     if args.output:
         write_atomic(args.output, data)
     return 0
+
+
+def _say_short(texts: list[str], config) -> None:
+    """--lines N that --max-new-tokens cut short: said on stderr, not left for the reader to count."""
+    if not config.max_lines:
+        return
+    for i, text in enumerate(texts, 1):
+        lines = sum(1 for line in text.split("\n") if line.strip())
+        if lines < config.max_lines:
+            which = f"text {i} has" if len(texts) > 1 else "wrote"
+            print(f"scriptrnn: {which} {lines} of --lines {config.max_lines}: --max-new-tokens "
+                  f"{config.max_new_tokens} ran out first; raise it for more", file=sys.stderr)
 
 
 def _output_format(args) -> str:
@@ -168,6 +192,8 @@ def cmd_evaluate(args) -> int:
                 figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in style_report.items() if k != "warning")
                 print(f"style {name}: {figures}")
+        elif key == "loss":
+            print(f"loss: {value:.4f} {_loss_unit(args.model_dir)}")
         else:
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     if report.get("warning"):
@@ -215,7 +241,7 @@ def _format_info(facts: dict, show_all: bool) -> str:
         f"corpus: {facts['corpus']} ({facts['characters'] or 0:,} characters)",
     ]
     if "loss" in val:
-        lines.append(f"held-out loss: {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f})")
+        lines.append(f"held-out loss: {val['loss']:.4f} nats/{facts['level']} (perplexity {val['perplexity']:.2f})")
     for style in facts["styles"]:
         lines.append(f"style {style['name']}: {style.get('characters', 0):,} characters; speakers: "
                      f"{', '.join(style.get('speakers', [])[:10]) or 'none'}")

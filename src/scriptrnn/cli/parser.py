@@ -177,7 +177,8 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--greedy", dest="do_sample", action="store_false", help="always take the most likely token")
     p.add_argument("--num-return-sequences", type=int, default=S.num_return_sequences,
                    help="texts to write, as one batch")
-    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many line breaks")
+    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many line breaks, blank lines "
+                   "included (--lines counts only lines with words)")
     p.add_argument("--seed", type=int, help="random seed for repeatable text")
     p.add_argument("--output", type=Path, help="also write the text to this file (atomically); "
                                                "a .fountain, .pdf or .html name sets --format")

@@ -21,7 +21,7 @@ from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
 from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
 from ..data.tokenizer import tokenizer_from_dict
-from ..device import check_memory, pick_device
+from ..device import autocast_dtype, check_memory, pick_device
 from ..errors import ScriptRNNError
 from ..hub.card import invocation, machine, write_card
 from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
@@ -190,6 +190,8 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
             device=where.device(pick_device(train_config.device)), fine_tuning=parent is not None)
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
+    if not (sizing or {}).get("choice"):  # sizing's own line said all this when it chose the size
+        print(_opening_line(model_config, train_config, tokenizer))
     config = _run_config(text, source, model_config, train_config, tokenizer)
     if sizing:
         config["sizing"] = sizing
@@ -209,6 +211,15 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
     torch.manual_seed(train_config.seed)
     model = RNNLanguageModel(model_config) if parent is None else child_model(parent, model_config, train_config.seed)
     return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
+
+
+def _opening_line(model_config: ModelConfig, train_config: TrainConfig, tokenizer) -> str:
+    """What the run trains, in a line (size, vocabulary, device, precision), as --size auto's says it."""
+    device = pick_device(train_config.device)
+    precision = "bf16" if autocast_dtype(train_config.precision, device) is not None else "fp32"
+    return (f"model: {tokenizer.level} level, {model_config.cell} {model_config.num_layers}x{model_config.hidden_size}, "
+            f"vocabulary {tokenizer.vocab_size:,}, {model_config.parameter_count():,} parameters; "
+            f"{device} in {precision}")
 
 
 def _run_config(text, source: CorpusSource, model_config: ModelConfig, train_config: TrainConfig,
