@@ -175,6 +175,10 @@ def cmd_evaluate(args) -> int:
     if args.write_samples:
         _check_writable(args.write_samples)
     corpus = args.corpus or ("shakespeare" if args.genres else None)  # None: the run's own corpus
+    if sys.stderr.isatty():  # minutes on a large corpus: say what is happening (not into a log)
+        text = " ".join(map(str, args.data or [])) or corpus or "the run's corpus"
+        which = "the held-out end of " if args.held_out else ""
+        print(f"scriptrnn: scoring {which}{text} (read and tokenized whole first)...", file=sys.stderr)
     report = evaluate(args.model_dir, args.data, corpus=corpus, genres=args.genres, encoding=args.encoding,
                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                       held_out=args.held_out, device=args.device)
