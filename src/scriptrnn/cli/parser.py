@@ -78,10 +78,10 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
                    help="continue the run in DIR (or --out) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--init-from", metavar="DIR|builtin",
-                   help="fine-tune: start from this run's weights (or the built-in model's); the model's shape "
-                        "and token level are the parent's, new characters or words get new rows (subword: the parent's "
-                        "byte pairs as they are)")
+    p.add_argument("--init-from", metavar="DIR|hf:OWNER/NAME|builtin",
+                   help="fine-tune: start from this run's weights (a Hub model's, or the built-in model's); the model's "
+                        "shape and token level are the parent's, new characters or words get new rows (subword: the "
+                        "parent's byte pairs as they are)")
     p.add_argument("--val-data", nargs="+", metavar="FILE",
                    help="validate (early stopping, the best checkpoint) on these files and train on all of DATA "
                         "(default: hold out the end of DATA, --val-fraction)")
@@ -191,7 +191,8 @@ def _add_generate_parser(sub) -> None:
 
     p = sub.add_parser("generate", help="write new text with a trained model")
     p.add_argument("model_dir", nargs="?", type=Path,
-                   help="run directory or exported directory (default: the built-in Shakespeare model)")
+                   help="run directory, exported directory or hf:OWNER/NAME[@revision] (default: the "
+                        "built-in Shakespeare model)")
     p.add_argument("--prime", default="", help="start text: a speaker ('jerry') or whole lines")
     p.add_argument("--max-new-tokens", type=int, default=S.max_new_tokens,
                    help=f"tokens to write (default {S.max_new_tokens})")
@@ -203,7 +204,8 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--greedy", dest="do_sample", action="store_false", help="always take the most likely token")
     p.add_argument("--num-return-sequences", type=int, default=S.num_return_sequences,
                    help="texts to write, as one batch")
-    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many line breaks")
+    p.add_argument("--stop-after-lines", type=int, help="stop each text after this many line breaks, blank lines "
+                   "included (--lines counts only lines with words)")
     p.add_argument("--seed", type=int, help="random seed for repeatable text")
     p.add_argument("--output", type=Path, help="also write the text to this file (atomically); "
                                                "a .fountain, .pdf or .html name sets --format")
@@ -282,12 +284,28 @@ def _add_serve_parser(sub) -> None:
 
 def _add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX, to generate and serve without PyTorch")
-    p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in model)")
+    p.add_argument("model_dir", nargs="?", type=Path,
+                   help="run directory or hf:OWNER/NAME (default: the built-in model)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (the only format so far)")
     p.add_argument("--out", type=Path, required=True, help="directory to write (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     p.add_argument("--quantize", choices=["int8"],
                    help="int8: dynamic quantization (smaller; see benchmarks/RESULTS.md for speed and loss)")
+
+
+def _add_share_parsers(sub) -> None:
+    p = sub.add_parser("push", help="upload a run or an export to the Hugging Face Hub (what loading needs, "
+                                    "with its model card)")
+    p.add_argument("model_dir", type=Path, help="run directory or exported directory")
+    p.add_argument("repo", metavar="OWNER/NAME", help="the Hub repository (created if it does not exist)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="the branch to push to (default: main)")
+    p = sub.add_parser("share", help="copy what a shared model needs (config, tokenizer, weights, card) into a "
+                                     "folder, to share by hand")
+    p.add_argument("model_dir", type=Path, help="run directory or exported directory")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (new or empty)")
+    p.add_argument("--repo", metavar="OWNER/NAME", default=None, help="the Hub name the card shows")
+    p.add_argument("--overwrite", action="store_true", help="replace the files in a folder that has some")
 
 
 def _add_sweep_parser(sub) -> None:
@@ -349,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(sub)
     _add_sweep_parser(sub)
     _add_export_parser(sub)
+    _add_share_parsers(sub)
     p = sub.add_parser("corpus", help="statistics of a corpus")
     _add_corpus_args(p)
     p = sub.add_parser("info", help="what a model is: level, cell, sizes, styles and the speakers it knows")

@@ -28,7 +28,10 @@ from ..version import __version__
 from .directory import RESUME_FILE, WEIGHTS_FILE
 from .checkpoint import load_checkpoint, write_json
 from ..errors import ScriptRNNError
+from ..extras import require
 from ..files import CONFIG_FILE, TOKENIZER_FILE, write_atomic
+from ..hub.card import write_card
+from ..hub.download import resolve
 from .network import RNNLanguageModel, state_parts
 from .directory import EXPORT_FORMAT, EXPORT_VERSION, MODEL_FILE
 
@@ -54,9 +57,14 @@ def state_names(cell: str) -> list[str]:
     return ["h", "c"] if cell == "lstm" else ["h"]
 
 
-def export_onnx(run_dir: Path, out: Path, *, quantize: str | None = None, overwrite: bool = False) -> dict:
-    """Export the run in ``run_dir`` (a training run or the built-in model) into ``out``; its export facts."""
-    run_dir, out = Path(run_dir), Path(out)
+def export_onnx(run_dir: Path, out: Path, *, quantize: str | None = None, overwrite: bool = False,
+                sample: str | None = None) -> dict:
+    """Export the run in ``run_dir`` (a training run or the built-in model) into ``out``; its export facts.
+
+    ``out`` gets a model card (README.md) too, showing ``sample`` (a text the run wrote) if given.
+    """
+    require("`scriptrnn export`", "onnx", "onnxruntime")  # else PyTorch's exporter fails in 30 lines
+    run_dir, out = resolve(run_dir), Path(out)
     if quantize is not None and quantize not in QUANTIZE:
         raise ScriptRNNError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
     _check_out(run_dir, out, overwrite)
@@ -71,7 +79,9 @@ def export_onnx(run_dir: Path, out: Path, *, quantize: str | None = None, overwr
     facts = {"format": "onnx", "opset": OPSET, "graph": MODEL_FILE, "state": names, "quantize": quantize,
              "parameters": model.parameter_count(), "exported_by": f"scriptrnn {__version__}",
              "torch": torch.__version__}
-    _write(out, graph, _exported_config(config, facts), tokenizer)
+    exported = _exported_config(config, facts)
+    _write(out, graph, exported, tokenizer)
+    write_card(out, exported, sample=sample)
     return facts
 
 

@@ -15,6 +15,7 @@ from ..data.tokenizer import tokenizer_from_dict
 from ..errors import ScriptRNNError
 from ..generate.script_model import ScriptModel
 from .directory import MODEL_FILE, is_exported, read_config, read_tokenizer_dict
+from ..hub.download import resolve
 
 PRETRAINED_NAME = "shakespeare-char"
 
@@ -24,6 +25,12 @@ def pretrained_dir() -> Path:
     return Path(str(resources.files("scriptrnn") / "pretrained" / PRETRAINED_NAME))
 
 
+def model_directory(model=None) -> Path:
+    """The directory a user's model argument names: None is the built-in model, ``hf:OWNER/NAME``
+    a Hub model in the Hub library's cache (hub/download.py), anything else a path."""
+    return resolve(model) if model is not None else pretrained_dir()
+
+
 def load(directory=None, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
     """Any model directory (None: the built-in model), ready to ``.generate()``.
 
@@ -31,7 +38,7 @@ def load(directory=None, *, device: str = "cpu", threads: int | None = None) -> 
     CPU threads for either library (PyTorch's setting is for the whole process).
     """
     _check_threads(threads)
-    directory = Path(directory) if directory is not None else pretrained_dir()
+    directory = model_directory(directory)
     if is_exported(directory):
         return load_exported(directory, device=device, threads=threads)
     from ..device import pick_device, set_threads
@@ -65,7 +72,7 @@ def _check_threads(threads: int | None) -> None:
 
 def info(directory=None) -> dict:
     """What a model is, from its config.json alone: level, cell, sizes, corpus, loss, styles, speakers."""
-    directory = Path(directory) if directory is not None else pretrained_dir()
+    directory = model_directory(directory)
     config = read_config(directory)
     tokenizer = tokenizer_from_dict(read_tokenizer_dict(directory))
     settings, corpus = _model_settings(config), config.get("corpus", {})

@@ -26,7 +26,7 @@ from http import HTTPStatus
 from .protocol import ServerLimits, error_body
 
 # Reachable without the key: the health check, and the page, its files and the API docs, which hold no data.
-OPEN_PATHS = {"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN_PATHS = {"/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
 
 # The page loads only its own script and style sheet and talks only to this server.

@@ -29,7 +29,7 @@ import torch
 from ..data.tokenizer import CharTokenizer, WordTokenizer
 from ..errors import ScriptRNNError
 from ..model.directory import WEIGHTS_FILE, is_exported
-from ..model.loader import load, pretrained_dir
+from ..model.loader import load, model_directory
 from ..model.network import ModelConfig, adaptive_cutoffs
 from .config import FINETUNE_DEFAULTS
 
@@ -61,7 +61,7 @@ class Parent:
 def read_parent(init_from: str | Path) -> Parent:
     """The parent named by --init-from, checked: a trained run (or the built-in model), not an export."""
     label = str(init_from)
-    directory = pretrained_dir() if label == BUILTIN else Path(init_from)
+    directory = model_directory(None if label == BUILTIN else init_from)
     if is_exported(directory):
         raise ScriptRNNError(f"--init-from {label}: an exported (ONNX) model cannot be fine-tuned; give the run "
                              "directory it was exported from (its model.safetensors)")

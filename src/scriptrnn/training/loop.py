@@ -317,7 +317,8 @@ class Trainer:
                         **({"val_bits_per_char": bpc} if bpc is not None else {})})
         if self.dist.is_main:
             shown = f" ({bpc:.3f} bits/char)" if bpc is not None else ""
-            bar.write(f"step {s.step}: validation loss {val_loss:.4f}{shown}{' (best)' if improved else ''}")
+            bar.write(f"step {s.step}: validation loss {val_loss:.4f} nats/{self.level}{shown}"
+                      f"{' (best)' if improved else ''}")
             self._sample(bar)
         self._save_resume()
         if self.dist.is_main:

@@ -8,8 +8,6 @@ import math
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..files import write_atomic
 from ..errors import ScriptRNNError
 
@@ -17,11 +15,31 @@ METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 
 
+def _tqdm():
+    """tqdm's notebook bar (a widget) inside a Jupyter kernel that can draw one, its terminal bar elsewhere.
+
+    Without ipywidgets the notebook shows the terminal bar as text (tqdm.auto would warn instead).
+    """
+    if "ipykernel" in sys.modules:  # never import IPython just to ask
+        try:
+            import ipywidgets  # noqa: F401
+            from IPython import get_ipython
+            from tqdm.notebook import tqdm
+
+            if get_ipython() is not None and "IPKernelApp" in get_ipython().config:
+                return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+
+    return tqdm
+
+
 class ProgressBar:
     """A bar over the run's progress (0..1) with loss, tokens/s and time left."""
 
     def __init__(self, enabled: bool = True, start: float = 0.0):
-        self.bar = tqdm(
+        self.bar = _tqdm()(
             total=1000,
             initial=int(start * 1000),
             disable=not enabled,

@@ -93,6 +93,12 @@ def read_samples(run_dir: Path) -> list[dict]:
     return read_step_records(path) if path.exists() else []
 
 
+def last_sample(run_dir: Path, temperature: float = SAMPLE_TEMPERATURES[0]) -> str | None:
+    """The latest sample a run wrote at ``temperature`` (the model card shows it), None before the first."""
+    texts = [r["text"] for r in read_samples(run_dir) if r.get("temperature") == temperature]
+    return texts[-1] if texts else None
+
+
 def format_samples(records: list[dict]) -> str:
     """What the terminal shows under the progress bar: each temperature's text, indented."""
     lines = []

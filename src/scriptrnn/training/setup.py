@@ -22,11 +22,12 @@ from ..data.sources import CorpusRequest, CorpusSource
 from ..data.styles import StyledCorpus, style_facts
 from ..data.token_cache import TOKENS_FILE, cache_key, open_cache, write_cache
 from ..data.tokenizer import tokenizer_from_dict
-from ..device import check_memory, pick_device
+from ..device import autocast_dtype, check_memory, pick_device
 from ..errors import ScriptRNNError
 from ..files import CONFIG_FILE, TOKENIZER_FILE, read_json, remove_temporaries
 from ..model.directory import RESUME_FILE, WEIGHTS_FILE, read_config
 from ..model.checkpoint import build_model, save_run_files
+from ..hub.card import invocation, machine, write_card
 from ..model.network import ModelConfig, RNNLanguageModel
 from .config import LEVEL_DEFAULTS, TrainConfig, level_defaults, output_layer, run_limits, split_settings
 from .init_from import child_model, merge_corpus_facts, merged_tokenizer, parent_record, parent_settings, read_parent
@@ -36,7 +37,7 @@ from .prepare import open_text
 from .same_run import check_val_data, resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
 from .sizing import auto_size, rough_tokens
-from .samples import SAMPLES_FILE, RunSamples
+from .samples import SAMPLES_FILE, RunSamples, last_sample
 
 # What a run writes into --out; --overwrite removes these and nothing else.
 RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, CURVE_FILE, TOKENS_FILE,
@@ -194,6 +195,8 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
             device=where.device(pick_device(train_config.device)), fine_tuning=parent is not None)
     model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
     check_memory(model_config, pick_device(train_config.device))
+    if not (sizing or {}).get("choice"):  # sizing's own line said all this when it chose the size
+        print(_opening_line(model_config, train_config, tokenizer))
     config = _run_config(text, source, model_config, train_config, tokenizer)
     if sizing:
         config["sizing"] = sizing
@@ -215,6 +218,15 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
     return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
 
 
+def _opening_line(model_config: ModelConfig, train_config: TrainConfig, tokenizer) -> str:
+    """What the run trains, in a line (size, vocabulary, device, precision), as --size auto's says it."""
+    device = pick_device(train_config.device)
+    precision = "bf16" if autocast_dtype(train_config.precision, device) is not None else "fp32"
+    return (f"model: {tokenizer.level} level, {model_config.cell} {model_config.num_layers}x{model_config.hidden_size}, "
+            f"vocabulary {tokenizer.vocab_size:,}, {model_config.parameter_count():,} parameters; "
+            f"{device} in {precision}")
+
+
 def _run_config(text, source: CorpusSource, model_config: ModelConfig, train_config: TrainConfig,
                 tokenizer) -> dict:
     """config.json's content for a new run (metrics are added when it ends); ``text`` from prepare.open_text."""
@@ -222,6 +234,7 @@ def _run_config(text, source: CorpusSource, model_config: ModelConfig, train_con
     speakers = [s.lower() if fold_case else s for s, _ in text.speakers.most_common(MAX_SPEAKERS)]
     config = {
         "created_by": f"scriptrnn {__version__}",
+        "command": invocation(),  # for the model card (hub/card.py)
         "model": model_config.to_dict(),
         "training": vars(train_config),
         "corpus": {"name": text.name, "characters": text.characters, "speakers": speakers,
@@ -302,5 +315,7 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) ->
                                  "best_val_loss_sampled": result.best_val_loss,
                                  "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
                                  "stopped_because": result.stopped_because}
+        run.config["machine"] = machine(str(trainer.device))
         save_run_files(out, run.config, run.tokenizer)
+        write_card(out, run.config, sample=last_sample(out))
     return result
