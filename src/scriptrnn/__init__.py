@@ -5,12 +5,13 @@
     print(scriptrnn.load("runs/seinfeld").generate("jerry", max_new_tokens=200)[0])
 
 One package per stage, in the order text goes through them: data/, generate/, model/,
-evaluation/, training/, then server/ and sweep/ and the command (cli/); each folder's
+evaluation/, training/, hub/ (the Hugging Face Hub), then server/ and sweep/ and the command (cli/); each folder's
 ``__init__.py`` says what it owns. The modules here: api.py (``train``, ``load``,
 ``evaluate``, ``info``), device.py (device, precision and threads, chosen in one place),
 classic.py (the course notebooks' method, the benchmarks' baseline), __main__.py
 (``python -m scriptrnn``) and the ground floor, which imports nothing above it: errors.py
-(``ScriptRNNError``), version.py, files.py (safe reads, atomic writes) and safe_json.py.
+(``ScriptRNNError``), version.py, files.py (safe reads, atomic writes), safe_json.py and extras.py (which
+optional package each job needs, named by its install extra).
 """
 
 from .version import __version__  # noqa: F401 (scriptrnn.__version__, as every package has)
