@@ -148,7 +148,8 @@ class CorpusFacts:
         if styles is not None and not isinstance(styles, list):
             check.fail("corpus.styles", "a list", styles)
         val_data = data.get("val_data")
-        return cls(check.text(data.get("name"), "corpus.name"), check.whole(data.get("characters"), "corpus.characters"),
+        return cls(check.text(data.get("name"), "corpus.name"),
+                   check.whole(data.get("characters"), "corpus.characters"),
                    check.texts(data.get("speakers", []), "corpus.speakers"),
                    check.section(data.get("source"), "corpus.source") or None,
                    check.text(data.get("sha256"), "corpus.sha256"),
@@ -183,7 +184,8 @@ class Metrics:
             check.number(value, f"metrics.val.{name}")
         return cls(val, check.number(data.get("best_val_loss_sampled"), "metrics.best_val_loss_sampled",
                                                 finite=False),
-                   check.whole(data.get("steps"), "metrics.steps"), check.number(data.get("elapsed_s"), "metrics.elapsed_s"),
+                   check.whole(data.get("steps"), "metrics.steps"),
+                   check.number(data.get("elapsed_s"), "metrics.elapsed_s"),
                    check.text(data.get("stopped_because"), "metrics.stopped_because"), extra)
 
     @property
@@ -239,7 +241,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict, path: Path | str = "config.json") -> "RunRecord":
-        """``data`` (config.json's content) checked; a wrong type is one ScriptRNNError naming ``path`` and the field."""
+        """``data`` (config.json's content), checked: a wrong type is one ScriptRNNError naming ``path`` and field."""
         check = _Check(path)
         data, extra = _known(cls, check.section(data, "(the file)"))
         for name in _SECTIONS:
