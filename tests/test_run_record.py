@@ -206,3 +206,5 @@ def test_info_prints_the_record_of_a_new_run(tmp_path, capsys, dialogue_file):
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split() == ["hidden_size", "16", "user"] for line in lines)
     assert any(line.split() == ["dropout_output", "0.25", "level"] for line in lines)
+    scriptrnn.train(out=run, resume=True, max_steps=8, progress=False)
+    assert read_config(run).decided_by["max_steps"] == "user, on --resume"

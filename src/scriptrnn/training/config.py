@@ -1,9 +1,12 @@
-"""Every training default in one place: ``TrainConfig``, the per-level table and the output-layer policy.
+"""Every training default in one place, and the one function that decides a run's settings from them.
 
 The dataclass holds the defaults of a char-level run; ``LEVEL_DEFAULTS`` says where word
 level starts elsewhere (and where char level departs from the network's own defaults);
-``level_defaults`` gives the merged view that ``train()`` uses and that
-``scriptrnn train --help`` prints, so the help can never drift from what a run does.
+``level_defaults`` gives the merged view that ``scriptrnn train --help`` prints. ``resolve``
+layers them with a fine-tuning parent, the user's settings, the time budget, the vocabulary
+and --size auto into the run's (TrainConfig, ModelConfig), recording which layer decided each
+field: setup, fine-tuning, sizing's caller and sweeps (through ``train()``) all go through it,
+and ``train --dry-run`` prints its record.
 """
 
 from __future__ import annotations
@@ -248,6 +251,7 @@ def output_layer(model_settings: dict, asked: dict, vocab_size: int, level: str)
 DEFAULT, LEVEL, FINE_TUNING, PARENT, USER = "default", "level", "fine-tuning", "parent", "user"
 TIME_BUDGET, VOCABULARY, SIZE_AUTO, SIZING_WEIGHT_DROP = "--time-budget", "vocabulary", "--size auto", \
     "sizing's weight drop"
+ON_RESUME = "user, on --resume"  # a setting a resume changed (RESUME_OVERRIDES)
 SIZE_AUTO_LATER = "--size auto (chosen when the run starts)"  # a dry run's: the probe needs the machine's time
 LATER = "when the run starts"  # a dry run's sizing choice
 SIZED = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what --size auto chooses

@@ -28,7 +28,7 @@ from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHT
 from ..model.directory import FORMAT_NAME, FORMAT_VERSION
 from ..model.network import ModelConfig, RNNLanguageModel
 from ..model.record import CorpusFacts, Metrics, RunRecord, StyleFacts
-from .config import LATER, Resolved, TrainConfig, resolve
+from .config import LATER, ON_RESUME, Resolved, TrainConfig, resolve
 from .init_from import Parent, child_model, merge_corpus_facts, merged_tokenizer, parent_record, read_parent
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
@@ -268,6 +268,8 @@ def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distribute
     train_config = TrainConfig.from_dict({**record.training, **settings}).validate()
     where.rows(train_config.batch_size)  # any number of processes that splits the global batch evenly
     record.training = dict(vars(train_config))
+    if record.decided_by:  # (a run from before the record has none to add to)
+        record.decided_by.update({name: ON_RESUME for name in settings})
     if source is None:
         raise ScriptRNNError(f"{out / CONFIG_FILE} does not say which corpus the run read; it cannot resume")
     text = open_text(source, None)  # one streamed pass for the fingerprint; the vocabulary is the run's
