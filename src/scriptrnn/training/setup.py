@@ -26,7 +26,7 @@ from ..errors import ScriptRNNError
 from ..model.checkpoint import (CONFIG_FILE, RESUME_FILE, TOKENIZER_FILE, WEIGHTS_FILE, build_model, read_config,
                                 read_json, remove_temporaries, save_run_files)
 from ..model.directory import FORMAT_NAME, FORMAT_VERSION
-from ..model.network import ModelConfig, RNNLanguageModel
+from ..model.network import RNNLanguageModel
 from ..model.record import CorpusFacts, Metrics, RunRecord, StyleFacts
 from .config import LATER, ON_RESUME, Resolved, TrainConfig, resolve
 from .init_from import Parent, child_model, merge_corpus_facts, merged_tokenizer, parent_record, read_parent
