@@ -223,8 +223,8 @@ def target_resume(bench: Workbench, level: str, data: bytes) -> None:
 
     run = bench.fresh_run(level, {"resume.safetensors": data})
     config = read_config(run)
-    ids = np.arange(400) % config["model"]["vocab_size"]
-    trainer = Trainer(build_model(config), ids, ids[:50], TrainConfig.from_dict(config["training"]), run,
+    ids = np.arange(400) % config.model["vocab_size"]
+    trainer = Trainer(build_model(config), ids, ids[:50], TrainConfig.from_dict(config.training), run,
                       level=level, progress=False)
     trainer.load_resume()
 

@@ -232,7 +232,7 @@ def generation(tokens: int = 3000) -> dict:
     import shutil
 
     from scriptrnn import runtime  # the torch-free entry point
-    from scriptrnn.model.checkpoint import save_run_files, save_weights
+    from scriptrnn.model.checkpoint import read_config, save_run_files, save_weights
     from scriptrnn.model.export import export_onnx
 
     c = corpus("shakespeare-1mb")
@@ -250,7 +250,7 @@ def generation(tokens: int = 3000) -> dict:
     rows, data = [], {"model": "LSTM 2x512, char level", "vocab_size": V}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        generators = {"scriptrnn, PyTorch": ScriptModel(model, tokenizer, {"corpus": {"speakers": []}}),
+        generators = {"scriptrnn, PyTorch": ScriptModel(model, tokenizer, read_config(run)),
                       "scriptrnn, exported (onnxruntime)": runtime.load(exported, threads=threads),
                       "scriptrnn, exported int8 (onnxruntime)": runtime.load(int8, threads=threads)}
         for name, generator in generators.items():

@@ -104,8 +104,8 @@ def held_out_loss(run: Path, exports: dict, eval_tokens: int) -> dict:
     writer = scriptrnn.load(run)
     from scriptrnn.data.sources import CorpusSource
 
-    text = CorpusSource.from_dict(writer.config.get("corpus", {}).get("source")).load().text
-    ids = split_ids(writer.tokenizer.encode(text, strict=False), writer.config["training"]["val_fraction"])[1]
+    text = CorpusSource.from_dict(writer.config.corpus.source).load().text
+    ids = split_ids(writer.tokenizer.encode(text, strict=False), writer.config.val_fraction)[1]
     ids = ids[: eval_tokens + 1] if eval_tokens else ids
     torch_loss, count = evaluate_loss(writer.model, ids)
     losses = {"PyTorch": torch_loss}

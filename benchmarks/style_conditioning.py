@@ -78,7 +78,7 @@ def tag_swaps(args, run: Path, genres: list[str]) -> tuple[dict, dict]:
     """loss[held-out genre][tag read before it] for the conditioned model, and the tags in each held-out end."""
     model = scriptrnn.load(run, device=args.device)
     corpus = load_styled_corpus(style_sources(None, by="genre", genres=genres))  # the run's own text
-    held_out = corpus.split(model.config["training"]["val_fraction"]).val_by_style
+    held_out = corpus.split(model.config.val_fraction).val_by_style
     table = {}
     for genre in genres:
         table[genre] = {}

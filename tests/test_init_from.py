@@ -13,7 +13,8 @@ from scriptrnn import ScriptRNNError
 from scriptrnn.cli import main
 from scriptrnn.model.checkpoint import load_checkpoint
 from scriptrnn.training.config import FINETUNE_DEFAULTS
-from scriptrnn.training.init_from import NEW_TOKEN_PROBABILITY, child_model, parent_settings, read_parent
+from scriptrnn.training.config import resolve
+from scriptrnn.training.init_from import NEW_TOKEN_PROBABILITY, child_model, read_parent
 
 from .conftest import DIALOGUE, TINY_TRAIN, make_run
 
@@ -83,9 +84,12 @@ def test_a_child_keeps_its_parents_regularisation_unless_told(parents):
     parent = read_parent(str(parents / "char"))
     # a parent trained before char level's locked output dropout became the default, with weight drop on
     parent.model.config = dataclasses.replace(parent.model_config, dropout_output=0.0, weight_drop=0.1)
-    settings = parent_settings(parent, {})
-    assert (settings["dropout_output"], settings["weight_drop"]) == (0.0, 0.1)  # not the level's defaults
-    assert parent_settings(parent, {"dropout_output": 0.5})["dropout_output"] == 0.5  # a flag wins
+    V = parent.model_config.vocab_size
+    resolved = resolve({}, parent=parent.settings(), vocab_size=V)
+    assert (resolved.model.dropout_output, resolved.model.weight_drop) == (0.0, 0.1)  # not the level's defaults
+    assert resolved.decided_by["dropout_output"] == resolved.decided_by["hidden_size"] == "parent"
+    flagged = resolve({"dropout_output": 0.5}, parent=parent.settings(), vocab_size=V)
+    assert flagged.model.dropout_output == 0.5 and flagged.decided_by["dropout_output"] == "user"  # a flag wins
 
 
 def test_word_level_keeps_the_union_of_words(parents):

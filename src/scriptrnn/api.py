@@ -18,9 +18,10 @@ from .evaluation.scoring import sample_report as _sample_report
 from .model.loader import pretrained_dir
 from .training.distributed import DEFAULT_TIMEOUT_S
 from .training.loop import Trainer, TrainResult
-from .training.setup import run_training
+from .training.config import Resolved
+from .training.setup import plan_run, run_training
 
-__all__ = ["evaluate", "info", "load", "pretrained_dir", "sample_report", "train"]
+__all__ = ["evaluate", "info", "load", "plan_training", "pretrained_dir", "sample_report", "train"]
 
 
 def train(
@@ -67,6 +68,19 @@ def train(
                             TextFormat(encoding, speaker_column, dialogue_column))
     return run_training(request, Path(out), resume=resume, overwrite=overwrite, progress=progress,
                         callbacks=callbacks, dist_timeout=dist_timeout, settings=settings, val_data=val_data)
+
+
+def plan_training(data=None, *, corpus: str = "shakespeare", genres: Sequence[str] | None = None,
+                  styles: str | None = None, encoding: str = "utf-8", speaker_column: str = "Character",
+                  dialogue_column: str = "Dialogue", **settings) -> Resolved:
+    """What ``train`` with these arguments would train with, and which layer decided each setting
+    (``.table()``: setting, value, decided by), without training or writing anything: ``train --dry-run``.
+
+    The corpus is read (the vocabulary decides the output layer); --size auto's probe does not run.
+    """
+    request = CorpusRequest(data, corpus, tuple(genres or ()), styles,
+                            TextFormat(encoding, speaker_column, dialogue_column))
+    return plan_run(request, settings)
 
 
 def load(run_dir: str | Path | None = None, *, device: str = "cpu") -> ScriptModel:

@@ -127,13 +127,3 @@ def read_json(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise ScriptRNNError(f"{path}: expected a JSON object")
     return data
-
-
-def check_sections(path: Path, config: dict) -> None:
-    """The parts other modules read must have the types they expect (the file may be hand-edited)."""
-    for section in ("model", "training", "corpus", "metrics"):
-        if section in config and not isinstance(config[section], dict):
-            raise ScriptRNNError(f"{path}: '{section}' must be a JSON object")
-    speakers = config.get("corpus", {}).get("speakers", [])
-    if not isinstance(speakers, list) or not all(isinstance(s, str) for s in speakers):
-        raise ScriptRNNError(f"{path}: corpus 'speakers' must be a list of names")

@@ -14,7 +14,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 _NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "speaker_column", "dialogue_column",
-                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv", "dist_timeout", "val_data"}
+                 "out", "resume", "overwrite", "quiet", "tensorboard", "argv", "dist_timeout", "val_data", "dry_run"}
 
 
 def cmd_train(args) -> int:
@@ -23,6 +23,8 @@ def cmd_train(args) -> int:
 
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     settings.update(settings.pop("save_every", {}))
+    if args.dry_run:
+        return _dry_run(args, settings)
     out = Path(args.resume) if isinstance(args.resume, str) else args.out
     try:
         with _tensorboard(args.tensorboard) as callbacks:
@@ -62,6 +64,30 @@ def _loss_unit(model_dir) -> str:
 
     level = read_tokenizer_dict(model_directory(model_dir)).get("level")
     return f"nats/{level}" if isinstance(level, str) else "nats/token"
+
+
+def _dry_run(args, settings: dict) -> int:
+    """train --dry-run: the settings a new run would take, each with the layer that decided it; nothing written."""
+    from ..api import plan_training
+
+    if args.resume:
+        raise ScriptRNNError("--dry-run shows a new run's settings; a resumed run's are in its config.json "
+                             "(scriptrnn info DIR --settings)")
+    resolved = plan_training(args.data, corpus=args.corpus, genres=args.genres, styles=args.styles,
+                             encoding=args.encoding, speaker_column=args.speaker_column,
+                             dialogue_column=args.dialogue_column, **settings)
+    print(f"dry run: nothing trained or written (--out {args.out})")
+    print(format_settings(resolved.table()))
+    if resolved.sizing:
+        print("size: auto (chosen when the run starts)" if resolved.sizing.get("choice") else resolved.sizing["reason"])
+    return 0
+
+
+def format_settings(rows) -> str:
+    """(setting, value, decided by) rows as an aligned table."""
+    rows = [("setting", "value", "decided by"), *((n, "none" if v is None else str(v), d) for n, v, d in rows)]
+    wide = [max(len(r[i]) for r in rows) for i in (0, 1)]
+    return "\n".join(f"{n:<{wide[0]}}  {v:<{wide[1]}}  {d}".rstrip() for n, v, d in rows)
 
 
 @contextlib.contextmanager
@@ -230,6 +256,12 @@ def cmd_info(args) -> int:
         print(json.dumps(facts, indent=2, ensure_ascii=False))
         return 0
     print(_format_info(facts, args.all))
+    if args.settings:
+        rows = [(name, value, layer) for name, (value, layer) in facts["settings"].items()]
+        print(format_settings(rows) if rows else "settings: not recorded (a run from before scriptrnn recorded what "
+                                                 "decided each; its config.json holds the values)")
+    elif facts["settings"]:
+        print(f"settings: {len(facts['settings'])} recorded, each with what decided it (--settings lists them)")
     return 0
 
 

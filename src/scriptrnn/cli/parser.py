@@ -78,6 +78,9 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
                    help="continue the run in DIR (or --out) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print each setting the run would train with and what decided it (default, level, parent, "
+                        "user, ...), then stop: the corpus is read, nothing is trained or written")
     p.add_argument("--init-from", metavar="DIR|hf:OWNER/NAME|builtin",
                    help="fine-tune: start from this run's weights (a Hub model's, or the built-in model's); the model's "
                         "shape and token level are the parent's, new characters or words get new rows (subword: the "
@@ -374,4 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", nargs="?", type=Path, help="run directory (default: the built-in model)")
     p.add_argument("--all", action="store_true", help="list every speaker, not the first 30")
     p.add_argument("--json", action="store_true", help="the facts as JSON")
+    p.add_argument("--settings", action="store_true",
+                   help="every setting the run trained with and what decided it (as train --dry-run prints)")
     return parser

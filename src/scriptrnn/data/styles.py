@@ -319,18 +319,14 @@ def style_facts(corpus: StyledCorpus, fold_case: bool, top: int = 50) -> list[di
 # --------------------------------------------------------------------------- a trained model's styles
 
 
-def model_styles(config: dict, tokenizer) -> dict[str, str]:
-    """Style name -> tag of a run, checked against its vocabulary (config.json may be hand-edited)."""
-    entries = config.get("corpus", {}).get("styles", [])
-    if not isinstance(entries, list):
-        raise ScriptRNNError("config.json: corpus 'styles' must be a list")
+def model_styles(entries, tokenizer) -> dict[str, str]:
+    """Style name -> tag of a run (``entries``: its record's ``corpus.styles``), checked against its vocabulary."""
     styles: dict[str, str] = {}
     for entry in entries:
-        name, tag = (entry.get("name"), entry.get("tag")) if isinstance(entry, dict) else (None, None)
-        if not isinstance(name, str) or not isinstance(tag, str) or len(tag) != 1 or \
-                tokenizer.token_id(tag) is None or tag in styles.values():
-            raise ScriptRNNError(f"config.json: style {entry!r} needs a name and a tag of the model's vocabulary")
-        styles[name] = tag
+        if len(entry.tag) != 1 or tokenizer.token_id(entry.tag) is None or entry.tag in styles.values():
+            raise ScriptRNNError(f"config.json: style {entry.name!r} needs a tag of the model's vocabulary, "
+                                 f"got {entry.tag!r}")
+        styles[entry.name] = entry.tag
     return styles
 
 
@@ -339,12 +335,9 @@ def style_tag(styles: dict[str, str], name: str) -> str:
     return styles[style_name(styles, name)]
 
 
-def style_speakers(config: dict, name: str) -> list[str]:
-    """The speakers config.json records for style ``name``, most frequent first."""
-    for entry in config.get("corpus", {}).get("styles", []):
-        if isinstance(entry, dict) and entry.get("name") == name:
-            return [s for s in entry.get("speakers", []) if isinstance(s, str)]
-    return []
+def style_speakers(entries, name: str) -> list[str]:
+    """The speakers a run's record (``entries``: its ``corpus.styles``) gives style ``name``, most frequent first."""
+    return next((list(entry.speakers) for entry in entries if entry.name == name), [])
 
 
 def style_name(styles: dict[str, str], name: str) -> str:

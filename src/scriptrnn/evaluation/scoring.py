@@ -99,10 +99,11 @@ def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = Tru
     last ``val_fraction`` of the text, which a run never trains on.
     """
     paths = as_path_list(request.data)
-    own = CorpusSource.from_dict(script_model.config.get("corpus", {}).get("source"))
-    fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
+    record = script_model.config
+    own = CorpusSource.from_dict(record.corpus.source)
+    fraction = record.val_fraction or 0.1
     if not paths and request.corpus is None and own is not None:
-        val = ValData.of_run(script_model.config.get("corpus", {}))
+        val = ValData.of_run(record.corpus.val_data)
         if val is not None:  # held out: those files; --all: the corpus, all of which it trained on
             return _score(script_model, encode_text(script_model.tokenizer, val.text if held_out else own.load().text))
         corpus = own.load()
@@ -171,13 +172,14 @@ def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None 
 
 def _run_texts(script_model) -> tuple[str, str]:
     """The run's training text and held-out end, as the model spells them (word level: lower case, <unk>)."""
-    own = CorpusSource.from_dict(script_model.config.get("corpus", {}).get("source"))
+    record = script_model.config
+    own = CorpusSource.from_dict(record.corpus.source)
     if own is None:
         raise ScriptRNNError("--samples compares the text with the run's own corpus, and this model's config.json "
                              "does not say which corpus it read")
-    fraction = script_model.config.get("training", {}).get("val_fraction", 0.1)
+    fraction = record.val_fraction or 0.1
     corpus, tokenizer = own.load(), script_model.tokenizer
-    val = ValData.of_run(script_model.config.get("corpus", {}))
+    val = ValData.of_run(record.corpus.val_data)
     if val is not None:  # trained on all of the corpus, validated on its own files
         parts = [tokenizer.encode(corpus.text, strict=False), tokenizer.encode(val.text, strict=False)]
         if tokenizer.level == "char":

@@ -33,9 +33,9 @@ class ValData:
         return cls(source, source.load().text)
 
     @classmethod
-    def of_run(cls, corpus_facts: dict) -> "ValData | None":
-        """The run's validation files read again (None for a run validated on its corpus's end)."""
-        facts = corpus_facts.get("val_data")
+    def of_run(cls, facts: dict | None) -> "ValData | None":
+        """The run's validation files (its record's ``corpus.val_data``) read again; None for a run validated on
+        its corpus's end."""
         if facts is None:
             return None
         source = CorpusSource.from_dict(facts.get("source") if isinstance(facts, dict) else None)
@@ -73,7 +73,7 @@ class ValData:
         return facts["ids"], facts["characters"]
 
 
-def cache_fingerprint(corpus_sha256: str, corpus_facts: dict) -> str:
-    """What a run's token cache holds: DATA's text (``corpus_sha256``), and its validation files' if it has them."""
-    val = corpus_facts.get("val_data")
+def cache_fingerprint(corpus_sha256: str, val: dict | None) -> str:
+    """What a run's token cache holds: DATA's text (``corpus_sha256``), and its validation files' (``val``, the
+    record's ``corpus.val_data``) if it has them."""
     return corpus_sha256 + (f"+val:{val.get('sha256')}" if isinstance(val, dict) else "")

@@ -27,15 +27,14 @@ from .speakers import cast_mask, resolve_cast, resolve_speaker, speaker_prime
 class ScriptModel:
     """A trained model with its tokenizer and run facts, ready to write."""
 
-    def __init__(self, model, tokenizer, config: dict, device="cpu"):
+    def __init__(self, model, tokenizer, record, device="cpu"):
         self.model = model.to(device).eval()  # an RNNLanguageModel or a model.onnx.OnnxModel
         self.tokenizer = tokenizer
-        self.config = config
+        self.config = record  # the run's config.json, typed and checked (model.record.RunRecord)
         self.device = device
-        corpus = config.get("corpus", {})
-        self.speakers: list[str] = list(corpus.get("speakers", []))
+        self.speakers: list[str] = list(record.corpus.speakers)
         self.newline_id = tokenizer.token_id("\n")
-        self.styles: dict[str, str] = model_styles(config, tokenizer)  # style name -> its tag character
+        self.styles: dict[str, str] = model_styles(record.corpus.styles, tokenizer)  # style name -> its tag
 
     @property
     def level(self) -> str:
@@ -89,7 +88,8 @@ class ScriptModel:
             # The tag alone steers a state that starts from nothing only weakly (measured: the held-out
             # loss barely depends on it), so the script opens with the style's own leading speaker.
             known = {s.lower() for s in self.speakers}
-            leading = [s for s in style_speakers(self.config, style_name(self.styles, style)) if s.lower() in known]
+            named = style_speakers(self.config.corpus.styles, style_name(self.styles, style))
+            leading = [s for s in named if s.lower() in known]
             speaker = leading[0] if leading else None
         if speaker is not None:
             prime = speaker_prime(resolve_speaker(speaker, self.speakers), prime)

@@ -52,7 +52,7 @@ def _card(directory: Path, repo_id: str) -> str:
     path = directory / CARD_FILE
     if is_card(path):
         return named_card(path.read_text(encoding="utf-8"), repo_id)
-    return card_text(read_config(directory), repo_id=repo_id)
+    return card_text(read_config(directory).to_dict(), repo_id=repo_id)
 
 
 def push(directory: Path, repo: str, *, private: bool = False, revision: str | None = None) -> str:

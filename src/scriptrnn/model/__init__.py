@@ -3,10 +3,10 @@
 Owns the PyTorch network (network.py) and its training-time dropouts (regularisation.py: the
 AWD-LSTM recipe), what a model directory is without PyTorch (directory.py: its files and format,
 ``is_exported``, the one place that tells a run from an export, and ``read_config``, the one
-reader of its config.json), the one loader for any model directory, trained or exported
+reader of its config.json, as the typed run record of record.py), the one loader for any model directory, trained or exported
 (loader.py), checkpoints (checkpoint.py: weights in safetensors, never a pickle), and ONNX
 export and the onnxruntime model it makes (export.py, onnx.py). Safe reading and atomic
 writing of files sit on the ground floor (scriptrnn/files.py), held-out scoring in
-evaluation/. directory.py, the loader and onnx.py import no PyTorch at module level, so an
+evaluation/. directory.py, record.py, the loader and onnx.py import no PyTorch at module level, so an
 exported model loads without it; this file imports nothing.
 """

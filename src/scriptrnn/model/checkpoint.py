@@ -27,6 +27,7 @@ from ..errors import ScriptRNNError
 from ..files import CONFIG_FILE, MAX_WEIGHTS_BYTES, TOKENIZER_FILE, read_json, read_regular, write_atomic
 from .directory import FORMAT_NAME, FORMAT_VERSION, WEIGHTS_FILE, read_config
 from .network import ModelConfig, RNNLanguageModel
+from .record import RunRecord
 from ..data.tokenizer import tokenizer_from_dict
 
 
@@ -95,10 +96,15 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_run_files(out_dir: Path, config: dict, tokenizer) -> None:
-    """Write config.json and tokenizer.json (each atomically)."""
+def save_run_files(out_dir: Path, record: RunRecord | dict, tokenizer) -> None:
+    """Write config.json (the run's record) and tokenizer.json, each atomically.
+
+    A dict is config.json's sections by name, written as given (tools and tests write small or damaged runs so).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / CONFIG_FILE, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **config})
+    data = record.to_dict() if isinstance(record, RunRecord) else \
+        {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **record}
+    write_json(out_dir / CONFIG_FILE, data)
     write_json(out_dir / TOKENIZER_FILE, tokenizer.to_dict())
 
 
@@ -118,19 +124,18 @@ def saved_best_loss(out_dir: Path) -> float | None:
         return None
 
 
-def model_config(config: dict) -> ModelConfig:
-    """The checked ModelConfig of a run's config.json."""
-    model_settings = config.get("model")
-    if not isinstance(model_settings, dict):
+def model_config(record: RunRecord) -> ModelConfig:
+    """The checked ModelConfig of a run's record."""
+    if not record.model:
         raise ScriptRNNError("config.json has no 'model' settings")
     try:
-        return ModelConfig.from_dict(model_settings)
+        return ModelConfig.from_dict(record.model)
     except TypeError as e:
         raise ScriptRNNError(f"config.json has invalid model settings ({e})") from None
 
 
-def build_model(config: dict) -> RNNLanguageModel:
-    return RNNLanguageModel(model_config(config))
+def build_model(record: RunRecord) -> RNNLanguageModel:
+    return RNNLanguageModel(model_config(record))
 
 
 def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -164,7 +169,7 @@ def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor],
 
 
 def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="cpu"):
-    """(model, tokenizer, config) from a run directory, on ``device``."""
+    """(model, tokenizer, record) from a run directory, on ``device``."""
     run_dir = Path(run_dir)
     config = read_config(run_dir, exported=False)
     tokenizer = tokenizer_from_dict(read_json(run_dir / TOKENIZER_FILE, "the vocabulary"))

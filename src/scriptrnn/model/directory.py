@@ -3,7 +3,7 @@
 Two kinds of directory exist: a training run (``scriptrnn train --out``: safetensors
 weights) and an exported model (``scriptrnn export --out``: an ONNX graph). ``is_exported``
 is the one place that tells them apart and ``read_config`` the one reader of their
-config.json, so every caller (the loader, info, resume, export) checks them alike.
+config.json (a ``record.RunRecord``), so every caller (the loader, info, resume, export) checks them alike.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ScriptRNNError
-from ..files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json
+from ..files import CONFIG_FILE, TOKENIZER_FILE, read_json
+from .record import RunRecord
 
 # A training run
 FORMAT_NAME = "scriptrnn-checkpoint"
@@ -43,8 +44,8 @@ def is_exported(directory) -> bool:
         raise
 
 
-def read_config(directory, *, exported: bool | None = None) -> dict:
-    """config.json of a run (``exported=False``) or an export (True), its format and sections checked.
+def read_config(directory, *, exported: bool | None = None) -> RunRecord:
+    """config.json of a run (``exported=False``) or an export (True) as its typed record, every field checked.
 
     None: whichever the directory is.
     """
@@ -69,10 +70,9 @@ def read_config(directory, *, exported: bool | None = None) -> dict:
     else:
         _check_format(path, config, FORMAT_NAME, FORMAT_VERSION, "is not a scriptrnn checkpoint config",
                       "written by a newer scriptrnn (checkpoint format")
-    check_sections(path, config)
     if exported and not (isinstance(config.get("export"), dict) and isinstance(config.get("model"), dict)):
         raise ScriptRNNError(f"{path}: no 'export' and 'model' sections; export the run again")
-    return config
+    return RunRecord.from_dict(config, path)
 
 
 def _check_format(path: Path, config: dict, name: str, newest: int, foreign: str, newer: str) -> None:

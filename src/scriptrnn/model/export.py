@@ -18,6 +18,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from ..hub.card import write_card
 from ..hub.download import resolve
 from .network import RNNLanguageModel, state_parts
 from .directory import EXPORT_FORMAT, EXPORT_VERSION, MODEL_FILE
+from .record import Metrics, RunRecord
 
 OPSET = 17  # onnxruntime has run it since 1.11; LSTM, GRU and RNN are plain ops there
 QUANTIZE = ("int8",)
@@ -142,14 +144,14 @@ def _check_graph(graph: bytes, model: RNNLanguageModel, names: list[str], exact:
                                  "this is a bug, please report it")
 
 
-def _exported_config(config: dict, facts: dict) -> dict:
-    config = {**config, "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "export": facts}
+def _exported_config(record: RunRecord, facts: dict) -> dict:
+    """The exported model's config.json: the run's record, its format and an "export" section."""
+    record = replace(record, format=EXPORT_FORMAT, format_version=EXPORT_VERSION, export=facts)
     if facts["quantize"]:
         # The run's held-out loss was measured on the float weights; keep it, but not as this model's.
-        metrics = dict(config.get("metrics", {}))
-        facts["float_metrics"] = metrics.pop("val", None)
-        config["metrics"] = metrics
-    return config
+        facts["float_metrics"] = record.metrics.val or None if record.metrics else None
+        record = replace(record, metrics=replace(record.metrics or Metrics(), val={}))
+    return record.to_dict()
 
 
 def _write(out: Path, graph: bytes, config: dict, tokenizer) -> None:

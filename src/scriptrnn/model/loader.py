@@ -46,8 +46,8 @@ def load(directory=None, *, device: str = "cpu", threads: int | None = None) -> 
 
     set_threads(threads)
     where = pick_device(device)
-    model, tokenizer, config = load_checkpoint(directory, device=where)
-    return ScriptModel(model, tokenizer, config, device=where)
+    model, tokenizer, record = load_checkpoint(directory, device=where)
+    return ScriptModel(model, tokenizer, record, device=where)
 
 
 def load_exported(directory, *, device: str = "cpu", threads: int | None = None) -> ScriptModel:
@@ -56,13 +56,13 @@ def load_exported(directory, *, device: str = "cpu", threads: int | None = None)
 
     directory = Path(directory)
     _check_threads(threads)
-    config = read_config(directory, exported=True)
+    record = read_config(directory, exported=True)
     tokenizer = tokenizer_from_dict(read_tokenizer_dict(directory))
-    model = OnnxModel(directory, config, threads=threads)
+    model = OnnxModel(directory, record, threads=threads)
     if model.vocab_size != tokenizer.vocab_size:
         raise ScriptRNNError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but {MODEL_FILE} "
                              f"scores {model.vocab_size}; the files do not belong together")
-    return ScriptModel(model, tokenizer, config, device=device)
+    return ScriptModel(model, tokenizer, record, device=device)
 
 
 def _check_threads(threads: int | None) -> None:
@@ -71,23 +71,30 @@ def _check_threads(threads: int | None) -> None:
 
 
 def info(directory=None) -> dict:
-    """What a model is, from its config.json alone: level, cell, sizes, corpus, loss, styles, speakers."""
+    """What a model is, from its config.json alone: level, cell, sizes, corpus, loss, styles, speakers, and
+    which layer decided each setting (``settings``: name -> (value, decided by); empty for runs from before)."""
     directory = model_directory(directory)
-    config = read_config(directory)
+    record = read_config(directory)
     tokenizer = tokenizer_from_dict(read_tokenizer_dict(directory))
-    settings, corpus = _model_settings(config), config.get("corpus", {})
-    known_styles = model_styles(config, tokenizer)  # checked: tags that the vocabulary holds
-    styles = [{k: v for k, v in entry.items() if k != "tag"} for entry in corpus.get("styles", [])
-              if entry.get("name") in known_styles]
+    settings, corpus = _model_settings(record), record.corpus
+    known_styles = model_styles(corpus.styles, tokenizer)  # checked: tags that the vocabulary holds
+    styles = [{k: v for k, v in entry.to_dict().items() if k != "tag"} for entry in corpus.styles
+              if entry.name in known_styles]
     return {"run": str(directory), "level": tokenizer.level, "cell": settings.cell, "layers": settings.num_layers,
             "hidden_size": settings.hidden_size, "embedding_size": settings.embedding_size,
             "vocab_size": settings.vocab_size, "parameters": settings.parameter_count(),
-            "corpus": corpus.get("name"), "characters": corpus.get("characters"),
-            "held_out": config.get("metrics", {}).get("val", {}), "styles": styles,
-            "speakers": list(corpus.get("speakers", []))}
+            "corpus": corpus.name, "characters": corpus.characters,
+            "held_out": record.metrics.val if record.metrics else {}, "styles": styles,
+            "speakers": list(corpus.speakers), "settings": _decided(record)}
 
 
-def _model_settings(config: dict):
+def _decided(record) -> dict:
+    """Each recorded setting with the layer that decided it (training/config.py ``resolve``)."""
+    values = {**record.training, **record.model}
+    return {name: [values.get(name), layer] for name, layer in record.decided_by.items()}
+
+
+def _model_settings(record):
     from .checkpoint import model_config  # ModelConfig lives beside the PyTorch network
 
-    return model_config(config)
+    return model_config(record)

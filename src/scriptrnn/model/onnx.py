@@ -30,7 +30,7 @@ class OnnxModel:
     A state is a tuple of numpy arrays (L, N, H): (h, c) for an LSTM, (h,) otherwise.
     """
 
-    def __init__(self, directory: Path, config: dict, threads: int | None = None):
+    def __init__(self, directory: Path, record, threads: int | None = None):
         import onnxruntime  # here, so that telling exported models apart works without it
 
         options = onnxruntime.SessionOptions()
@@ -39,7 +39,7 @@ class OnnxModel:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         path = Path(directory) / MODEL_FILE
         self.session = _session(onnxruntime, path, options)
-        self.facts, m = config["export"], config["model"]
+        self.facts, m = record.export, record.model  # a model.record.RunRecord, read by directory.read_config
         self.state_names = [i.name for i in self.session.get_inputs()[1:]]
         self.vocab_size, self.layers, self.hidden = m.get("vocab_size"), m.get("num_layers"), m.get("hidden_size")
         self._probe(path)

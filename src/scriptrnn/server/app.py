@@ -37,12 +37,11 @@ STATIC = Path(str(resources.files("scriptrnn") / "server" / "static"))
 
 def model_card(name: str, model: ScriptModel) -> dict:
     """An OpenAI model entry plus what a scriptrnn user wants to know about it."""
-    m, corpus = model.config["model"], model.config.get("corpus", {})  # config.json's, for PyTorch and ONNX alike
-    val = model.config.get("metrics", {}).get("val", {})
+    record = model.config  # config.json's, checked when loaded, for PyTorch and ONNX alike
     return {"id": name, "object": "model", "created": 0, "owned_by": "scriptrnn", "level": model.level,
-            **{k: m.get(k) for k in ("cell", "num_layers", "hidden_size", "embedding_size", "vocab_size")},
-            "parameters": model.model.parameter_count(),
-            "corpus": corpus.get("name"), "held_out_loss": val.get("loss"), "speakers": model.speakers[:200]}
+            **{k: record.model.get(k) for k in ("cell", "num_layers", "hidden_size", "embedding_size", "vocab_size")},
+            "parameters": model.model.parameter_count(), "corpus": record.corpus.name,
+            "held_out_loss": record.metrics.loss if record.metrics else None, "speakers": model.speakers[:200]}
 
 
 class Service:

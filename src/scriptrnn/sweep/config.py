@@ -38,7 +38,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..training.config import LEVEL_DEFAULTS
+from ..training.config import level_defaults
 from ..errors import ScriptRNNError
 from ..model.network import ModelConfig
 from ..training.config import TrainConfig
@@ -104,10 +104,8 @@ def _setting_types() -> dict[str, str]:
 
 
 def default_settings(level: str = "char") -> dict:
-    """Every setting of a run that sets nothing: dataclass defaults, then the level's own."""
-    model = ModelConfig().to_dict()
-    del model["vocab_size"]
-    return {**model, **asdict(TrainConfig()), **LEVEL_DEFAULTS.get(level, {})}
+    """Every setting of a run that sets nothing: dataclass defaults, then the level's own (training.config)."""
+    return {k: v for k, v in level_defaults(level).items() if k != "vocab_size"}
 
 
 def setting_name(key: str, where: str) -> str:

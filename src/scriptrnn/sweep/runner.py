@@ -25,7 +25,7 @@ from typing import Callable
 from ..version import __version__
 from ..api import sample_report, train
 from ..files import CONFIG_FILE, read_json
-from ..model.directory import RESUME_FILE
+from ..model.directory import RESUME_FILE, read_config
 from ..model.checkpoint import write_json
 from ..data.sources import TextFormat, load_corpus
 from ..errors import ScriptRNNError
@@ -270,14 +270,13 @@ def _machine() -> str:
 def _final_metrics(run_dir: Path) -> dict | None:
     """config.json's final metrics if the run ended (not interrupted), else None."""
     try:
-        metrics = read_json(run_dir / CONFIG_FILE, "the run's settings").get("metrics")
+        metrics = read_config(run_dir, exported=False).metrics  # the run's record, checked (model/record.py)
     except ScriptRNNError:
         return None
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("stopped_because"), str):
+    if metrics is None or metrics.stopped_because is None or metrics.stopped_because.startswith("interrupted") \
+            or metrics.loss is None:
         return None
-    if metrics["stopped_because"].startswith("interrupted") or "loss" not in metrics.get("val", {}):
-        return None
-    return metrics
+    return metrics.to_dict()
 
 
 def _outcome_from_files(planned: PlannedRun, run_dir: Path, usage: dict, resumed: bool | None) -> dict:

@@ -1,7 +1,8 @@
 """The training stage: a corpus and settings in, a run directory out.
 
 Owns every training default (config.py: ``TrainConfig``, the per-level defaults, the
-fine-tuning defaults and the output-layer policy), setting a run up or resuming it
+fine-tuning defaults, the output-layer policy, and ``resolve``, which layers them all into a run's
+settings and records which layer decided each), setting a run up or resuming it
 (setup.py; its text learnt and encoded in two streamed passes by prepare.py, a resume's
 command checked against the run by same_run.py), starting from a parent's weights
 (init_from.py), the loop (loop.py:

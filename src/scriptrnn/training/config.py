@@ -1,15 +1,19 @@
-"""Every training default in one place: ``TrainConfig``, the per-level table and the output-layer policy.
+"""Every training default in one place, and the one function that decides a run's settings from them.
 
 The dataclass holds the defaults of a char-level run; ``LEVEL_DEFAULTS`` says where word
 level starts elsewhere (and where char level departs from the network's own defaults);
-``level_defaults`` gives the merged view that ``train()`` uses and that
-``scriptrnn train --help`` prints, so the help can never drift from what a run does.
+``level_defaults`` gives the merged view that ``scriptrnn train --help`` prints. ``resolve``
+layers them with a fine-tuning parent, the user's settings, the time budget, the vocabulary
+and --size auto into the run's (TrainConfig, ModelConfig), recording which layer decided each
+field: setup, fine-tuning, sizing's caller and sweeps (through ``train()``) all go through it,
+and ``train --dry-run`` prints its record.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Callable
 
 from ..errors import ScriptRNNError
 from ..model.network import ModelConfig
@@ -255,3 +259,117 @@ def output_layer(model_settings: dict, asked: dict, vocab_size: int, level: str)
     if level != "word" or vocab_size < ADAPTIVE_DEFAULT_VOCAB or "softmax" in asked or "tie_weights" in asked:
         return model_settings
     return {**model_settings, "softmax": "adaptive", "tie_weights": False}
+
+
+# ---------------------------------------------------------------- resolving a run's settings
+
+# The layers a run's settings come from, lowest first: each one that sets a field overrides those before
+# it, and the record (``Resolved.decided_by``) says which one decided it. Word level's adaptive softmax
+# (``output_layer``) and --size auto only fill what the user left unset, so the user's word always stands.
+DEFAULT, LEVEL, FINE_TUNING, PARENT, USER = "default", "level", "fine-tuning", "parent", "user"
+TIME_BUDGET, VOCABULARY, SIZE_AUTO, SIZING_WEIGHT_DROP = "--time-budget", "vocabulary", "--size auto", \
+    "sizing's weight drop"
+ON_RESUME = "user, on --resume"  # a setting a resume changed (RESUME_OVERRIDES)
+SIZE_AUTO_LATER = "--size auto (chosen when the run starts)"  # a dry run's: the probe needs the machine's time
+LATER = "when the run starts"  # a dry run's sizing choice
+SIZED = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what --size auto chooses
+
+# Fine-tuning: the settings a child takes from its parent (a flag that says otherwise is refused), and
+# the regularisers that are the parent's unless given (they change no weight's shape).
+SHAPE = ("cell", "num_layers", "hidden_size", "embedding_size", "tie_weights", "softmax")
+REGULARISERS = ("dropout", "dropout_input", "dropout_hidden", "dropout_output", "embedding_dropout", "weight_drop")
+
+
+@dataclass
+class ParentSettings:
+    """What a fine-tuning parent decides: its shape, regularisers and tokens (training/init_from.py)."""
+
+    label: str  # --init-from as given, for messages
+    settings: dict  # SHAPE, REGULARISERS, level (and lowercase at word level)
+
+
+@dataclass
+class Resolved:
+    """A run's settings and, for each, the layer that decided it."""
+
+    train: TrainConfig
+    model: ModelConfig | None  # None until the vocabulary is known
+    decided_by: dict[str, str] = field(default_factory=dict)
+    sizing: dict | None = None  # --size auto's record for config.json (training/sizing.py)
+
+    def table(self) -> list[tuple[str, object, str]]:
+        """(setting, value, decided by), in the dataclasses' order: what --dry-run and info print."""
+        values = {**vars(self.train), **(self.model.to_dict() if self.model else {})}
+        return [(name, values.get(name), self.decided_by[name]) for name in values if name in self.decided_by]
+
+
+def resolve(asked: dict, *, parent: ParentSettings | None = None, vocab_size: int | None = None,
+            size: Callable | None = None) -> Resolved:
+    """The run's (TrainConfig, ModelConfig) from every layer, each field's deciding layer recorded.
+
+    ``asked``: the user's settings by name. ``parent``: a fine-tuning run's parent. ``vocab_size``:
+    the run's vocabulary (None before the corpus is read: the model is then left out). ``size``:
+    --size auto's probe, ``size(model_settings, train_config, asked_and_parent, vocab_size)`` ->
+    (model settings, TrainConfig, sizing record), as training.sizing.auto_size; None when there is
+    none to run. A dry run's ``size`` answers ``{"choice": LATER}`` where the probe would run: the
+    sizes are then recorded as chosen when the run starts.
+    """
+    layers = [(DEFAULT, _dataclass_defaults()), *_upper_layers(asked, parent)]
+    merged = {k: v for _, values in layers for k, v in values.items()}
+    level = merged["level"]
+    layers.insert(1, (LEVEL, LEVEL_DEFAULTS[_checked_level(level)]))
+    merged = {k: v for _, values in layers for k, v in values.items()}
+    decided = {k: layer for layer, values in layers for k in values}
+    given = {k: v for k, v in merged.items() if decided[k] in (FINE_TUNING, PARENT, USER)}  # what sizing keeps
+    if run_limits(given) is not given:
+        merged["epochs"], decided["epochs"] = None, TIME_BUDGET
+    model_settings, train_settings = split_settings(merged)
+    train = TrainConfig(**train_settings).validate()
+    if vocab_size is None:
+        return Resolved(train, None, decided)
+    model_settings.pop("vocab_size", None)
+    adapted = output_layer(model_settings, given, vocab_size, level)
+    decided.update({k: VOCABULARY for k in adapted if adapted[k] != model_settings.get(k)})
+    sizing = None
+    if train.size == "auto" and size is not None:
+        sized, train, sizing = size(adapted, train, given, vocab_size)
+        _record_sizing(decided, adapted, sized, given, sizing)
+        adapted = sized
+    model = ModelConfig(**{**adapted, "vocab_size": vocab_size}).validate()
+    decided["vocab_size"] = VOCABULARY
+    return Resolved(train, model, decided, sizing)
+
+
+def _dataclass_defaults() -> dict:
+    """Every dataclass default, model and training (the lowest layer)."""
+    return {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
+
+
+def _checked_level(level) -> str:
+    level_defaults(level)  # an unknown level is refused in one line
+    return level
+
+
+def _upper_layers(asked: dict, parent: ParentSettings | None) -> list[tuple[str, dict]]:
+    split_settings(asked)  # an unknown name is refused before anything else
+    if parent is None:
+        return [(USER, dict(asked))]
+    for name in (*SHAPE, "level", "lowercase", "subword_vocab_size"):
+        if name in asked and name in parent.settings and asked[name] != parent.settings[name]:
+            flag = {"num_layers": "layers", "lowercase": "keep-case", "subword_vocab_size": "vocab-size"}.get(name, name).replace("_", "-")
+            raise ScriptRNNError(f"--init-from {parent.label}: --{flag} {_shown(asked[name])} contradicts the "
+                                 f"parent's {_shown(parent.settings[name])}; a fine-tuned model keeps its parent's "
+                                 "shape (leave the flag out)")
+    return [(FINE_TUNING, dict(FINETUNE_DEFAULTS)), (PARENT, dict(parent.settings)), (USER, dict(asked))]
+
+
+def _shown(value) -> str:
+    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+def _record_sizing(decided: dict, before: dict, after: dict, given: dict, sizing: dict) -> None:
+    if sizing.get("choice") is None:
+        return  # fixed sizes: nothing was chosen
+    decided.update({k: SIZE_AUTO_LATER if sizing["choice"] == LATER else SIZE_AUTO for k in SIZED if k not in given})
+    if after.get("weight_drop") != before.get("weight_drop"):
+        decided["weight_drop"] = SIZING_WEIGHT_DROP

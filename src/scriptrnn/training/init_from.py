@@ -31,13 +31,10 @@ from ..errors import ScriptRNNError
 from ..model.directory import WEIGHTS_FILE, is_exported
 from ..model.loader import load, model_directory
 from ..model.network import ModelConfig, adaptive_cutoffs
-from .config import FINETUNE_DEFAULTS
+from ..model.record import CorpusFacts, ParentFacts, RunRecord
+from .config import REGULARISERS, SHAPE, ParentSettings
 
 BUILTIN = "builtin"
-# The settings a child takes from its parent; a flag that says otherwise is refused.
-SHAPE = ("cell", "num_layers", "hidden_size", "embedding_size", "tie_weights", "softmax")
-# The parent's unless given, though a flag may change them.
-REGULARISERS = ("dropout", "dropout_input", "dropout_hidden", "dropout_output", "embedding_dropout", "weight_drop")
 # A new token's probability starts at most this (see _new_rows): rare, but learnable.
 NEW_TOKEN_PROBABILITY = 1e-4
 NEW_EMBEDDING_NOISE = 0.1  # new embedding rows: the parent's mean row plus noise of this share of its spread
@@ -51,11 +48,23 @@ class Parent:
     directory: Path
     model: torch.nn.Module
     tokenizer: CharTokenizer | WordTokenizer
-    config: dict
+    record: RunRecord  # its config.json
 
     @property
     def model_config(self) -> ModelConfig:
         return self.model.config
+
+    def settings(self) -> ParentSettings:
+        """What the parent decides of the child's settings (training.config.resolve layers them): its shape
+        and tokens, which a flag may not contradict (the weights would not fit), and its regularisers,
+        which a flag may change (the fine-tuning defaults were measured with the parent's)."""
+        inherited = {name: getattr(self.model_config, name) for name in (*SHAPE, *REGULARISERS)}
+        inherited["level"] = self.tokenizer.level
+        if self.tokenizer.level == "word":
+            inherited["lowercase"] = self.tokenizer.lowercase
+        if self.tokenizer.level == "subword":  # the parent's byte pairs are kept (merged_tokenizer)
+            inherited["subword_vocab_size"] = self.config.training.get("subword_vocab_size", self.tokenizer.vocab_size)
+        return ParentSettings(self.label, inherited)
 
 
 def read_parent(init_from: str | Path) -> Parent:
@@ -67,34 +76,6 @@ def read_parent(init_from: str | Path) -> Parent:
                              "directory it was exported from (its model.safetensors)")
     writer = load(directory)  # one loader: safetensors only, checked against config.json
     return Parent(label, directory, writer.model.float().train(), writer.tokenizer, writer.config)
-
-
-def parent_settings(parent: Parent, settings: dict) -> dict:
-    """The run's settings: the fine-tuning defaults, then the parent's shape and tokens, then the caller's.
-
-    A caller's setting that contradicts the parent's shape or tokens is refused: the weights
-    would not fit it. Dropout, and each regulariser, is the parent's unless given (they change no
-    weight's shape; the fine-tuning defaults were measured that way).
-    """
-    shape = parent.model_config
-    inherited = {name: getattr(shape, name) for name in (*SHAPE, *REGULARISERS)}
-    inherited["level"] = parent.tokenizer.level
-    if parent.tokenizer.level == "word":
-        inherited["lowercase"] = parent.tokenizer.lowercase
-    if parent.tokenizer.level == "subword":  # the parent's byte pairs are kept (merged_tokenizer)
-        inherited["subword_vocab_size"] = parent.config.get("training", {}).get("subword_vocab_size",
-                                                                                  parent.tokenizer.vocab_size)
-    for name in (*SHAPE, "level", "lowercase", "subword_vocab_size"):
-        if name in settings and name in inherited and settings[name] != inherited[name]:
-            flag = {"num_layers": "layers", "subword_vocab_size": "vocab-size"}.get(name, name).replace("_", "-")
-            raise ScriptRNNError(f"--init-from {parent.label}: --{flag} {_shown(settings[name])} contradicts the "
-                                 f"parent's {_shown(inherited[name])}; a fine-tuned model keeps its parent's shape "
-                                 "(leave the flag out)")
-    return {**FINETUNE_DEFAULTS, **inherited, **settings}
-
-
-def _shown(value) -> str:
-    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
 def merged_tokenizer(parent: Parent, fitted):
@@ -164,27 +145,19 @@ def _new_rows(name: str, rows: torch.Tensor, count: int, noise: torch.Generator)
     return mean.clone()
 
 
-def merge_corpus_facts(parent: Parent, corpus: dict, max_speakers: int) -> None:
-    """config.json's speakers and styles: the new corpus's, then the parent's that do not clash."""
-    old = parent.config.get("corpus", {})
-    speakers = list(corpus.get("speakers", []))
-    known = {s.lower() for s in speakers}
-    speakers += [s for s in old.get("speakers", []) if s.lower() not in known]
-    corpus["speakers"] = speakers[:max_speakers]
-    styles = list(corpus.get("styles", []))
-    names, tags = {s["name"] for s in styles}, {s["tag"] for s in styles}
+def merge_corpus_facts(parent: Parent, corpus: CorpusFacts, max_speakers: int) -> None:
+    """The run's speakers and styles: the new corpus's, then the parent's that do not clash."""
+    old = parent.record.corpus
+    known = {s.lower() for s in corpus.speakers}
+    corpus.speakers = (corpus.speakers + [s for s in old.speakers if s.lower() not in known])[:max_speakers]
+    names, tags = {s.name for s in corpus.styles}, {s.tag for s in corpus.styles}
     # A parent style whose name or tag the new corpus reuses is now the new corpus's: its text retrained it.
-    styles += [s for s in old.get("styles", []) if isinstance(s, dict) and s.get("name") not in names
-               and s.get("tag") not in tags]
-    if styles:
-        corpus["styles"] = styles
+    corpus.styles = corpus.styles + [s for s in old.styles if s.name not in names and s.tag not in tags]
 
 
-def parent_record(parent: Parent) -> dict:
-    """What config.json says about the parent: where it was, which weights, how good."""
+def parent_record(parent: Parent) -> ParentFacts:
+    """What the run's record says about the parent: where it was, which weights, how good."""
     weights = parent.directory / WEIGHTS_FILE
-    val = parent.config.get("metrics", {}).get("val", {})
-    return {"init_from": parent.label, "path": str(parent.directory.resolve()),
-            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
-            "held_out_loss": val.get("loss"), "corpus": parent.config.get("corpus", {}).get("name"),
-            "vocab_size": parent.model_config.vocab_size}
+    metrics = parent.record.metrics
+    return ParentFacts(parent.label, str(parent.directory.resolve()), hashlib.sha256(weights.read_bytes()).hexdigest(),
+                       metrics.loss if metrics else None, parent.record.corpus.name, parent.model_config.vocab_size)

@@ -20,15 +20,15 @@ _FLAGS = {"num_layers": "layers", "genres": "genre"}  # where a flag is not the 
 _ADVICE = "leave it out or start a new run with --overwrite (or another --out)"
 
 
-def resume_settings(config: dict, source: CorpusSource | None, request: CorpusRequest, settings: dict) -> dict:
+def resume_settings(record, source: CorpusSource | None, request: CorpusRequest, settings: dict) -> dict:
     """The settings a resume applies; refuses (one line) a corpus or setting that differs from the run's."""
     if source is not None:
         _check_corpus(source, request)
     settings = dict(settings)
-    _check_parent(config, settings.pop("init_from", None))
+    _check_parent(record.parent, settings.pop("init_from", None))
     model_settings, train_settings = split_settings(settings)  # an unknown name is refused as for a new run
     for section, given, cls in (("model", model_settings, ModelConfig), ("training", train_settings, TrainConfig)):
-        recorded = config.get(section) or {}
+        recorded = getattr(record, section)  # the run's record (model.record.RunRecord), checked when read
         defaults = {f.name: f.default for f in fields(cls)}
         for name, value in given.items():
             had = recorded.get(name, defaults.get(name))
@@ -49,18 +49,18 @@ def check_val_data(val, val_data) -> None:
         raise ScriptRNNError(f"--resume: --val-data {', '.join(given)} differs from the run's {theirs}; {_ADVICE}")
 
 
-def _check_parent(config: dict, init_from) -> None:
-    """--init-from on a resume must name the parent the run started from (its weights are in the run now)."""
+def _check_parent(parent, init_from) -> None:
+    """--init-from on a resume must name the parent the run started from (its weights are in the run now);
+    ``parent``: the record's (model.record.ParentFacts), None for a run started from random weights."""
     if init_from is None:
         return
-    parent = config.get("parent") or {}
-    if str(init_from) in (parent.get("init_from"), parent.get("path")):
+    if parent is not None and str(init_from) in (parent.init_from, parent.path):
         return
     from pathlib import Path
 
-    if parent.get("path") and Path(str(init_from)).resolve() == Path(parent["path"]):
+    if parent is not None and parent.path and Path(str(init_from)).resolve() == Path(parent.path):
         return
-    had = parent.get("init_from") or "(none: it started from random weights)"
+    had = (parent.init_from if parent else None) or "(none: it started from random weights)"
     raise ScriptRNNError(f"--resume cannot change --init-from: {init_from} differs from the run's {had}; {_ADVICE}")
 
 

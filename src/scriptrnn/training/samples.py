@@ -33,7 +33,7 @@ SAMPLE_TOKENS = {"char": 200, "word": 40, "subword": 60}  # about 200 characters
 class RunSamples:
     """The Trainer's ``sampler``: called at each validation check on rank 0, returns the records written."""
 
-    def __init__(self, out_dir: Path, tokenizer, run_config: dict, *, every: int, seed: int, start_step: int):
+    def __init__(self, out_dir: Path, tokenizer, run_config, *, every: int, seed: int, start_step: int):
         self.path = Path(out_dir) / SAMPLES_FILE
         self.tokenizer, self.run_config = tokenizer, run_config
         self.every, self.seed = every, seed
@@ -66,7 +66,7 @@ class RunSamples:
         return records
 
 
-def write_samples(model, tokenizer, run_config: dict, device, seed: int) -> list[str]:
+def write_samples(model, tokenizer, run_config, device, seed: int) -> list[str]:
     """One text per temperature, written together (one forward pass per token for both).
 
     The model is put in eval mode for it (no dropout) and back in the mode it was in; PyTorch's

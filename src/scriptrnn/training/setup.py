@@ -25,18 +25,19 @@ from ..data.tokenizer import tokenizer_from_dict
 from ..device import autocast_dtype, check_memory, pick_device
 from ..errors import ScriptRNNError
 from ..files import CONFIG_FILE, TOKENIZER_FILE, read_json, remove_temporaries
-from ..model.directory import RESUME_FILE, WEIGHTS_FILE, read_config
-from ..model.checkpoint import build_model, save_run_files
 from ..hub.card import invocation, machine, write_card
+from ..model.checkpoint import build_model, save_run_files
+from ..model.directory import FORMAT_NAME, FORMAT_VERSION, RESUME_FILE, WEIGHTS_FILE, read_config
 from ..model.network import ModelConfig, RNNLanguageModel
-from .config import LEVEL_DEFAULTS, TrainConfig, level_defaults, output_layer, run_limits, split_settings
-from .init_from import child_model, merge_corpus_facts, merged_tokenizer, parent_record, parent_settings, read_parent
+from ..model.record import CorpusFacts, Metrics, RunRecord, StyleFacts
+from .config import LATER, ON_RESUME, Resolved, TrainConfig, resolve
+from .init_from import Parent, child_model, merge_corpus_facts, merged_tokenizer, parent_record, read_parent
 from .distributed import DEFAULT_TIMEOUT_S, Distributed, EchoedError, session
 from .loop import Trainer, TrainResult
 from .prepare import open_text
 from .same_run import check_val_data, resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
-from .sizing import auto_size, rough_tokens
+from .sizing import auto_size, fixed_because, rough_tokens
 from .samples import SAMPLES_FILE, RunSamples, last_sample
 
 # What a run writes into --out; --overwrite removes these and nothing else.
@@ -93,7 +94,7 @@ def _clear_old_run(out: Path) -> None:
 class _Run:
     """A run ready to fit: what rank 0 prepares, and what the other ranks rebuild from its message."""
 
-    config: dict  # config.json's content
+    record: RunRecord  # config.json's content
     train_config: TrainConfig
     model: RNNLanguageModel
     tokenizer: object
@@ -103,7 +104,7 @@ class _Run:
     val_start: int  # ids[:val_start] are trained on, ids[val_start:] held out
 
     def message(self) -> dict:
-        return {"config": self.config, "tokenizer": self.tokenizer.to_dict(), "cache_key": self.cache_key,
+        return {"config": self.record.to_dict(), "tokenizer": self.tokenizer.to_dict(), "cache_key": self.cache_key,
                 "resume": self.resume, "val_start": self.val_start}
 
 
@@ -127,8 +128,8 @@ def _follow(out: Path, where: Distributed) -> _Run:
     message = where.share(None)
     if "error" in message:
         raise EchoedError(message["error"])
-    config = message["config"]
-    train_config = TrainConfig.from_dict(config["training"]).validate()
+    record = RunRecord.from_dict(message["config"])
+    train_config = TrainConfig.from_dict(record.training).validate()
     ids = open_cache(out / TOKENS_FILE, message["cache_key"])
     if ids is None:
         raise ScriptRNNError(
@@ -136,7 +137,7 @@ def _follow(out: Path, where: Distributed) -> _Run:
             "--out must be on a filesystem that they all share"
         )
     torch.manual_seed(train_config.seed)  # rank 0's first weights (DDP copies rank 0's to all anyway)
-    return _Run(config, train_config, build_model(config), tokenizer_from_dict(message["tokenizer"]), ids,
+    return _Run(record, train_config, build_model(record), tokenizer_from_dict(message["tokenizer"]), ids,
                 message["cache_key"], message["resume"], message["val_start"])
 
 
@@ -172,13 +173,38 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
     settings = dict(settings)
     init_from = settings.pop("init_from", None)
     parent = read_parent(init_from) if init_from is not None else None  # before the corpus: refuse early
+    text, tokenizer, resolved = _settle(source, settings, parent, where, val)
+    model_config, train_config = resolved.model, resolved.train
+    check_memory(model_config, pick_device(train_config.device))
+    if not (resolved.sizing or {}).get("choice"):  # sizing's own line said all this when it chose the size
+        print(_opening_line(model_config, train_config, tokenizer))
+    record = _run_record(text, source, resolved, tokenizer)
     if parent is not None:
-        settings = parent_settings(parent, settings)
-    level = settings.get("level", TrainConfig.level)
-    level_defaults(level)  # an unknown level is refused before anything is read into the settings
-    model_settings, train_settings = split_settings({**LEVEL_DEFAULTS[level], **run_limits(settings)})
-    train_config = TrainConfig(**train_settings).validate()
-    where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
+        merge_corpus_facts(parent, record.corpus, MAX_SPEAKERS)
+        record.parent = parent_record(parent)
+    if val is not None:
+        record.corpus.val_data = val.facts()
+    val_start = record.corpus.train_tokens = text.train_tokens(tokenizer, train_config, val=val)
+    _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
+    save_run_files(out, record, tokenizer)
+    key = cache_key(cache_fingerprint(record.corpus.sha256, record.corpus.val_data), tokenizer)
+    ids = _cache_ids(out, text.ids(tokenizer, train_config, val=val, val_start=val_start), key,
+                     tokenizer.vocab_size)  # the second pass
+    record.corpus.val_characters = text.val_characters  # counted in that pass: bits per character
+    save_run_files(out, record, tokenizer)
+    torch.manual_seed(train_config.seed)
+    model = RNNLanguageModel(model_config) if parent is None else child_model(parent, model_config, train_config.seed)
+    return _Run(record, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
+
+
+def _settle(source: CorpusSource, settings: dict, parent: Parent | None, where: Distributed | None,
+            val: ValData | None = None):
+    """(text, tokenizer, Resolved): the settings that read the corpus, its vocabulary, then every setting
+    with it (training/config.py ``resolve``). ``where`` None: a dry run, which sizes nothing."""
+    inherited = parent.settings() if parent is not None else None
+    train_config = resolve(settings, parent=inherited).train  # what reading the text needs
+    if where is not None:
+        where.rows(train_config.batch_size)  # the global batch must split evenly over the processes
     text = open_text(source, train_config.level, train_config.lowercase)  # streamed: the first of two passes
     if parent is not None and parent.tokenizer.level == "subword":
         tokenizer = parent.tokenizer  # byte level spells any text: the parent's vocabulary as it is
@@ -186,36 +212,27 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
         tokenizer = text.tokenizer(train_config, val=val)
     if parent is not None:  # the parent's ids first, then what the new corpus adds
         tokenizer = merged_tokenizer(parent, tokenizer)
-    model_settings = output_layer(model_settings, settings, tokenizer.vocab_size, level)
-    sizing = None
-    if train_config.size == "auto":  # the unset sizes, from this machine's measured speed (sizing.py)
-        model_settings, train_config, sizing = auto_size(
-            model_settings, train_config, settings, tokenizer.vocab_size, processes=where.world_size,
-            corpus_tokens=rough_tokens(text.characters, level),
-            device=where.device(pick_device(train_config.device)), fine_tuning=parent is not None)
-    model_config = ModelConfig(**{**model_settings, "vocab_size": tokenizer.vocab_size}).validate()
-    check_memory(model_config, pick_device(train_config.device))
-    if not (sizing or {}).get("choice"):  # sizing's own line said all this when it chose the size
-        print(_opening_line(model_config, train_config, tokenizer))
-    config = _run_config(text, source, model_config, train_config, tokenizer)
-    if sizing:
-        config["sizing"] = sizing
-    if parent is not None:
-        merge_corpus_facts(parent, config["corpus"], MAX_SPEAKERS)
-        config["parent"] = parent_record(parent)
-    if val is not None:
-        config["corpus"]["val_data"] = val.facts()
-    val_start = config["corpus"]["train_tokens"] = text.train_tokens(tokenizer, train_config, val=val)
-    _clear_old_run(out)  # only now: a start refused above leaves the old run (or nothing) behind
-    save_run_files(out, config, tokenizer)
-    key = cache_key(cache_fingerprint(config["corpus"]["sha256"], config["corpus"]), tokenizer)
-    ids = _cache_ids(out, text.ids(tokenizer, train_config, val=val, val_start=val_start), key,
-                     tokenizer.vocab_size)  # the second pass
-    config["corpus"]["val_characters"] = text.val_characters  # counted in that pass: bits per character
-    save_run_files(out, config, tokenizer)
-    torch.manual_seed(train_config.seed)
-    model = RNNLanguageModel(model_config) if parent is None else child_model(parent, model_config, train_config.seed)
-    return _Run(config, train_config, model, tokenizer, ids, key, resume=False, val_start=val_start)
+    fine_tuning, tokens = parent is not None, rough_tokens(text.characters, train_config.level)
+
+    def probe(model_settings: dict, train: TrainConfig, given: dict, vocab_size: int):
+        """--size auto: the unset sizes, from this machine's measured speed (sizing.py)."""
+        if where is None:  # a dry run: say whether the run will choose, and choose nothing
+            why = fixed_because(train, given, fine_tuning)
+            return model_settings, train, {"choice": None, "reason": f"sizing: fixed sizes, {why}"} if why else \
+                {"choice": LATER}
+        return auto_size(model_settings, train, given, vocab_size, processes=where.world_size, corpus_tokens=tokens,
+                         device=where.device(pick_device(train.device)), fine_tuning=fine_tuning)
+
+    return text, tokenizer, resolve(settings, parent=inherited, vocab_size=tokenizer.vocab_size, size=probe)
+
+
+def plan_run(request: CorpusRequest, settings: dict) -> Resolved:
+    """``scriptrnn train --dry-run``: the run's settings and what decided each, from reading the corpus and the
+    parent; nothing is written and --size auto's probe does not run (its sizes are marked as chosen later)."""
+    settings = dict(settings)
+    init_from = settings.pop("init_from", None)
+    parent = read_parent(init_from) if init_from is not None else None
+    return _settle(request.resolve(), settings, parent, None)[2]
 
 
 def _opening_line(model_config: ModelConfig, train_config: TrainConfig, tokenizer) -> str:
@@ -227,23 +244,19 @@ def _opening_line(model_config: ModelConfig, train_config: TrainConfig, tokenize
             f"{device} in {precision}")
 
 
-def _run_config(text, source: CorpusSource, model_config: ModelConfig, train_config: TrainConfig,
-                tokenizer) -> dict:
+def _run_record(text, source: CorpusSource, resolved: Resolved, tokenizer) -> RunRecord:
     """config.json's content for a new run (metrics are added when it ends); ``text`` from prepare.open_text."""
+    train_config = resolved.train
     fold_case = train_config.level == "word" and train_config.lowercase
     speakers = [s.lower() if fold_case else s for s, _ in text.speakers.most_common(MAX_SPEAKERS)]
-    config = {
-        "created_by": f"scriptrnn {__version__}",
-        "command": invocation(),  # for the model card (hub/card.py)
-        "model": model_config.to_dict(),
-        "training": vars(train_config),
-        "corpus": {"name": text.name, "characters": text.characters, "speakers": speakers,
-                   "source": source.to_dict(), "sha256": text.sha256},
-    }
+    corpus = CorpusFacts(name=text.name, characters=text.characters, speakers=speakers, source=source.to_dict(),
+                         sha256=text.sha256)
     if text.styled is not None:
-        config["corpus"]["styles"] = style_facts(text.styled, fold_case)
+        corpus.styles = [StyleFacts(**facts) for facts in style_facts(text.styled, fold_case)]
         _check_tags_kept(text.styled, tokenizer, train_config.min_count)
-    return config
+    return RunRecord(FORMAT_NAME, FORMAT_VERSION, created_by=f"scriptrnn {__version__}", command=invocation(),
+                     model=resolved.model.to_dict(), training=dict(vars(train_config)), corpus=corpus,
+                     sizing=resolved.sizing or None, decided_by=resolved.decided_by)
 
 
 def _cache_ids(out: Path, ids, key: str, vocab_size: int) -> np.memmap:
@@ -263,59 +276,59 @@ def _check_tags_kept(text_corpus: StyledCorpus, tokenizer, min_count: int) -> No
 
 
 def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distributed, val_data=None) -> _Run:
-    config = read_config(out)
-    source = CorpusSource.from_dict(config.get("corpus", {}).get("source"))
+    record = read_config(out)
+    corpus = record.corpus
+    source = CorpusSource.from_dict(corpus.source)
     # The run's own command again (DATA, settings) is fine; what differs is refused, named (same_run.py).
-    settings = resume_settings(config, source, request, settings)
+    settings = resume_settings(record, source, request, settings)
     tokenizer = tokenizer_from_dict(read_json(out / TOKENIZER_FILE, "the vocabulary"))
-    training = {**config.get("training", {}), **settings}
-    train_config = TrainConfig.from_dict(training).validate()
+    train_config = TrainConfig.from_dict({**record.training, **settings}).validate()
     where.rows(train_config.batch_size)  # any number of processes that splits the global batch evenly
-    config["training"] = vars(train_config)
+    record.training = dict(vars(train_config))
+    if record.decided_by:  # (a run from before the record has none to add to)
+        record.decided_by.update({name: ON_RESUME for name in settings})
     if source is None:
         raise ScriptRNNError(f"{out / CONFIG_FILE} does not say which corpus the run read; it cannot resume")
     text = open_text(source, None)  # one streamed pass for the fingerprint; the vocabulary is the run's
     # An exact resume needs the very text the run started on.
     fingerprint = text.sha256
-    if config["corpus"].get("sha256", fingerprint) != fingerprint:
+    if corpus.sha256 not in (None, fingerprint):
         raise ScriptRNNError(
             f"the corpus ({source.describe()}) has changed since this run started; "
             "--resume needs the same text (start a new run with --overwrite or another --out)"
         )
-    val = ValData.of_run(config["corpus"])  # the same validation files too
+    val = ValData.of_run(corpus.val_data)  # the same validation files too
     if val_data:
         check_val_data(val, val_data)  # --val-data again is fine when it names the run's own files
     if val is not None:
-        val.check_unchanged(config["corpus"]["val_data"])
-    key = cache_key(cache_fingerprint(fingerprint, config["corpus"]), tokenizer)
-    ids, val_start = open_cache(out / TOKENS_FILE, key), config["corpus"].get("train_tokens")
-    if ids is None or not isinstance(val_start, int) or not 0 < val_start < len(ids):
+        val.check_unchanged(corpus.val_data)
+    key = cache_key(cache_fingerprint(fingerprint, corpus.val_data), tokenizer)
+    ids, val_start = open_cache(out / TOKENS_FILE, key), corpus.train_tokens
+    if ids is None or val_start is None or not 0 < val_start < len(ids):
         # A run from before the cache, or a cache that is damaged or stale: tokenize again.
         ids = _cache_ids(out, text.ids(tokenizer, train_config, val=val), key, tokenizer.vocab_size)
         val_start = text.train_tokens(tokenizer, train_config, len(ids) - text.val_tokens, val=val)
-        config["corpus"].update(train_tokens=val_start, val_characters=text.val_characters)
-    return _Run(config, train_config, build_model(config), tokenizer, ids, key, resume=True, val_start=val_start)
+        corpus.train_tokens, corpus.val_characters = val_start, text.val_characters
+    return _Run(record, train_config, build_model(record), tokenizer, ids, key, resume=True, val_start=val_start)
 
 
 def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) -> TrainResult:
     train_ids, val_ids = run.ids[: run.val_start], run.ids[run.val_start:]  # views of the memory map
     trainer = Trainer(run.model, train_ids, val_ids, run.train_config, out, level=run.tokenizer.level,
                       progress=progress, callbacks=callbacks, dist=where,
-                      val_characters=run.config["corpus"].get("val_characters"))
+                      val_characters=run.record.corpus.val_characters)
     if run.resume:
         trainer.load_resume()
     else:  # --size auto's probe took its seconds out of the budget
-        trainer.state.elapsed_s = run.config.get("sizing", {}).get("probe_s", 0.0)
+        trainer.state.elapsed_s = run.record.probe_s
     if where.is_main and run.train_config.sample_every:  # under torchrun only rank 0 samples
-        trainer.sampler = RunSamples(out, run.tokenizer, run.config, every=run.train_config.sample_every,
+        trainer.sampler = RunSamples(out, run.tokenizer, run.record, every=run.train_config.sample_every,
                                      seed=run.train_config.seed, start_step=trainer.state.step)
     result = trainer.fit()
     if where.is_main:
-        run.config["metrics"] = {"val": {**result.metrics, **case_note(run.tokenizer)},
-                                 "best_val_loss_sampled": result.best_val_loss,
-                                 "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
-                                 "stopped_because": result.stopped_because}
-        run.config["machine"] = machine(str(trainer.device))
-        save_run_files(out, run.config, run.tokenizer)
-        write_card(out, run.config, sample=last_sample(out))
+        run.record.metrics = Metrics({**result.metrics, **case_note(run.tokenizer)}, result.best_val_loss,
+                                     result.steps, round(result.elapsed_s, 1), result.stopped_because)
+        run.record.machine = machine(str(trainer.device))
+        save_run_files(out, run.record, run.tokenizer)
+        write_card(out, run.record.to_dict(), sample=last_sample(out))
     return result
