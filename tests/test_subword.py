@@ -143,4 +143,4 @@ def test_word_level_keeps_case_unless_told_to_fold(tmp_path):
     assert folded.tokenizer.lowercase and "jerry" in folded.tokenizer.vocab and "JERRY" not in folded.tokenizer.vocab
     said = "lower-cased text (this model folds case and cannot write capitals"
     assert scriptrnn.evaluate(tmp_path / "folded")["scored_on"].startswith(said)
-    assert folded.config["metrics"]["val"]["scored_on"].startswith(said)
+    assert folded.config.metrics.val["scored_on"].startswith(said)

@@ -63,7 +63,7 @@ class Parent:
         if self.tokenizer.level == "word":
             inherited["lowercase"] = self.tokenizer.lowercase
         if self.tokenizer.level == "subword":  # the parent's byte pairs are kept (merged_tokenizer)
-            inherited["subword_vocab_size"] = self.config.training.get("subword_vocab_size", self.tokenizer.vocab_size)
+            inherited["subword_vocab_size"] = self.record.training.get("subword_vocab_size", self.tokenizer.vocab_size)
         return ParentSettings(self.label, inherited)
 
 
