@@ -16,6 +16,7 @@ from .evaluation.text_report import TextReport
 from .evaluation.scoring import evaluate_model
 from .evaluation.scoring import sample_report as _sample_report
 from .model.loader import pretrained_dir
+from .training.config import TrainConfig
 from .training.distributed import DEFAULT_TIMEOUT_S
 from .training.loop import Trainer, TrainResult
 from .training.setup import run_training
@@ -94,7 +95,8 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
     """
     genres = [genres] if isinstance(genres, str) else list(genres or [])
     request = CorpusRequest(data, corpus, tuple(genres), None, TextFormat(encoding, speaker_column, dialogue_column))
-    return evaluate_model(load(run_dir, device=device), request, held_out=held_out)
+    return evaluate_model(load(run_dir, device=device), request, held_out=held_out,
+                          default_fraction=TrainConfig.val_fraction)
 
 
 def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_tokens: int | None = None,
@@ -102,4 +104,4 @@ def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_token
     """Write ``samples`` texts and report on them against the run's own training and held-out text:
     known speakers, real words, distinct-1/2/3, copying, line lengths (evaluation/text_report.py)."""
     return _sample_report(load(run_dir, device=device), samples, max_new_tokens=max_new_tokens,
-                          temperature=temperature, seed=seed)
+                          temperature=temperature, seed=seed, default_fraction=TrainConfig.val_fraction)
