@@ -107,7 +107,7 @@ def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = Tru
             return _evaluate_styles(script_model, split)
         text = run.corpus.text
     else:
-        text = load_corpus(paths or None, corpus=request.corpus or "shakespeare", genres=list(request.genres) or None,
+        text = load_corpus(paths or None, corpus=request.corpus or CorpusRequest.corpus, genres=list(request.genres) or None,
                            text_format=request.text_format).text
     encoded = encode_text(script_model.tokenizer, text)
     return _score(script_model, encoded.tail(run.fraction) if held_out else encoded)
