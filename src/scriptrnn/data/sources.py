@@ -10,7 +10,7 @@ import each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from ..errors import ScriptRNNError
@@ -94,12 +94,8 @@ class CorpusSource:
 def load_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = CorpusRequest.corpus,
                 genres: str | Iterable[str] | None = None, text_format: TextFormat | None = None) -> Corpus:
     """The user's files if any are given, otherwise the named built-in corpus."""
-    path_list = as_path_list(paths)
-    f = text_format or TextFormat()
-    if path_list:
-        _no_genres(genres)
-        return read_corpus(path_list, encoding=f.encoding, speaker_column=f.speaker_column,
-                           dialogue_column=f.dialogue_column)
+    if path_list := _user_files(paths, genres):
+        return read_corpus(path_list, **asdict(text_format or TextFormat()))
     if corpus not in BUILTIN_CORPORA:
         known = ", ".join(BUILTIN_CORPORA)
         raise ScriptRNNError(f"unknown built-in corpus {corpus!r}; known corpora: {known}")
@@ -109,14 +105,18 @@ def load_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: s
 def stream_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = CorpusRequest.corpus,
                   genres: str | Iterable[str] | None = None, text_format: TextFormat | None = None) -> StreamedCorpus:
     """load_corpus's text as a stream of pieces (stream.py): files stream, the built-in plays (~5 MB) are one."""
-    path_list = as_path_list(paths)
-    f = text_format or TextFormat()
-    if path_list:
-        _no_genres(genres)
-        return streamed_files(path_list, encoding=f.encoding, speaker_column=f.speaker_column,
-                              dialogue_column=f.dialogue_column)
+    if path_list := _user_files(paths, genres):
+        return streamed_files(path_list, **asdict(text_format or TextFormat()))
     builtin = load_corpus(None, corpus=corpus, genres=genres)
     return StreamedCorpus(builtin.name, lambda: iter([builtin.text]))
+
+
+def _user_files(paths, genres) -> list:
+    """The files and folders given (genres choose built-in plays, so they come without them)."""
+    path_list = as_path_list(paths)
+    if path_list:
+        _no_genres(genres)
+    return path_list
 
 
 def _no_genres(genres) -> None:
