@@ -1,7 +1,7 @@
 """Soak and slow-client tests of `scriptrnn serve`: what issue 17 measured by hand, repeatable.
 
-    python benchmarks/serve_soak.py soak [--clients 64] [--seconds 60] [--tokens 100]
-    python benchmarks/serve_soak.py slow [--clients 8] [--slow 200] [--seconds 20] [--tokens 50]
+    python -m benchmarks.serve_soak soak [--clients 64] [--seconds 60] [--tokens 100]
+    python -m benchmarks.serve_soak slow [--clients 8] [--slow 200] [--seconds 20] [--tokens 50]
 
 soak: --clients streaming clients (POST /generate_stream, as serve_load.py) request back to
 back for --seconds; records requests, errors, p50/p99 latency to the first token and to the
@@ -33,8 +33,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serve_load import free_port, one_request, start_server  # noqa: E402
+from .serve_load import free_port, one_request, start_server
 
 
 def server_facts(pid: int) -> dict:
