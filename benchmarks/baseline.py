@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import ids_tensor
 from scriptrnn.classic import RNN, batch_data, forward_back_prop
+
+from .common import ids_tensor
 
 COURSE = dict(embedding_dim=250, hidden_dim=256, n_layers=2, dropout=0.5, lr=0.001, batch_size=128)
 # The course used 10-20 words per window; at char level the classic Keras example uses 40.

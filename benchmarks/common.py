@@ -1,4 +1,4 @@
-"""What every benchmark shares: the corpora, one tokenization and split, the machine, the outputs.
+"""What every benchmark shares: the corpora, one tokenization and split, the machine, the results files.
 
 Both scriptrnn and the course baseline read their ids from ``token_split`` so that
 they see the same tokens, the same held-out end and are scored on the same positions.
@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,14 @@ from scriptrnn.data.batching import split_ids
 from scriptrnn.data.sources import load_corpus
 from scriptrnn.data.shakespeare import shakespeare_corpus
 from scriptrnn.data.tokenizer import fit_tokenizer
+from scriptrnn.device import autocast_dtype
 from scriptrnn.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 SHARED_DATA = REPO.parent / "shared" / "data"
 WORK = Path(os.environ.get("SCRIPTRNN_BENCH_WORK", "/tmp/scriptrnn-bench"))  # runs, caches: never committed
-VAL_FRACTION = 0.1
+VAL_FRACTION = TrainConfig.val_fraction  # what `scriptrnn train` holds out
 
 
 @dataclass
@@ -68,7 +70,17 @@ def token_split(c: Corpus):
     return tokenizer, train_ids, val_ids
 
 
-def machine() -> dict:
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")  # what decides bf16 speed
+
+
+def bf16_native(device: torch.device = torch.device("cpu")) -> bool:
+    """The test scriptrnn's trainer makes for --precision auto (CPU: oneDNN's; GPU: CUDA's)."""
+    return autocast_dtype("auto", device) is not None
+
+
+def machine(device: torch.device = torch.device("cpu")) -> dict:
+    """What a figure was measured on: the CPU (lscpu's model name and the flags that decide bfloat16
+    speed), cores, threads, torch, Python, the date and time, and the GPU when measured on one."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -77,8 +89,18 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        lscpu = ""
+    lines = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lscpu.splitlines() if ":" in line)}
+    flags = set(lines.get("Flags", "").split())
+    return {"cpu": lines.get("Model name", cpu), "cpus": lines.get("CPU(s)"), "cores": os.cpu_count(),
+            "flags": [f for f in CPU_FLAGS if f in flags], "bf16_native": bf16_native(device),
+            **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "date": datetime.date.today().isoformat(),
+            "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def matmul_peak(dtype=torch.float32, n: int = 2048, seconds: float = 3.0) -> float:
@@ -100,6 +122,21 @@ def write_results(name: str, data: dict, markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
     print(markdown)
+
+
+class JsonStore:
+    """Results kept in one JSON file, rewritten whole (atomically) after each run, so a benchmark spread
+    over several sessions loses nothing and a rerun skips what is saved."""
+
+    def __init__(self, path: Path, empty: dict):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else empty
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(self.path.suffix + ".tmp")
+        temporary.write_text(json.dumps(self.data, indent=1) + "\n")
+        os.replace(temporary, self.path)
 
 
 def table(header: list[str], rows: list[list]) -> str:

@@ -1,6 +1,6 @@
 """Training throughput with and without DDP: one process on one device, then N under torchrun.
 
-    python benchmarks/ddp_throughput.py [--procs N] [--steps 300] [--batch-per-process 64] [--out benchmarks/results]
+    python -m benchmarks.ddp_throughput [--procs N] [--steps 300] [--batch-per-process 64] [--out benchmarks/results]
 
 Each process gets the same work in both runs (``--batch-per-process`` streams of
 ``--seq-len`` tokens per step), so the ideal is N times the tokens/s of one process;

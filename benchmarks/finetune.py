@@ -13,8 +13,8 @@ characters, a superset of the scratch run's, which can only cost it.
 
 Run it alone on an idle machine (timings):
 
-    python benchmarks/finetune.py                              # finetune and scratch at 1, 2, 5 min (~16 min)
-    python benchmarks/finetune.py --lrs 3e-4,1e-3,3e-3 --minutes 1,2 --methods finetune   # the learning rates, ~10 min
+    python -m benchmarks.finetune                              # finetune and scratch at 1, 2, 5 min (~16 min)
+    python -m benchmarks.finetune --lrs 3e-4,1e-3,3e-3 --minutes 1,2 --methods finetune   # the learning rates, ~10 min
 
 Results go to benchmarks/results/finetune.json and .md, written after every cell; a rerun skips
 the cells already there (--redo to run them again). `--smoke` runs every cell for a few seconds
@@ -29,11 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_DATA, WORK, machine  # noqa: E402
+import scriptrnn
+from scriptrnn.training.config import FINETUNE_DEFAULTS
 
-import scriptrnn  # noqa: E402
-from scriptrnn.training.config import FINETUNE_DEFAULTS  # noqa: E402
+from .common import RESULTS, SHARED_DATA, WORK, machine
 
 CORPUS_BYTES = 300_000
 METHODS = {
@@ -132,7 +131,7 @@ def main(argv=None) -> None:
     results = json.loads(path.read_text()) if path.exists() else {"cells": {}}
     results.update({"corpus": f"first {args.bytes:,} bytes of {args.data.name}, char level, last 10% held out",
                     "machine": machine(), "smoke": args.smoke,
-                    "command": "python benchmarks/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:])})
+                    "command": "python -m benchmarks.finetune " + " ".join(argv if argv is not None else sys.argv[1:])})
     args.out.mkdir(parents=True, exist_ok=True)
     for key, settings in cells(args):
         if key in results["cells"] and not args.redo:

@@ -1,6 +1,6 @@
 """Fuzz the corpus readers and the checkpoint loader with random and mutated bytes.
 
-    python benchmarks/fuzz.py --seconds 60 [--seed 0] [--report FILE]
+    python -m benchmarks.fuzz --seconds 60 [--seed 0] [--report FILE]
 
 Needs only the test extras (Hypothesis generates the inputs and shrinks each failure
 to a small one). The seeds are real files: two small runs (char and word level)
@@ -350,7 +350,7 @@ def main(argv=None) -> int:
 
 def report(args, elapsed: float, counter: dict, findings: dict) -> str:
     lines = [
-        f"command: python benchmarks/fuzz.py --seconds {args.seconds:g} --seed {args.seed}",
+        f"command: python -m benchmarks.fuzz --seconds {args.seconds:g} --seed {args.seed}",
         f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"torch {torch.__version__}, scriptrnn {scriptrnn.__version__}",

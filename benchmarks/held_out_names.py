@@ -1,6 +1,6 @@
 """Where a char model's held-out loss on the built-in plays goes: speaker names it never saw, and the rest.
 
-    python benchmarks/held_out_names.py [MODEL_DIR]     # default: the ready model in the package
+    python -m benchmarks.held_out_names [MODEL_DIR]     # default: the ready model in the package
 
 The built-in corpus's held-out end (its last 10%: Macbeth, Othello, Romeo and Juliet, Timon of
 Athens) is full of speakers the training plays never name. A name's characters at a line start

@@ -1,7 +1,7 @@
 """Preparing a corpus at 100 MB, 1 GB and 5 GB: time and peak memory of what `scriptrnn train` does first.
 
-    python benchmarks/prepare_scale.py                       # 100, 1000 and 5000 MB, char level (a quiet machine)
-    python benchmarks/prepare_scale.py --sizes 10 20 50 --name prepare-scale-small   # a quick check
+    python -m benchmarks.prepare_scale                       # 100, 1000 and 5000 MB, char level (a quiet machine)
+    python -m benchmarks.prepare_scale --sizes 10 20 50 --name prepare-scale-small   # a quick check
 
 Each size is the ~1 MB Shakespeare text repeated into one file under --tmp, prepared in a
 fresh process exactly as a new run prepares it (training/prepare.py: one streamed pass to
@@ -53,7 +53,7 @@ def measure(mb: int, level: str, tmp: Path) -> dict:
                              "free some space or pass --tmp on a bigger disk")
         text_file = work / f"corpus-{mb}mb.txt"
         _write_repeated(text_file, mb * 1_000_000)
-        done = subprocess.run([sys.executable, __file__, "--child", str(text_file), "--level", level],
+        done = subprocess.run([sys.executable, "-m", __spec__.name, "--child", str(text_file), "--level", level],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"preparing {mb} MB failed: {done.stderr[-2000:]}")
@@ -65,8 +65,7 @@ def measure(mb: int, level: str, tmp: Path) -> dict:
 
 
 def _write_repeated(path: Path, size: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import shakespeare_1mb  # the same ~1 MB text the other benchmarks read
+    from .common import shakespeare_1mb  # the same ~1 MB text the other benchmarks read
 
     source = shakespeare_1mb().read_bytes()
     with open(path, "wb") as f:
@@ -110,8 +109,7 @@ def _peak_rss_mb() -> float:
 
 
 def report(runs: list[dict], level: str, name: str, sizes: list[int]) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import table, write_results
+    from .common import table, write_results
 
     rows = [[f"{r['mb']:,.0f}", f"{r['tokens']:,}", f"{r['seconds']:.1f}", f"{r['scan_seconds']:.1f}",
              f"{r['encode_seconds']:.1f}", f"{r['mb'] / r['seconds']:.0f}", f"{r['mb'] / r['cpu_seconds']:.0f}",
@@ -120,7 +118,7 @@ def report(runs: list[dict], level: str, name: str, sizes: list[int]) -> None:
     per_mb = [r["seconds"] / r["mb"] for r in runs]
     peak = max(r["peak_rss_mb"] for r in runs)
     slowest = min(r["mb"] / r["seconds"] for r in runs)
-    md = (f"Command: `python benchmarks/prepare_scale.py --sizes {' '.join(map(str, sizes))} --level {level}`\n\n"
+    md = (f"Command: `python -m benchmarks.prepare_scale --sizes {' '.join(map(str, sizes))} --level {level}`\n\n"
           + table(["corpus MB", f"tokens ({level})", "prepare s", "pass 1 s (scan)", "pass 2 s (encode)", "MB/s",
                    "MB/s of CPU time",
                    "peak RSS MB", "token cache MB"], rows)

@@ -1,8 +1,8 @@
 """scriptrnn against the course method: quality per minute, speed, large vocabularies, scale.
 
-    python benchmarks/prove.py all            # everything, about 75 minutes on 2 cores
-    python benchmarks/prove.py quality --corpus seinfeld
-    python benchmarks/prove.py throughput     # or: generation, softmax, scale
+    python -m benchmarks.prove all            # everything, about 75 minutes on 2 cores
+    python -m benchmarks.prove quality --corpus seinfeld
+    python -m benchmarks.prove throughput     # or: generation, softmax, scale
 
 Each part writes benchmarks/results/<part>.json, .md and .png; RESULTS.md quotes them.
 Run nothing else on the machine meanwhile: the figures are wall-clock.
@@ -23,16 +23,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import baseline  # noqa: E402
-from common import RESULTS, WORK, corpus, matmul_peak, nonembedding_params, table, token_split, write_results  # noqa: E402
+import scriptrnn
+from scriptrnn.evaluation.coverage import bits_per_char, characters_from
+from scriptrnn.data.sources import load_corpus
+from scriptrnn.generate.script_model import ScriptModel
+from scriptrnn.model.network import ModelConfig, RNNLanguageModel
+from scriptrnn.training.reporting import METRICS_FILE
 
-import scriptrnn  # noqa: E402
-from scriptrnn.evaluation.coverage import bits_per_char, characters_from  # noqa: E402
-from scriptrnn.data.sources import load_corpus  # noqa: E402
-from scriptrnn.generate.script_model import ScriptModel  # noqa: E402
-from scriptrnn.model.network import ModelConfig, RNNLanguageModel  # noqa: E402
-from scriptrnn.training.reporting import METRICS_FILE  # noqa: E402
+from . import baseline
+from .common import RESULTS, WORK, corpus, matmul_peak, nonembedding_params, table, token_split, write_results
 
 
 # ---------------------------------------------------------------- quality per minute
@@ -326,7 +325,7 @@ def scale() -> dict:
 def _child(part: str, text_file: str) -> dict:
     import subprocess
 
-    done = subprocess.run([sys.executable, __file__, part, "--file", text_file], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", __spec__.name, part, "--file", text_file], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{part} failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

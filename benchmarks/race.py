@@ -1,9 +1,9 @@
 """The race (issue 14, item 5): scriptrnn's defaults, a small causal transformer and the course
 method, each trained for the same minutes of wall clock on the same split of a ~1 MB text.
 
-    python benchmarks/race.py --text builtin-1mb --budgets 1,2,5,10 --precision auto,fp32 \\
+    python -m benchmarks.race --text builtin-1mb --budgets 1,2,5,10 --precision auto,fp32 \\
         --methods scriptrnn,transformer,course --out benchmarks/results/race
-    python benchmarks/race.py --smoke      # the whole pipeline on a tiny text: about a minute of CPU time
+    python -m benchmarks.race --smoke      # the whole pipeline on a tiny text: about a minute of CPU time
 
 The full race trains for 82 minutes (18 per method and precision; the course method once, 10)
 and scores for about a minute per cell: about 1 h 45 min in all (each scriptrnn --size mode
@@ -58,46 +58,38 @@ or below the transformer's ``--reach-budget``-minute loss, read from scriptrnn's
 validation checks (metrics.jsonl, minutes include its checks). They score the same held-out
 tenth as 32 carried streams, whose 32 first characters start without context: about 0.001
 nats above the one-stream figure on 100,000 characters.
+
+The race's parts: the transformer (race_transformer.py), the scoring (race_scoring.py), the results
+file, tables and picture (race_report.py); here the text and its split, one cell per method and the
+command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
-import math
-import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import baseline  # noqa: E402
-import common  # noqa: E402
+import scriptrnn
 
-import scriptrnn  # noqa: E402
-from scriptrnn.training.config import level_defaults  # noqa: E402
+from . import baseline, common
+from .race_report import COURSE_PRECISION, DEFAULT_SCRIPTRNN, METHODS, SCRIPTRNN, Store, write_report
+from .race_scoring import score_course, score_scriptrnn, score_transformer
+from .race_transformer import train_transformer
 
-# scriptrnn with each --size mode (the column of the default's is marked); "scriptrnn" on the command
-# line means the default's. Cells made when the method was "scriptrnn" (--size fixed the default
-# then) are read as scriptrnn-fixed.
-SCRIPTRNN = {"scriptrnn-auto": "auto", "scriptrnn-fixed": "fixed"}
-METHODS = (*SCRIPTRNN, "transformer", "course")
-DEFAULT_SCRIPTRNN = f"scriptrnn-{level_defaults('char')['size']}"
-COURSE_PRECISION = "fp32"  # the course method has no bfloat16
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 SMOKE_CHARS = 60_000  # enough for one of scriptrnn's default (64, 129) batches after the split
+DEVICE = torch.device("cpu")  # where the race trains and scores: --device (main sets it once)
 
 
-# ---------------------------------------------------------------- the text, its split, the machine
+# ---------------------------------------------------------------- the text, its split
 
 @dataclass
 class Split:
@@ -135,217 +127,12 @@ def _smoke_text(source: Path) -> Path:
     return path
 
 
-DEVICE = torch.device("cpu")  # where the race trains and scores: --device (main sets it once)
-
-
-def bf16_native() -> bool:
-    """The test scriptrnn's trainer makes for --precision auto (on a CPU: oneDNN's; on a GPU: CUDA's)."""
-    if DEVICE.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def arithmetic(precision: str) -> str:
     """What a --precision becomes on this machine: 'bf16' or 'fp32'."""
-    if precision == "bf16" and not bf16_native():
+    native = common.bf16_native(DEVICE)
+    if precision == "bf16" and not native:
         raise SystemExit(f"--precision bf16: this {DEVICE.type} has no native bfloat16; use auto or fp32")
-    return "fp32" if precision == "fp32" or not bf16_native() else "bf16"
-
-
-def machine() -> dict:
-    """common.machine() plus lscpu's model name, the CPU flags that decide bf16 speed, the GPU if raced on, the time."""
-    facts = common.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        lscpu = ""
-    lines = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    lines = {k.strip(): v.strip() for k, v in lines.items()}
-    flags = set(lines.get("Flags", "").split())
-    return {**facts, "cpu": lines.get("Model name", facts["cpu"]), "cpus": lines.get("CPU(s)"),
-            "flags": [f for f in CPU_FLAGS if f in flags], "bf16_native": bf16_native(),
-            **({"gpu": torch.cuda.get_device_name(DEVICE)} if DEVICE.type == "cuda" else {}),
-            "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-# ---------------------------------------------------------------- scoring, the same for all
-
-def _report(total_nats: float, positions: int, expected: int) -> dict:
-    if positions != expected:  # every method must score exactly the held-out positions 1..n-1
-        raise AssertionError(f"scored {positions} positions, expected {expected}")
-    loss = total_nats / positions
-    return {"loss": loss, "bits_per_char": loss / math.log(2), "positions": positions}
-
-
-@torch.no_grad()
-def score_scriptrnn(model, val_ids: np.ndarray, window: int = 1024) -> dict:
-    """One stream, the state carried over the whole held-out text (model(x, state, targets) -> mean, state)."""
-    model.eval()
-    ids = torch.from_numpy(np.asarray(val_ids, dtype=np.int64)).to(DEVICE)
-    total, count, state = 0.0, 0, None
-    for s in range(0, len(ids) - 1, window):
-        x, y = ids[s:s + window][None], ids[s + 1:s + window + 1][None]  # (1, T)
-        x = x[:, : y.shape[1]]
-        loss, state = model(x, state, targets=y)
-        total += loss.item() * y.numel()
-        count += y.numel()
-    return _report(total, count, len(ids) - 1)
-
-
-@torch.no_grad()
-def score_course(rnn, val_ids: np.ndarray, seq_len: int) -> dict:
-    """The course LSTM both ways, each over every position; the better counts (baseline.held_out_loss's rule)."""
-    rnn.eval()
-    n = len(val_ids) - 1
-    window = baseline.window_loss(rnn, val_ids, seq_len)  # each position from the seq_len ids before it
-    carried = baseline.carried_loss(rnn, val_ids, streams=1)  # one stream: what scriptrnn gets
-    return {**_report(min(window, carried) * n, n, n), "window_loss": window, "carried_loss": carried}
-
-
-@torch.no_grad()
-def score_transformer(model: "TinyGPT", val_ids: np.ndarray, stride: int, batch: int = 256) -> dict:
-    """Sliding windows of the model's context; each scores only the positions the one before did not.
-
-    With stride s, windows start s apart and each scores its last s positions, which so see
-    between C-s+1 and C characters (the first window scores all its positions). Stride 1: all C.
-    """
-    model.eval()
-    ids = torch.from_numpy(np.asarray(val_ids, dtype=np.int64)).to(DEVICE)
-    n, C = len(ids), min(model.config.context, len(ids) - 1)
-    starts = list(range(0, n - 1 - C + 1, min(stride, C)))  # a stride over C would skip positions
-    if starts[-1] != n - 1 - C:
-        starts.append(n - 1 - C)  # the last window ends at the last target
-    starts = torch.tensor(starts, device=DEVICE)
-    first = torch.cat([torch.zeros(1, dtype=torch.long, device=DEVICE), C - starts.diff()])  # (W,) first new offset
-    total, count = 0.0, 0
-    for b in range(0, len(starts), batch):
-        idx = starts[b:b + batch, None] + torch.arange(C, device=DEVICE)  # (W', C)
-        logits = model(ids[idx])  # (W', C, V)
-        nats = F.cross_entropy(logits.flatten(0, 1), ids[idx + 1].flatten(), reduction="none").view(idx.shape)
-        mask = torch.arange(C, device=DEVICE)[None, :] >= first[b:b + batch, None]  # (W', C)
-        total += nats[mask].sum().item()
-        count += int(mask.sum())
-    return _report(total, count, n - 1)
-
-
-# ---------------------------------------------------------------- the transformer
-
-@dataclass
-class GPTConfig:
-    vocab_size: int  # V
-    context: int = 64  # T: characters a position may look back on
-    layers: int = 4  # L
-    heads: int = 4
-    width: int = 128  # E
-    dropout: float = 0.0  # the recipe's: minutes of training leave nothing to regularise yet
-
-
-@dataclass
-class Recipe:
-    """nanoGPT's Shakespeare-character recipe for a CPU, its schedule sized to a budget in minutes."""
-
-    batch_size: int = 12  # B random windows
-    lr: float = 1e-3
-    min_lr: float = 1e-4  # where the cosine ends, at the budget
-    warmup_steps: int = 100
-    weight_decay: float = 0.1  # matrices only, as nanoGPT
-    betas: tuple = (0.9, 0.99)  # beta2 0.99: few tokens per step
-    grad_clip: float = 1.0
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.heads, self.dropout = c.heads, c.dropout
-        self.qkv = nn.Linear(c.width, 3 * c.width, bias=False)
-        self.proj = nn.Linear(c.width, c.width, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, E = x.shape
-        q, k, v = (t.view(B, T, self.heads, E // self.heads).transpose(1, 2)
-                   for t in self.qkv(x).split(E, dim=2))  # each (B, heads, T, E/heads)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return F.dropout(self.proj(y.transpose(1, 2).reshape(B, T, E)), self.dropout, self.training)  # (B, T, E)
-
-
-class Block(nn.Module):
-    """Pre-LN: x + attention(LN(x)), then x + MLP(LN(x))."""
-
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(c.width, bias=False), nn.LayerNorm(c.width, bias=False)
-        self.attn = SelfAttention(c)
-        self.mlp = nn.Sequential(nn.Linear(c.width, 4 * c.width, bias=False), nn.GELU(),
-                                 nn.Linear(4 * c.width, c.width, bias=False), nn.Dropout(c.dropout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
-
-
-class TinyGPT(nn.Module):
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.config = c
-        self.tok, self.pos = nn.Embedding(c.vocab_size, c.width), nn.Embedding(c.context, c.width)
-        self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
-        self.ln_f = nn.LayerNorm(c.width, bias=False)
-        self.head = nn.Linear(c.width, c.vocab_size, bias=False)
-        self.head.weight = self.tok.weight  # tied, as nanoGPT
-        for name, p in self.named_parameters():  # nanoGPT's init; residual projections scaled by depth
-            if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * c.layers) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
-                nn.init.normal_(p, 0.0, std)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        B, T = idx.shape
-        x = F.dropout(self.tok(idx) + self.pos(torch.arange(T, device=idx.device)), self.config.dropout,
-                      self.training)  # (B, T, E)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln_f(x)).float()  # (B, T, V), float32 whatever autocast did
-
-
-def _optimizer(model: TinyGPT, r: Recipe) -> torch.optim.AdamW:
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": matrices, "weight_decay": r.weight_decay},
-                              {"params": others, "weight_decay": 0.0}], lr=r.lr, betas=r.betas)
-
-
-def _lr(r: Recipe, step: int, progress: float) -> float:
-    """Linear warm-up by steps, then cosine from lr to min_lr by the share of the budget spent."""
-    cosine = r.min_lr + 0.5 * (r.lr - r.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
-    return cosine * min(1.0, (step + 1) / r.warmup_steps)
-
-
-def train_transformer(train_ids: np.ndarray, vocab_size: int, dtype: str, minutes: float,
-                      seed: int = 1234, recipe: Recipe | None = None) -> tuple[TinyGPT, dict]:
-    recipe = recipe or Recipe()
-    torch.manual_seed(seed)
-    model = TinyGPT(GPTConfig(vocab_size)).to(DEVICE)
-    optimizer, data = _optimizer(model, recipe), torch.from_numpy(np.asarray(train_ids, dtype=np.int64)).to(DEVICE)
-    T, budget_s, gen = model.config.context, minutes * 60, torch.Generator().manual_seed(seed)
-    step, recent, start = 0, [], time.perf_counter()
-    model.train()
-    while (elapsed := time.perf_counter() - start) < budget_s:
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(recipe, step, elapsed / budget_s)
-        idx = torch.randint(len(data) - T - 1, (recipe.batch_size, 1), generator=gen) + torch.arange(T + 1)
-        chunk = data[idx.to(DEVICE)]  # (B, T+1)
-        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            logits = model(chunk[:, :-1])  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        optimizer.step()
-        step += 1
-        recent = (recent + [loss.item()])[-100:]
-    return model, {"steps": step, "train_seconds": time.perf_counter() - start,
-                   "train_loss_last_100": float(np.mean(recent)) if recent else None,
-                   "parameters": sum(p.numel() for p in model.parameters()), "config": asdict(model.config),
-                   "recipe": asdict(recipe)}
+    return "fp32" if precision == "fp32" or not native else "bf16"
 
 
 # ---------------------------------------------------------------- one cell per method
@@ -370,7 +157,7 @@ def run_scriptrnn(split: Split, method: str, precision: str, minutes: float, wor
     rates = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
     metrics = config.get("metrics", {})
     start = time.perf_counter()
-    scored = score_scriptrnn(trained.model, split.val_ids)
+    scored = score_scriptrnn(trained.model, split.val_ids, DEVICE)
     return {**scored, "eval_seconds": time.perf_counter() - start, "steps": metrics.get("steps"),
             "train_seconds": metrics.get("elapsed_s"), "process_seconds": process_s,
             "stopped_because": metrics.get("stopped_because"), "own_val_loss": metrics.get("val", {}).get("loss"),
@@ -394,9 +181,9 @@ def _check_same_split(split: Split, tokenizer, config: dict) -> None:
 
 def run_transformer(split: Split, precision: str, minutes: float, stride: int) -> dict:
     dtype = arithmetic(precision)
-    model, facts = train_transformer(split.train_ids, split.tokenizer.vocab_size, dtype, minutes)
+    model, facts = train_transformer(split.train_ids, split.tokenizer.vocab_size, dtype, minutes, DEVICE)
     start = time.perf_counter()
-    scored = score_transformer(model, split.val_ids, stride)
+    scored = score_transformer(model, split.val_ids, stride, DEVICE)
     print(f"transformer {precision} {minutes:g} min: {scored['loss']:.4f} nats/char, {facts['steps']} steps",
           flush=True)
     return {**scored, "eval_seconds": time.perf_counter() - start, "eval_stride": stride, **facts}
@@ -412,152 +199,6 @@ def run_course(split: Split, budgets: list[float], save) -> None:
                    score=score_course, on_result=on_result)
 
 
-# ---------------------------------------------------------------- results: saved per cell, merged
-
-class Store:
-    """OUT.json — the race's text and every finished cell — rewritten whole (atomically) after each cell."""
-
-    def __init__(self, out: Path, split: Split):
-        self.out = out
-        self.path = out.parent / (out.name + ".json")
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {"text": split.facts(), "cells": {}}
-        self.data["cells"] = {self.key(c["method"], c["precision"], c["minutes"]): c
-                              for c in map(_renamed, self.data["cells"].values())}
-        if self.data["text"]["sha256"] != split.sha256:
-            raise SystemExit(f"{self.path} holds a race on another text ({self.data['text']['path']}); "
-                             "give another --out")
-
-    @staticmethod
-    def key(method: str, precision: str, minutes: float) -> str:
-        return f"{method}|{precision}|{minutes:g}"
-
-    def get(self, method: str, precision: str, minutes: float) -> dict | None:
-        return self.data["cells"].get(self.key(method, precision, minutes))
-
-    def put(self, record: dict, reach_budget: float) -> None:
-        self.data["cells"][self.key(record["method"], record["precision"], record["minutes"])] = record
-        self.data["reach_budget"] = reach_budget
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.data, indent=1) + "\n")
-        os.replace(temporary, self.path)
-        write_report(self.data, self.out)
-
-
-def _renamed(cell: dict) -> dict:
-    if cell["method"] != "scriptrnn":
-        return cell
-    return {**cell, "method": "scriptrnn-fixed", "renamed_from": "scriptrnn (run when --size fixed was the default)"}
-
-
-def write_report(data: dict, out: Path) -> str:
-    md = markdown(data)
-    (out.parent / (out.name + ".md")).write_text(md + "\n")
-    plot(data, out.parent / (out.name + ".png"))
-    return md
-
-
-def _precisions(cells: dict) -> list[str]:
-    found = {c["precision"] for c in cells.values() if c["method"] != "course"} or {COURSE_PRECISION}
-    return [p for p in ("auto", "bf16", "fp32") if p in found]
-
-
-def _cell(cells: dict, method: str, precision: str, minutes: float) -> dict | None:
-    return cells.get(Store.key(method, COURSE_PRECISION if method == "course" else precision, minutes))
-
-
-def reach(cells: dict, precision: str, budget: float) -> dict | None:
-    """Earliest validation check of any scriptrnn run at ``precision`` at or below the transformer's loss."""
-    target = _cell(cells, "transformer", precision, budget)
-    if target is None:
-        return None
-    hits = [(p["minutes"], p["loss"], c["minutes"], p["step"]) for c in cells.values()
-            if c["method"] == DEFAULT_SCRIPTRNN and c["precision"] == precision
-            for p in c["curve"] if p["loss"] <= target["loss"]]
-    first = min(hits) if hits else None
-    return {"transformer_loss": target["loss"], "budget": budget,
-            "minutes": first[0] if first else None, "loss": first[1] if first else None,
-            "run_minutes": first[2] if first else None, "step": first[3] if first else None}
-
-
-def markdown(data: dict) -> str:
-    cells, t, budget = data["cells"], data["text"], data.get("reach_budget", 5)
-    strides = sorted({c["eval_stride"] for c in cells.values() if "eval_stride" in c}) or [8]
-    minutes = sorted({c["minutes"] for c in cells.values()})
-    machines = sorted({_machine_line(c["machine"]) for c in cells.values()})
-    parts = [f"Text: `{t['path']}`, {t['characters']:,} characters, vocabulary {t['vocab_size']}: the first "
-             f"{t['train_chars']:,} trained on, the last {t['held_out_chars']:,} held out and every position of "
-             "them scored (recurrent models: one stream, state carried; transformer: a 64-character window "
-             f"sliding by {'/'.join(map(str, strides))}). Held-out loss in nats/char (bits/char). "
-             f"Machine: {'; '.join(machines)}."]
-    methods = [m for m in METHODS if any(c["method"] == m for c in cells.values())]
-    for precision in _precisions(cells):
-        rows = []
-        for m in minutes:
-            row = [f"{m:g}"]
-            for method in methods:
-                c = _cell(cells, method, precision, m)
-                shape = f", {c['model']['num_layers']}x{c['model']['hidden_size']}" if c and method in SCRIPTRNN else ""
-                steps = f"{c['steps']:,}{shape}" if c else ""
-                row += [f"{c['loss']:.3f} ({c['bits_per_char']:.3f})", steps] if c else ["pending", ""]
-            rows.append(row)
-        names = {DEFAULT_SCRIPTRNN: f"{DEFAULT_SCRIPTRNN} (the default)", "course": "course method (fp32)"}
-        header = ["minutes"] + [x for m in methods for x in (names.get(m, m), "steps")]
-        parts += [f"### `--precision {precision}`", common.table(header, rows), _reach_line(cells, precision, budget)]
-    return "\n\n".join(parts)
-
-
-def _machine_line(m: dict) -> str:
-    flags = ", ".join(m["flags"]) or "no avx512/amx flags"
-    gpu = f"{m['gpu']} with " if m.get("gpu") else ""
-    return f"{gpu}{m['cpu']} ({flags}), {m['threads']} threads, torch {m['torch']}"
-
-
-def _reach_line(cells: dict, precision: str, budget: float) -> str:
-    r = reach(cells, precision, budget)
-    if r is None:
-        return f"scriptrnn's time to reach the transformer's {budget:g}-minute loss: pending."
-    if r["minutes"] is None:
-        return (f"No {DEFAULT_SCRIPTRNN} run at `--precision {precision}` reached the transformer's {budget:g}-minute loss "
-                f"({r['transformer_loss']:.3f}) at any of its validation checks.")
-    return (f"{DEFAULT_SCRIPTRNN} (the default) reached the transformer's {budget:g}-minute loss ({r['transformer_loss']:.3f}) after "
-            f"**{r['minutes']:.2f} minutes** ({r['loss']:.3f} at step {r['step']} of its {r['run_minutes']:g}-minute "
-            "run, from its own validation checks).")
-
-
-def plot(data: dict, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return  # the JSON and the table are the results; the picture is a convenience
-    cells, precisions = data["cells"], _precisions(data["cells"])
-    fig, axes = plt.subplots(1, len(precisions), figsize=(6.5 * len(precisions), 4.5), squeeze=False, sharey=True)
-    for ax, precision in zip(axes[0], precisions):
-        for c in cells.values():  # scriptrnn's validation checks along each run
-            if c["method"] == DEFAULT_SCRIPTRNN and c["precision"] == precision and c["curve"]:
-                ax.plot([p["minutes"] for p in c["curve"]], [p["loss"] for p in c["curve"]], color="C0", alpha=0.3)
-        styles = ((DEFAULT_SCRIPTRNN, "o-"), ("transformer", "s-"), ("course", "^--"),
-                  (next(m for m in SCRIPTRNN if m != DEFAULT_SCRIPTRNN), "o:"))
-        for i, (method, style) in enumerate(styles):
-            points = sorted((m, c["loss"]) for m in {c["minutes"] for c in cells.values()}
-                            if (c := _cell(cells, method, precision, m)))
-            if points:
-                ax.plot(*zip(*points), style, color=f"C{i}", label=f"{method}, end of each budget")
-        if (r := reach(cells, precision, data.get("reach_budget", 5))) is not None:
-            ax.axhline(r["transformer_loss"], ls=":", color="C1", alpha=0.7,
-                       label=f"transformer after {r['budget']:g} min")
-        ax.set(xlabel="wall-clock minutes of training", title=f"--precision {precision}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[0][0].set_ylabel("held-out loss (nats/char)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------- command line
 
 def race(args: argparse.Namespace) -> str:
@@ -567,7 +208,7 @@ def race(args: argparse.Namespace) -> str:
 
     def save(method: str, precision: str, minutes: float, record: dict) -> None:
         store.put({"method": method, "precision": precision, "arithmetic": arithmetic(precision),
-                   "minutes": minutes, **record, "machine": machine()}, args.reach_budget)
+                   "minutes": minutes, **record, "machine": common.machine(DEVICE)}, args.reach_budget)
         print(f"saved {Store.key(method, precision, minutes)}: {record['loss']:.4f} nats/char", flush=True)
 
     def todo(method: str, precision: str, minutes: float) -> bool:

@@ -1,6 +1,6 @@
 """onnxruntime against PyTorch for one model: install size, cold start, tokens/s, int8.
 
-    python benchmarks/runtime_bench.py [--model RUN_DIR] [--tokens 300] [--repeats 3] [--cold-runs 5]
+    python -m benchmarks.runtime_bench [--model RUN_DIR] [--tokens 300] [--repeats 3] [--cold-runs 5]
         [--eval-tokens 100000] [--work /tmp/scriptrnn-runtime-bench] [--out benchmarks/results]
 
 1. Exports the run (default: the built-in model) as float and as int8 ONNX.
@@ -37,16 +37,15 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
-import torch  # noqa: E402
+import torch
 
-import scriptrnn  # noqa: E402
-from scriptrnn.data.batching import split_ids  # noqa: E402
-from scriptrnn.evaluation.scoring import evaluate_loss  # noqa: E402
-from scriptrnn.model.export import export_onnx  # noqa: E402
-from scriptrnn.runtime import evaluate_loss as evaluate_exported  # noqa: E402
-from scriptrnn.runtime import load as load_exported  # noqa: E402
+import scriptrnn
+from scriptrnn.data.batching import split_ids
+from scriptrnn.evaluation.scoring import evaluate_loss
+from scriptrnn.model.export import export_onnx
+from scriptrnn.runtime import evaluate_loss as evaluate_exported
+from scriptrnn.runtime import load as load_exported
 
 LEFT_OUT_OF_SIZE = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "distutils-precedence.pth")
 

@@ -1,6 +1,6 @@
 """Load on loopback: 1, 8 and 32 concurrent streaming clients against `scriptrnn serve`.
 
-    python benchmarks/serve_load.py [--model DIR] [--tokens 200] [--requests 4] [--out benchmarks/results]
+    python -m benchmarks.serve_load [--model DIR] [--tokens 200] [--requests 4] [--out benchmarks/results]
 
 Starts the server in a subprocess on 127.0.0.1, then for each concurrency C runs C
 clients that each make --requests streaming requests (POST /generate_stream) of

@@ -1,8 +1,8 @@
 """Soak and slow-client tests of `scriptrnn serve`: what issue 17 measured by hand, repeatable.
 
-    python benchmarks/serve_soak.py soak [--clients 64] [--seconds 60] [--tokens 100]
-    python benchmarks/serve_soak.py slow [--clients 8] [--slow 200] [--seconds 20] [--tokens 50]
-    python benchmarks/serve_soak.py cut [--clients 90] [--n 16] [--tokens 2000]
+    python -m benchmarks.serve_soak soak [--clients 64] [--seconds 60] [--tokens 100]
+    python -m benchmarks.serve_soak slow [--clients 8] [--slow 200] [--seconds 20] [--tokens 50]
+    python -m benchmarks.serve_soak cut [--clients 90] [--n 16] [--tokens 2000]
 
 soak: --clients streaming clients (POST /generate_stream, as serve_load.py) request back to
 back for --seconds; records requests, errors, p50/p99 latency to the first token and to the
@@ -40,8 +40,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serve_load import free_port, one_request, start_server  # noqa: E402
+from .serve_load import free_port, one_request, start_server
 
 
 def server_facts(pid: int) -> dict:

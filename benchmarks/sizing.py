@@ -1,11 +1,11 @@
 """The measurement behind --size auto's rule (issue 14, item 1): which tokens per parameter give
 the best held-out loss, across budgets and machine speeds.
 
-    python benchmarks/sizing.py --plan     # the grid: runs and minutes, nothing trained
-    python benchmarks/sizing.py            # the grid; results in benchmarks/results/sizing.{json,md}
-    python benchmarks/sizing.py --speeds bf16-2 --budgets 1,2 --sizes 2x256,2x384   # a part of it
-    python benchmarks/sizing.py --fit      # the rule from the cells saved so far, nothing trained
-    python benchmarks/sizing.py --smoke    # the pipeline on a 60 kB text at tiny budgets (~2 min of CPU)
+    python -m benchmarks.sizing --plan     # the grid: runs and minutes, nothing trained
+    python -m benchmarks.sizing            # the grid; results in benchmarks/results/sizing.{json,md}
+    python -m benchmarks.sizing --speeds bf16-2 --budgets 1,2 --sizes 2x256,2x384   # a part of it
+    python -m benchmarks.sizing --fit      # the rule from the cells saved so far, nothing trained
+    python -m benchmarks.sizing --smoke    # the pipeline on a 60 kB text at tiny budgets (~2 min of CPU)
 
 Text: the ~1 MB of the built-in plays (benchmarks/common.shakespeare_1mb), given whole to
 ``scriptrnn.train``, so its held-out end is the last 10% (the first 90% trained on), scored
@@ -44,10 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -55,13 +52,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import scriptrnn
+from scriptrnn.device import autocast_dtype
+from scriptrnn.model.network import ModelConfig
+from scriptrnn.training import sizing
 
-import scriptrnn  # noqa: E402
-from scriptrnn.device import autocast_dtype  # noqa: E402
-from scriptrnn.model.network import ModelConfig  # noqa: E402
-from scriptrnn.training import sizing  # noqa: E402
+from . import common
 
 SPEEDS = {"bf16-2": ("bf16", 2), "bf16-1": ("bf16", 1), "fp32-2": ("fp32", 2), "fp32-1": ("fp32", 1)}
 GRID = {"bf16-2": [1, 2, 5, 10, 30], "fp32-1": [1, 2, 5, 10], "bf16-1": [2, 5], "fp32-2": [2, 5]}
@@ -70,42 +66,22 @@ LADDER = {c.name: c for c in sizing.LADDERS["char"]}
 SCORE_S = 30  # scoring the held-out tenth and setting a run up, per run, roughly (for --plan)
 
 
-def bf16_native() -> bool:
-    return autocast_dtype("auto", torch.device("cpu")) is not None
-
-
-def machine() -> dict:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        lscpu = ""
-    flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
-    return {**common.machine(), "flags": [f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")]}
-
-
 def grid(args) -> dict[str, list[float]]:
     """Speed setting -> budgets in minutes: the default grid, or --speeds with --budgets for each."""
     base = SMOKE_GRID if args.smoke else GRID
-    speeds = [s for s in (args.speeds or base) if bf16_native() or not s.startswith("bf16")]
+    speeds = [s for s in (args.speeds or base) if common.bf16_native() or not s.startswith("bf16")]
     return {s: list(args.budgets) if args.budgets else list(base.get(s, [])) for s in speeds}
 
 
 # ------------------------------------------------------------ the store: one JSON, written per run
 
-class Store:
+class Store(common.JsonStore):
     def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {"runs": {}, "speeds": {}}
+        super().__init__(path, {"runs": {}, "speeds": {}})
 
     @staticmethod
     def key(speed: str, minutes: float, size: str) -> str:
         return f"{speed}/{minutes:g}/{size}"
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        tmp.replace(self.path)
 
 
 # ------------------------------------------------------------ speeds, sizes, runs
@@ -161,7 +137,7 @@ def train_one(text: Path, speed: str, minutes: float, name: str, work: Path, tra
             "parameters": n, "tokens_per_parameter": round(tokens / n, 3), "epochs": round(tokens / train_tokens, 2),
             "tokens_per_s": round(tokens / max(result.elapsed_s, 1e-9)), "train_s": round(result.elapsed_s, 1),
             "wall_s": round(time.perf_counter() - started, 1), "stopped_because": result.stopped_because,
-            "machine": machine(),
+            "machine": common.machine(),
             "date": datetime.date.today().isoformat()}
 
 
@@ -268,7 +244,7 @@ def fit(runs: dict) -> dict:
 
 def markdown(data: dict, command: str) -> str:
     runs, result = data["runs"], data["fit"]
-    m = next(iter(runs.values()))["machine"] if runs else machine()
+    m = next(iter(runs.values()))["machine"] if runs else common.machine()
     lines = [f"# Sizing: tokens per parameter against held-out loss ({datetime.date.today().isoformat()})", "",
              f"    {command}", "",
              f"Machine: {m['cpu']} ({', '.join(m.get('flags', [])) or 'no bf16/AMX flags'}), {m['cores']} cores, "
@@ -387,7 +363,7 @@ def main(argv=None) -> int:
                 run_cell(store, text, speed, minutes, sizes, args, len(train_ids))
     store.data["fit"] = fit(store.data["runs"])
     store.save()
-    command = "python benchmarks/sizing.py" + (" --smoke" if args.smoke else "")
+    command = "python -m benchmarks.sizing" + (" --smoke" if args.smoke else "")
     report = markdown(store.data, command)
     args.out.with_suffix(".md").write_text(report)
     print(report)

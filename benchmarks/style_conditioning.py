@@ -1,6 +1,6 @@
 """One model conditioned on style tags against separate models, with the same total training time.
 
-    python benchmarks/style_conditioning.py --minutes 20 [--genres comedies tragedies] [--out benchmarks/results]
+    python -m benchmarks.style_conditioning --minutes 20 [--genres comedies tragedies] [--out benchmarks/results]
 
 The built-in plays split by genre (default: comedies and tragedies). The conditioned run
 trains on all the genres at once, each chunk tagged with its genre, for the whole budget.

@@ -12,15 +12,16 @@ from pathlib import Path
 from .conftest import DIALOGUE
 from scriptrnn.training.config import FINETUNE_DEFAULTS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "finetune.py"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_smoke_run_writes_each_cell_and_a_rerun_skips_them(tmp_path):
     data = tmp_path / "scripts.txt"
     data.write_text(DIALOGUE * 300, encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SCRIPTRNN_BENCH_WORK": str(tmp_path / "work"),
-           "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, str(SCRIPT), "--smoke", "--data", str(data), "--out", str(tmp_path / "out")]
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "benchmarks.finetune", "--smoke", "--data", str(data),
+               "--out", str(tmp_path / "out")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "finetune.json").read_text())

@@ -152,9 +152,10 @@ def test_a_model_that_learned_its_corpus_by_heart_is_reported_as_copying(copying
 
 def test_shuffled_text_is_reported_as_not_copying(copying_run):
     from scriptrnn.api import load
-    from scriptrnn.evaluation.scoring import _run_texts
+    from scriptrnn.evaluation.scoring import run_texts
+    from scriptrnn.training.config import TrainConfig
 
-    train, heldout = _run_texts(load(copying_run))
+    train, heldout = run_texts(load(copying_run), TrainConfig.val_fraction)
     letters = list(train[:800])
     random.Random(1).shuffle(letters)
     words = train[:800].split()

@@ -9,13 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .data.sources import CorpusRequest, TextFormat
+from .data.corpus import TextFormat
+from .data.sources import CorpusRequest
+from .generate.sampling import SamplingConfig
 from .generate.script_model import ScriptModel
 from .model import loader
 from .evaluation.text_report import TextReport
 from .evaluation.scoring import evaluate_model
 from .evaluation.scoring import sample_report as _sample_report
 from .model.loader import pretrained_dir
+from .training.config import TrainConfig
 from .training.distributed import DEFAULT_TIMEOUT_S
 from .training.loop import Trainer, TrainResult
 from .training.config import Resolved
@@ -28,12 +31,12 @@ def train(
     data: str | Path | Sequence[str | Path] | None = None,
     out: str | Path = "runs/latest",
     *,
-    corpus: str = "shakespeare",
+    corpus: str = CorpusRequest.corpus,
     genres: Sequence[str] | None = None,
     styles: str | None = None,
-    encoding: str = "utf-8",
-    speaker_column: str = "Character",
-    dialogue_column: str = "Dialogue",
+    encoding: str = TextFormat.encoding,
+    speaker_column: str = TextFormat.speaker_column,
+    dialogue_column: str = TextFormat.dialogue_column,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -98,7 +101,8 @@ def info(run_dir: str | Path | None = None) -> dict:
 
 
 def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None, genres=None,
-             encoding: str = "utf-8", speaker_column: str = "Character", dialogue_column: str = "Dialogue",
+             encoding: str = TextFormat.encoding, speaker_column: str = TextFormat.speaker_column,
+             dialogue_column: str = TextFormat.dialogue_column,
              held_out: bool = True, device: str = "cpu") -> dict:
     """Loss, perplexity (and bits per character at char level) of a model on a corpus.
 
@@ -108,12 +112,13 @@ def evaluate(run_dir: str | Path | None, data=None, *, corpus: str | None = None
     """
     genres = [genres] if isinstance(genres, str) else list(genres or [])
     request = CorpusRequest(data, corpus, tuple(genres), None, TextFormat(encoding, speaker_column, dialogue_column))
-    return evaluate_model(load(run_dir, device=device), request, held_out=held_out)
+    return evaluate_model(load(run_dir, device=device), request, held_out=held_out,
+                          default_fraction=TrainConfig.val_fraction)
 
 
 def sample_report(run_dir: str | Path | None, samples: int = 4, *, max_new_tokens: int | None = None,
-                  temperature: float = 0.8, seed: int = 0, device: str = "cpu") -> tuple[TextReport, list[str]]:
+                  temperature: float = SamplingConfig.temperature, seed: int = 0, device: str = "cpu") -> tuple[TextReport, list[str]]:
     """Write ``samples`` texts and report on them against the run's own training and held-out text:
     known speakers, real words, distinct-1/2/3, copying, line lengths (evaluation/text_report.py)."""
     return _sample_report(load(run_dir, device=device), samples, max_new_tokens=max_new_tokens,
-                          temperature=temperature, seed=seed)
+                          temperature=temperature, seed=seed, default_fraction=TrainConfig.val_fraction)

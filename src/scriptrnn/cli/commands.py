@@ -195,12 +195,13 @@ def cmd_evaluate(args) -> int:
     import json
 
     from ..api import evaluate
+    from ..data.sources import CorpusRequest
 
     if args.write_samples and not args.samples:
         raise ScriptRNNError("--write-samples writes the samples of --samples N; add --samples")
     if args.write_samples:
         _check_writable(args.write_samples)
-    corpus = args.corpus or ("shakespeare" if args.genres else None)  # None: the run's own corpus
+    corpus = args.corpus or (CorpusRequest.corpus if args.genres else None)  # None: the run's own corpus
     if sys.stderr.isatty():  # minutes on a large corpus: say what is happening (not into a log)
         text = " ".join(map(str, args.data or [])) or corpus or "the run's corpus"
         which = "the held-out end of " if args.held_out else ""
@@ -289,9 +290,9 @@ def _format_info(facts: dict, show_all: bool) -> str:
 
 
 def cmd_corpus(args) -> int:
-    from ..data.corpus import format_stats
+    from ..data.corpus import TextFormat, format_stats
     from ..data.scan import CorpusScan
-    from ..data.sources import TextFormat, stream_corpus
+    from ..data.sources import stream_corpus
 
     # Streamed (data/stream.py): the figures of a corpus larger than memory, in the memory of a small one.
     corpus = stream_corpus(args.data or None, corpus=args.corpus, genres=args.genres,

@@ -11,6 +11,8 @@ import argparse
 import math
 from pathlib import Path
 
+from ..data.corpus import TextFormat
+from ..data.sources import CorpusRequest
 from ..version import __version__
 from .commands import EXIT_USAGE
 
@@ -48,12 +50,13 @@ def _finite(text: str) -> float:
 def _add_corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="*", help="text, dialogue (Name: line), CSV or .fountain files, or folders of "
                                             "them; none: the built-in corpus")
-    p.add_argument("--corpus", default="shakespeare", help="built-in corpus used when no DATA is given")
+    p.add_argument("--corpus", default=CorpusRequest.corpus, help="built-in corpus used when no DATA is given")
     p.add_argument("--genre", nargs="+", dest="genres", metavar="GENRE",
                    help="built-in Shakespeare only: comedies histories problems roman romances tragedies")
-    p.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
-    p.add_argument("--speaker-column", default="Character", help="CSV column with the speaker's name")
-    p.add_argument("--dialogue-column", default="Dialogue", help="CSV column with the line spoken")
+    p.add_argument("--encoding", default=TextFormat.encoding,
+                   help=f"text encoding of the files (default {TextFormat.encoding})")
+    p.add_argument("--speaker-column", default=TextFormat.speaker_column, help="CSV column with the speaker's name")
+    p.add_argument("--dialogue-column", default=TextFormat.dialogue_column, help="CSV column with the line spoken")
 
 
 # The AWD-LSTM recipe (model/regularisation.py): training only, added to --dropout.
@@ -150,8 +153,10 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                    help="auto (default): bfloat16 arithmetic where the CPU or GPU has it natively, else fp32")
     g = p.add_argument_group("several processes (start with torchrun; see the README)")
-    g.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
-                   help="how long a process waits for the others before stopping with an error (default 600)")
+    timeout = _dist_timeout()
+    g.add_argument("--dist-timeout", type=float, default=timeout, metavar="SECONDS",
+                   help="how long a process waits for the others before stopping with an error "
+                        f"({f'default {timeout:g}' if timeout else 'training needs PyTorch'})")
 
 
 def _save_every(text: str) -> dict:
@@ -164,12 +169,26 @@ def _save_every(text: str) -> dict:
     return {"save_every_minutes" if isinstance(value, float) else "save_every": value}
 
 
-def _default_text(name: str) -> str:
-    """'default 64; word level 32': what each level really starts from (training.config.level_defaults)."""
+def _has_torch() -> bool:
+    """False for an install for exported models only: the parser still builds, without training's defaults."""
     import importlib.util
 
-    if importlib.util.find_spec("torch") is None:
-        return "training needs PyTorch"  # an install for exported models only: the parser still builds
+    return importlib.util.find_spec("torch") is not None
+
+
+def _dist_timeout() -> float | None:
+    """training.distributed's DEFAULT_TIMEOUT_S (None without PyTorch: no training to wait in)."""
+    if not _has_torch():
+        return None
+    from ..training.distributed import DEFAULT_TIMEOUT_S
+
+    return DEFAULT_TIMEOUT_S
+
+
+def _default_text(name: str) -> str:
+    """'default 64; word level 32': what each level really starts from (training.config.level_defaults)."""
+    if not _has_torch():
+        return "training needs PyTorch"
     from ..training.config import ADAPTIVE_DEFAULT_VOCAB, TrainConfig, level_defaults
 
     char = level_defaults(TrainConfig.level)[name]

@@ -65,12 +65,21 @@ class CorpusStats:
 # --------------------------------------------------------------------------- loading
 
 
+@dataclass(frozen=True)
+class TextFormat:
+    """How corpus files are read (the defaults of every reader, the API and the flags)."""
+
+    encoding: str = "utf-8"  # of every file
+    speaker_column: str = "Character"  # CSV files: the column with the speaker's name
+    dialogue_column: str = "Dialogue"  # CSV files: the column with the line spoken
+
+
 def read_corpus(
     paths: PathLike | Iterable[PathLike],
     *,
-    encoding: str = "utf-8",
-    speaker_column: str = "Character",
-    dialogue_column: str = "Dialogue",
+    encoding: str = TextFormat.encoding,
+    speaker_column: str = TextFormat.speaker_column,
+    dialogue_column: str = TextFormat.dialogue_column,
 ) -> Corpus:
     """Read files and folders into one Corpus, in the order given."""
     path_list = as_path_list(paths)

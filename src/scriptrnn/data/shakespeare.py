@@ -24,6 +24,8 @@ from pathlib import Path
 from scriptrnn.data.corpus import Corpus
 from scriptrnn.errors import ScriptRNNError
 
+BUILTIN_NAME = "shakespeare"  # the built-in corpus: what a run without data reads (every default names it)
+
 GENRES: tuple[str, ...] = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 
 _HEADING = re.compile(r"(#+)\s*(.*)")
@@ -123,7 +125,7 @@ def _corpus_of(genres: tuple[str, ...]) -> Corpus:
     # Each play ends with '\n' and begins with a heading, so this leaves a blank line
     # between plays, as between scenes.
     text = "\n".join(play_to_dialogue(_read_play(genre, slug)) for genre, slug in plays)
-    name = "shakespeare-" + "+".join(genres) if genres else "shakespeare"
+    name = f"{BUILTIN_NAME}-" + "+".join(genres) if genres else BUILTIN_NAME
     return Corpus(name=name, text=text)
 
 

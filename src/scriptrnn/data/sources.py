@@ -3,32 +3,23 @@
 ``CorpusRequest`` is ``train()``'s and ``evaluate()``'s corpus arguments as one value;
 ``CorpusSource`` is what it resolves to (absolute paths, the styles), the form saved in a
 run's config.json under ``corpus.source`` so that a resume reads the very same text.
-``TextFormat`` is how files are read (encoding, CSV columns). Loading the text from any of
+``TextFormat`` (corpus.py, beside the reader) is how files are read. Loading the text from any of
 them happens here too, so the readers (corpus.py, shakespeare.py, styles.py) never need to
 import each other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from ..errors import ScriptRNNError
-from .corpus import Corpus, PathLike, as_path_list, read_corpus
-from .shakespeare import shakespeare_corpus
+from .corpus import Corpus, PathLike, TextFormat, as_path_list, read_corpus
+from .shakespeare import BUILTIN_NAME, shakespeare_corpus
 from .stream import StreamedCorpus, streamed_files
 from .styles import StyledCorpus, StylePart, StyleSource, free_tags, scene_chunks, style_sources, tagged
 
-BUILTIN_CORPORA = ("shakespeare",)
-
-
-@dataclass(frozen=True)
-class TextFormat:
-    """How corpus files are read."""
-
-    encoding: str = "utf-8"  # of every file
-    speaker_column: str = "Character"  # CSV files: the column with the speaker's name
-    dialogue_column: str = "Dialogue"  # CSV files: the column with the line spoken
+BUILTIN_CORPORA = (BUILTIN_NAME,)
 
 
 @dataclass(frozen=True)
@@ -36,7 +27,7 @@ class CorpusRequest:
     """What a caller asked to read, before any file is looked at."""
 
     data: object = None  # files, folders, {style: paths}, a TOML manifest; None: the built-in corpus
-    corpus: str = "shakespeare"  # the built-in corpus used without data
+    corpus: str = BUILTIN_NAME  # the built-in corpus used without data
     genres: tuple[str, ...] = ()  # built-in plays only; none: all of them
     styles: str | None = None  # "genre" or "file": one style per genre or per file (styles.py)
     text_format: TextFormat = field(default_factory=TextFormat)
@@ -55,7 +46,7 @@ class CorpusSource:
     """A run's resolved corpus: what it trains on and what a resume reads again."""
 
     paths: tuple[str, ...] = ()  # absolute; none means the built-in corpus
-    corpus: str = "shakespeare"
+    corpus: str = CorpusRequest.corpus
     genres: tuple[str, ...] = ()
     styles: tuple[StyleSource, ...] = ()  # a styled run's sources (then paths and genres are empty)
     text_format: TextFormat = field(default_factory=TextFormat)
@@ -100,32 +91,32 @@ class CorpusSource:
                    TextFormat(data["encoding"], data["speaker_column"], data["dialogue_column"]))
 
 
-def load_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = "shakespeare",
+def load_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = CorpusRequest.corpus,
                 genres: str | Iterable[str] | None = None, text_format: TextFormat | None = None) -> Corpus:
     """The user's files if any are given, otherwise the named built-in corpus."""
-    path_list = as_path_list(paths)
-    f = text_format or TextFormat()
-    if path_list:
-        _no_genres(genres)
-        return read_corpus(path_list, encoding=f.encoding, speaker_column=f.speaker_column,
-                           dialogue_column=f.dialogue_column)
+    if path_list := _user_files(paths, genres):
+        return read_corpus(path_list, **asdict(text_format or TextFormat()))
     if corpus not in BUILTIN_CORPORA:
         known = ", ".join(BUILTIN_CORPORA)
         raise ScriptRNNError(f"unknown built-in corpus {corpus!r}; known corpora: {known}")
     return shakespeare_corpus(genres)
 
 
-def stream_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = "shakespeare",
+def stream_corpus(paths: PathLike | Iterable[PathLike] | None = None, *, corpus: str = CorpusRequest.corpus,
                   genres: str | Iterable[str] | None = None, text_format: TextFormat | None = None) -> StreamedCorpus:
     """load_corpus's text as a stream of pieces (stream.py): files stream, the built-in plays (~5 MB) are one."""
-    path_list = as_path_list(paths)
-    f = text_format or TextFormat()
-    if path_list:
-        _no_genres(genres)
-        return streamed_files(path_list, encoding=f.encoding, speaker_column=f.speaker_column,
-                              dialogue_column=f.dialogue_column)
+    if path_list := _user_files(paths, genres):
+        return streamed_files(path_list, **asdict(text_format or TextFormat()))
     builtin = load_corpus(None, corpus=corpus, genres=genres)
     return StreamedCorpus(builtin.name, lambda: iter([builtin.text]))
+
+
+def _user_files(paths, genres) -> list:
+    """The files and folders given (genres choose built-in plays, so they come without them)."""
+    path_list = as_path_list(paths)
+    if path_list:
+        _no_genres(genres)
+    return path_list
 
 
 def _no_genres(genres) -> None:

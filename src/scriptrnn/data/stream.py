@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ScriptRNNError
-from .corpus import PathLike, _check_encoding, _corpus_name, _files_to_read, _normalise, _read_file, as_path_list
+from .corpus import (PathLike, TextFormat, _check_encoding, _corpus_name, _files_to_read, _normalise, _read_file,
+                     as_path_list)
 
 CHUNK_BYTES_ENV = "SCRIPTRNN_CHUNK_BYTES"  # tests set it small, so a modest corpus crosses many chunk edges
 DEFAULT_CHUNK_BYTES = 8 << 20  # 8 MiB a read: ~100 MB of working memory at char level, flat in corpus size
@@ -60,8 +61,9 @@ class StreamedCorpus:
     pieces: Callable[[], Iterator[str]]  # each call reads the text again from its start
 
 
-def streamed_files(paths: PathLike | Iterable[PathLike], *, encoding: str = "utf-8",
-                   speaker_column: str = "Character", dialogue_column: str = "Dialogue") -> StreamedCorpus:
+def streamed_files(paths: PathLike | Iterable[PathLike], *, encoding: str = TextFormat.encoding,
+                   speaker_column: str = TextFormat.speaker_column,
+                   dialogue_column: str = TextFormat.dialogue_column) -> StreamedCorpus:
     """read_corpus's corpus as a stream; missing, binary and empty-folder paths are refused now, as there."""
     path_list = as_path_list(paths)
     if not path_list:

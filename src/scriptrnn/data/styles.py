@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .corpus import Corpus, PathLike, as_path_list, find_speakers
+from .shakespeare import BUILTIN_NAME
 from ..errors import ScriptRNNError
 
 if sys.version_info >= (3, 11):
@@ -49,7 +50,7 @@ class StyleSource:
 
     style: str
     paths: tuple[str, ...] = ()  # resolved paths; none means the built-in corpus below
-    corpus: str = "shakespeare"
+    corpus: str = BUILTIN_NAME
     genres: tuple[str, ...] = ()  # built-in only; none means all of it
 
     def to_dict(self) -> dict:
@@ -201,7 +202,7 @@ def _manifest_entry(path: Path, name: str, entry) -> StyleSource:
     if not isinstance(entry, dict) or set(entry) - _MANIFEST_KEYS or not entry:
         raise ScriptRNNError(f"{where} takes {', '.join(sorted(_MANIFEST_KEYS))} (paths, or corpus and genres)")
     paths, genres = _string_list(entry.get("paths", []), where), _string_list(entry.get("genres", []), where)
-    corpus = entry.get("corpus", "shakespeare")
+    corpus = entry.get("corpus", StyleSource.corpus)
     if not isinstance(corpus, str) or (paths and ("corpus" in entry or genres)):
         raise ScriptRNNError(f"{where}: give paths, or a built-in corpus (and genres), not both")
     if paths:

@@ -10,10 +10,9 @@ import torch
 from ..data.batching import split_ids
 from .coverage import EncodedText, bits_per_char, case_note, dropped_warning, encode_text
 from ..data.corpus import as_path_list
-from ..data.sources import CorpusRequest, CorpusSource, load_corpus
-from ..data.styles import StyledCorpus
+from ..data.sources import CorpusRequest, load_corpus
 from ..data.subword import held_out_start
-from .val_data import ValData
+from .held_out import RunText
 from ..errors import ScriptRNNError
 from ..generate.sampling import SamplingConfig
 from .text_report import TextReport, text_report
@@ -91,32 +90,30 @@ def loss_sums(
     return total, count
 
 
-def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = True) -> dict:
+def evaluate_model(script_model, request: CorpusRequest, *, held_out: bool = True, default_fraction: float) -> dict:
     """``scriptrnn.evaluate``: a loaded model (a ``ScriptModel``) scored on the text ``request`` names.
 
     No data and no corpus: the corpus the run trained on (each style's own held-out end for a
     styled run; the whole of its --val-data files for a run given them). ``held_out``: only the
-    last ``val_fraction`` of the text, which a run never trains on.
+    last ``val_fraction`` of the text, which a run never trains on (``default_fraction`` where
+    its config.json does not say: see ``RunText.of_run``).
     """
     paths = as_path_list(request.data)
-    record = script_model.config
-    own = CorpusSource.from_dict(record.corpus.source)
-    fraction = record.val_fraction or 0.1
-    if not paths and request.corpus is None and own is not None:
-        val = ValData.of_run(record.corpus.val_data)
-        if val is not None:  # held out: those files; --all: the corpus, all of which it trained on
-            return _score(script_model, encode_text(script_model.tokenizer, val.text if held_out else own.load().text))
-        corpus = own.load()
-        if isinstance(corpus, StyledCorpus) and held_out:
-            return _evaluate_styles(script_model, corpus.split(fraction))
-        text = corpus.text
+    run = RunText.of_run(script_model.config, default_fraction)
+    if not paths and request.corpus is None and run.source is not None:
+        if run.val is not None:  # held out: those files; --all: the corpus, all of which it trained on
+            return _score(script_model, encode_text(script_model.tokenizer,
+                                                    run.val.text if held_out else run.corpus.text))
+        if held_out and (split := run.styled_split()) is not None:
+            return _evaluate_styles(script_model, split)
+        text = run.corpus.text
     else:
-        text = load_corpus(paths or None, corpus=request.corpus or "shakespeare", genres=list(request.genres) or None,
+        text = load_corpus(paths or None, corpus=request.corpus or CorpusRequest.corpus, genres=list(request.genres) or None,
                            text_format=request.text_format).text
     if held_out and script_model.level == "subword":  # held out in characters, encoded apart, as training did
-        return _score(script_model, encode_text(script_model.tokenizer, text[held_out_start(len(text), fraction):]))
+        return _score(script_model, encode_text(script_model.tokenizer, text[held_out_start(len(text), run.fraction):]))
     encoded = encode_text(script_model.tokenizer, text)
-    return _score(script_model, encoded.tail(fraction) if held_out else encoded)
+    return _score(script_model, encoded.tail(run.fraction) if held_out else encoded)
 
 
 def _evaluate_styles(script_model, split) -> dict:
@@ -152,8 +149,9 @@ def _score(script_model, encoded: EncodedText) -> dict:
 SAMPLE_TOKENS = {"char": 4_000, "word": 800, "subword": 1_200}
 
 
-def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None = None, temperature: float = 0.8,
-                  seed: int = 0) -> tuple[TextReport, list[str]]:
+def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None = None,
+                  temperature: float = SamplingConfig.temperature, seed: int = 0,
+                  default_fraction: float) -> tuple[TextReport, list[str]]:
     """Write ``samples`` texts and score them against the run's own training and held-out text.
 
     Returns the report and the texts. The texts start from nothing (no prime) and end on a whole line
@@ -161,7 +159,7 @@ def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None 
     """
     if samples < 1:
         raise ScriptRNNError(f"--samples must be at least 1, got {samples}")
-    train_text, heldout_text = _run_texts(script_model)
+    train_text, heldout_text = run_texts(script_model, default_fraction)
     # Whole lines only: a last line cut short would make the lines look shorter than the model writes them.
     config = SamplingConfig(max_new_tokens=max_new_tokens or SAMPLE_TOKENS[script_model.level],
                             temperature=temperature, seed=seed, num_return_sequences=samples,
@@ -170,29 +168,25 @@ def sample_report(script_model, samples: int = 4, *, max_new_tokens: int | None 
     return text_report(texts, train_text, heldout_text, script_model.level), texts
 
 
-def _run_texts(script_model) -> tuple[str, str]:
+def run_texts(script_model, default_fraction: float) -> tuple[str, str]:
     """The run's training text and held-out end, as the model spells them (word level: lower case, <unk>)."""
-    record = script_model.config
-    own = CorpusSource.from_dict(record.corpus.source)
-    if own is None:
+    run = RunText.of_run(script_model.config, default_fraction)
+    if run.source is None:
         raise ScriptRNNError("--samples compares the text with the run's own corpus, and this model's config.json "
                              "does not say which corpus it read")
-    fraction = record.val_fraction or 0.1
-    corpus, tokenizer = own.load(), script_model.tokenizer
-    val = ValData.of_run(record.corpus.val_data)
-    if val is not None:  # trained on all of the corpus, validated on its own files
-        parts = [tokenizer.encode(corpus.text, strict=False), tokenizer.encode(val.text, strict=False)]
+    corpus, tokenizer = run.corpus, script_model.tokenizer
+    split = run.styled_split()
+    if run.val is not None:  # trained on all of the corpus, validated on its own files
+        parts = [tokenizer.encode(corpus.text, strict=False), tokenizer.encode(run.val.text, strict=False)]
         if tokenizer.level == "char":
             return corpus.text, tokenizer.decode(parts[1])
-    elif tokenizer.level == "subword" and not isinstance(corpus, StyledCorpus):  # split in characters
-        cut = held_out_start(len(corpus.text), fraction)
+    elif tokenizer.level == "subword" and split is None:  # held out in characters, as training cut it
+        cut = held_out_start(len(corpus.text), run.fraction)
         return corpus.text[:cut], corpus.text[cut:]
-    elif isinstance(corpus, StyledCorpus):
-        split = corpus.split(fraction)
+    elif split is not None:
         parts = [tokenizer.encode(split.train, strict=False), tokenizer.encode(split.val, strict=False)]
     else:
-        parts = split_ids(tokenizer.encode(corpus.text, strict=False), fraction)
-    if tokenizer.level == "char" and not isinstance(corpus, StyledCorpus) and val is None \
-            and sum(map(len, parts)) == len(corpus.text):
-        return corpus.text[:len(parts[0])], corpus.text[len(parts[0]):]  # every character known: no need to decode
+        parts = split_ids(tokenizer.encode(corpus.text, strict=False), run.fraction)
+        if tokenizer.level == "char" and sum(map(len, parts)) == len(corpus.text):
+            return corpus.text[:len(parts[0])], corpus.text[len(parts[0]):]  # every character known: no decoding
     return tokenizer.decode(parts[0]), tokenizer.decode(parts[1])

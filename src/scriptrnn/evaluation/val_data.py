@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ScriptRNNError
-from ..data.corpus import as_path_list
+from ..data.corpus import TextFormat, as_path_list
 from .coverage import dropped_warning, encode_text
-from ..data.sources import CorpusSource, TextFormat
+from ..data.sources import CorpusSource
 
 
 @dataclass(frozen=True)

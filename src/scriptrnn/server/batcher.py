@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..generate.generation import Generation, advance
+from .protocol import ServerLimits
 
 
 class QueueFull(Exception):
@@ -75,7 +76,7 @@ def _put_all(pairs: list[tuple[Job, Event]]) -> None:
 class Batcher:
     """The worker thread and its two lists: jobs waiting to start and jobs running."""
 
-    def __init__(self, max_queue: int = 64, max_batch: int = 256):
+    def __init__(self, max_queue: int = ServerLimits.max_queue, max_batch: int = ServerLimits.max_batch):
         self.max_queue = max_queue  # waiting jobs beyond this are refused (503)
         self.max_batch = max_batch  # sequences stepped together at most
         self.waiting: deque[Job] = deque()

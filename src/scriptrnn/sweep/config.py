@@ -38,10 +38,11 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..training.config import level_defaults
+from ..data.corpus import TextFormat
+from ..data.sources import CorpusRequest
 from ..errors import ScriptRNNError
 from ..model.network import ModelConfig
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, level_defaults
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,14 +58,17 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a study's name becom
 
 @dataclass
 class Source:
-    """The corpus every run trains on: api.train's arguments for it."""
+    """The corpus every run trains on: api.train's arguments for it, flat as [sweep] and results.json have them.
+
+    The defaults are CorpusRequest's and TextFormat's, read from there.
+    """
 
     data: list[str] = field(default_factory=list)  # files or folders; empty: the built-in corpus
-    corpus: str = "shakespeare"
+    corpus: str = CorpusRequest.corpus
     genres: list[str] = field(default_factory=list)
-    encoding: str = "utf-8"
-    speaker_column: str = "Character"
-    dialogue_column: str = "Dialogue"
+    encoding: str = TextFormat.encoding
+    speaker_column: str = TextFormat.speaker_column
+    dialogue_column: str = TextFormat.dialogue_column
 
 
 @dataclass
@@ -103,9 +107,19 @@ def _setting_types() -> dict[str, str]:
     return {f.name: text(f.type) for cls in (ModelConfig, TrainConfig) for f in fields(cls) if f.name != "vocab_size"}
 
 
-def default_settings(level: str = "char") -> dict:
-    """Every setting of a run that sets nothing: dataclass defaults, then the level's own (training.config)."""
-    return {k: v for k, v in level_defaults(level).items() if k != "vocab_size"}
+def default_settings(level: str = TrainConfig.level) -> dict:
+    """What `scriptrnn train --level LEVEL` uses for every setting a baseline leaves out.
+
+    training.config.level_defaults (the one merge of the dataclasses' defaults and the level's own),
+    less vocab_size (the corpus decides it), and with ``level`` itself left at its default, so that
+    a baseline at another level says so in the report.
+    """
+    try:
+        settings = level_defaults(level)
+    except ScriptRNNError:  # an unknown level: check_run_settings refuses it, naming where it came from
+        settings = level_defaults(TrainConfig.level)
+    del settings["vocab_size"]
+    return {**settings, "level": TrainConfig.level}
 
 
 def setting_name(key: str, where: str) -> str:
@@ -280,7 +294,7 @@ def _optuna_study(table: dict, name: str, where: str) -> Study:
         numbers[key] = value
     if numbers["startup_trials"] is None:  # Optuna's 10 random trials first would be most of a small study
         numbers["startup_trials"] = min(10, max(2, numbers["trials"] // 3))
-    pruner = table.get("pruner", "median")
+    pruner = table.get("pruner", Study.pruner)
     if pruner not in ("median", "none"):
         raise ScriptRNNError(f"{where}: pruner must be \"median\" or \"none\", got {pruner!r}")
     return Study(name, "optuna", space=_space(table.get("space"), where), pruner=pruner, **numbers)
@@ -345,7 +359,7 @@ def build_config(raw: dict, base: Path = Path(".")) -> SweepConfig:
     source, out = _source(raw.get("sweep", {}), base)
     given = _settings_table(raw.get("baseline", {}), "[baseline]")
     limits = _budget(raw.get("budget", {}), given)
-    baseline = {**default_settings(given.get("level", "char")), **given, **limits}
+    baseline = {**default_settings(given.get("level", TrainConfig.level)), **given, **limits}
     check_run_settings(baseline, "[baseline]")
     studies = raw.get("study", [])
     if not isinstance(studies, list) or not studies:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..files import write_atomic
 from ..training.reporting import read_metrics
+from ..training.config import TrainConfig
 from ..evaluation.text_report import column_names
 from .config import default_settings, format_value
 
@@ -63,7 +64,7 @@ def _of(rows: list[dict], study: str) -> list[dict]:
 
 
 def _header(meta: dict) -> list[str]:
-    baseline, defaults = meta["baseline"], default_settings(meta["baseline"].get("level", "char"))
+    baseline, defaults = meta["baseline"], default_settings(meta["baseline"].get("level", TrainConfig.level))
     own = {k: v for k, v in baseline.items() if k not in defaults or repr(defaults[k]) != repr(v)}
     limits = [f"{k} = {format_value(v)}{' (minutes)' if k == 'time_budget' else ''}"
               for k in ("time_budget", "epochs", "max_steps") if (v := baseline.get(k)) is not None]

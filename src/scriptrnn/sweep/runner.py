@@ -27,7 +27,8 @@ from ..api import sample_report, train
 from ..files import CONFIG_FILE, read_json
 from ..model.directory import RESUME_FILE, read_config
 from ..model.checkpoint import write_json
-from ..data.sources import TextFormat, load_corpus
+from ..data.corpus import TextFormat
+from ..data.sources import load_corpus
 from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics
 from ..device import arithmetic, autocast_dtype, check_memory, pick_device

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..data.sources import CorpusRequest, CorpusSource, TextFormat
+from ..data.corpus import TextFormat
+from ..data.sources import CorpusRequest, CorpusSource
 from ..errors import ScriptRNNError
 from ..model.network import ModelConfig
 from .config import RESUME_OVERRIDES, TrainConfig, split_settings
