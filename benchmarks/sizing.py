@@ -62,6 +62,8 @@ import scriptrnn  # noqa: E402
 from scriptrnn.device import autocast_dtype  # noqa: E402
 from scriptrnn.model.network import ModelConfig  # noqa: E402
 from scriptrnn.training import sizing  # noqa: E402
+from scriptrnn.training.config import TrainConfig  # noqa: E402
+from scriptrnn.training.probe import Probe, rule_parameters  # noqa: E402
 
 SPEEDS = {"bf16-2": ("bf16", 2), "bf16-1": ("bf16", 1), "fp32-2": ("fp32", 2), "fp32-1": ("fp32", 1)}
 GRID = {"bf16-2": [1, 2, 5, 10, 30], "fp32-1": [1, 2, 5, 10], "bf16-1": [2, 5], "fp32-2": [2, 5]}
@@ -115,11 +117,11 @@ def time_ladder(speed: str, vocab_size: int, longest_s: float, at_least: int = 3
     once a size predicts 0.2 nats worse than the best so far in the longest budget."""
     precision, threads = SPEEDS[speed]
     torch.set_num_threads(threads)
-    probe = sizing.Probe(ModelConfig(vocab_size=vocab_size), torch.device("cpu"),
-                         autocast_dtype(precision, torch.device("cpu")), 3e-3)
+    probe = Probe(ModelConfig(vocab_size=vocab_size), torch.device("cpu"),
+                  autocast_dtype(precision, torch.device("cpu")), TrainConfig(lr=3e-3))  # the run's own step
     speeds = {}
     for c in sizing.LADDERS["char"]:
-        m = probe.time_steps(c, enough_s=2.0)
+        m = probe.time_steps(c)  # a warm-up step, then probe.ROUNDS timed ones: their median
         speeds[c.name] = round(m.tokens_per_s, 1)
         losses = [predicted(n, v, longest_s / 60) for n, v in speeds.items()]
         if len(speeds) >= at_least and losses[-1] > min(losses) + 0.2:
@@ -135,7 +137,7 @@ def predicted(name: str, tokens_per_s: float, minutes: float) -> float:
 
 def parameters(name: str) -> int:
     c = LADDER[name]
-    return sizing.rule_parameters(ModelConfig(vocab_size=2, num_layers=c.num_layers, hidden_size=c.hidden_size))
+    return rule_parameters(ModelConfig(vocab_size=2, num_layers=c.num_layers, hidden_size=c.hidden_size))
 
 
 def sizes_for(speeds: dict[str, float], minutes: float, per_cell: int) -> list[str]:
