@@ -49,7 +49,7 @@ def cmd_train(args) -> int:
     extra = f", {m['bits_per_char']:.3f} bits/char" if "bits_per_char" in m else ""
     print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
           f"held-out loss {m['loss']:.4f} nats/token (perplexity {m['perplexity']:.2f}{extra})\n"
-          f"model saved in {out}; write with: scriptrnn generate {out}")
+          f"model saved in {out}; write with: scriptrnn generate {out}\n{result.time_line}")
     return 0
 
 
