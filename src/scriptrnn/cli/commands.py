@@ -20,6 +20,7 @@ _NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "s
 def cmd_train(args) -> int:
     from ..api import train
     from ..training.distributed import is_main_process
+    from ..training.schedule import NothingToTrain
 
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     settings.update(settings.pop("save_every", {}))
@@ -31,6 +32,10 @@ def cmd_train(args) -> int:
                            speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                            resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
                            callbacks=callbacks, dist_timeout=args.dist_timeout, val_data=args.val_data, **settings)
+    except NothingToTrain as e:  # a finished run resumed with nothing new: said, and not a failure
+        if is_main_process():
+            print(f"scriptrnn: {e}", file=sys.stderr)
+        return 0
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
         from ..model.checkpoint import RESUME_FILE
 

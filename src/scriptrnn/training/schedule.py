@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from ..errors import ScriptRNNError
 from .config import TrainConfig
 from .resume import LoopState
 
@@ -109,6 +110,12 @@ def finished(config: dict) -> bool:
     """Whether a run's config.json says it ended (not interrupted, not killed before its final result)."""
     stopped = (config.get("metrics") or {}).get("stopped_because")
     return isinstance(stopped, str) and not stopped.startswith("interrupted")
+
+
+class NothingToTrain(ScriptRNNError):
+    """A resumed run that has ended and was given no more to do: the CLI says so and exits 0, so
+    that the same command with --resume, run again after it finished (a crash-recovery script), is
+    not a failure."""
 
 
 def nothing_to_train(reason: str, config: TrainConfig, out) -> str:

@@ -34,7 +34,7 @@ from .loop import Trainer, TrainResult
 from .prepare import open_text
 from .same_run import check_val_data, resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
-from .schedule import finished, new_segment, nothing_to_train
+from .schedule import NothingToTrain, finished, new_segment, nothing_to_train
 from .sizing import auto_size, probe_speed, rough_tokens
 from .samples import SAMPLES_FILE, RunSamples
 
@@ -304,7 +304,7 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed, be
             new_segment(trainer.state, trainer.spent.prepare)
         why = run.config["metrics"]["stopped_because"] if run.nothing_new else trainer._should_stop()
         if why and finished(run.config):  # never silently do nothing
-            raise ScriptRNNError(nothing_to_train(why, run.train_config, out))
+            raise NothingToTrain(nothing_to_train(why, run.train_config, out))
     else:  # the preparation and --size auto's probe took their seconds out of the budget
         trainer.state.elapsed_s = trainer.spent.prepare + trainer.spent.probe
         trainer.slow.expected = probe_speed(sizing)
