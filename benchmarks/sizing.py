@@ -21,7 +21,7 @@ between. That overlaps in compute (fp32-1 at 10 minutes is about bf16-2 at 2), w
 tells whether one rule in parameters and tokens serves all speeds.
 
 Sizes per cell: before a speed's first cell, every ladder size is timed at that speed
-(sizing.Probe, the probe runs use); for each budget the --per-cell sizes (3) around the one the
+(probe.Probe, the probe runs use); for each budget the --per-cell sizes (3) around the one the
 current rule picks are trained. When the best held-out loss
 falls on the smallest or largest of them, the next ladder size beyond it is trained too (at
 most --extend, 1, per cell), so that the optimum is bracketed.

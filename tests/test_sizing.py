@@ -232,3 +232,116 @@ def test_the_probe_keeps_to_its_share_with_a_real_busy_process(monkeypatch):
     by_cost = [m.step_s for _, m in sorted(zip(costs, timed), key=lambda pair: pair[0])]
     assert by_cost == sorted(by_cost)  # no bigger size faster a step than a smaller one
     assert all(m.tokens_per_s > 0 and math.isfinite(m.tokens_per_s) for m in measured)
+
+
+def test_runs_limited_by_steps_or_epochs_or_without_a_budget_keep_their_sizes():
+    timed = TrainConfig(time_budget=5)
+    assert sizing.fixed_because(timed, {}) is None
+    assert "--max-steps" in sizing.fixed_because(TrainConfig(time_budget=5, max_steps=10), {"max_steps": 10})
+    assert "--epochs" in sizing.fixed_because(TrainConfig(time_budget=5), {"epochs": 2.0})
+    assert "--time-budget" in sizing.fixed_because(TrainConfig(), {})
+    every = dict(num_layers=1, hidden_size=8, batch_size=4, seq_len=4)
+    assert "every size" in sizing.fixed_because(timed, every)
+    # auto as the char default, not asked for: one size given means the user chooses the shape
+    assert "a size was given" in sizing.fixed_because(timed, {"hidden_size": 256})
+    assert sizing.fixed_because(timed, {"hidden_size": 256, "size": "auto"}) is None
+    assert "parent" in sizing.fixed_because(timed, {}, fine_tuning=True)
+
+
+def test_char_runs_under_a_budget_are_sized_by_default_and_quiet_when_not(monkeypatch):
+    assert level_defaults("char")["size"] == "auto" and level_defaults("word")["size"] == "fixed"
+    said = []
+    _, _, record = sizing.auto_size({"hidden_size": 40}, TrainConfig(size="auto"), {}, 80, corpus_tokens=100_000,
+                                    device=torch.device("cpu"), say=said.append)
+    assert said == [] and "no --time-budget" in record["reason"]  # the default's fixed run prints nothing
+
+
+def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
+    # every size equally fast in tokens/s, so the one with the most weights predicts the lowest loss
+    _fake_machine(monkeypatch, lambda c: c.batch_size * c.seq_len / 1e9)
+    train = TrainConfig(time_budget=5, size="auto", epochs=None)  # no epochs: no cap on the tokens seen
+    said = []
+    asked = {"hidden_size": 40, "size": "auto"}  # --size auto asked for: a given size stays, the others are chosen
+    model, chosen, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, asked,
+                                             80, corpus_tokens=100_000, device=torch.device("cpu"), say=said.append)
+    assert model["hidden_size"] == 40  # given
+    assert (model["num_layers"], chosen.batch_size, chosen.seq_len) == (3, 64, 128)  # chosen: the most weights
+    assert record["choice"] == {"num_layers": 3, "hidden_size": 40, "batch_size": 64, "seq_len": 128}
+    assert said == [record["reason"]] and said[0].startswith("sizing: 3x40 (batch 64, window 128)")
+    assert {m["name"] for m in record["measured"]} >= {"1x40", "2x40", "3x40"}
+
+
+def test_a_run_that_will_read_its_text_many_times_gets_weight_drop_unless_given(monkeypatch):
+    _fake_machine(monkeypatch, lambda c: c.batch_size * c.seq_len / 1e6)  # every size at 1M tokens/s
+    train = TrainConfig(time_budget=5, size="auto", epochs=None)
+    base = {"hidden_size": 40, "embedding_size": 8}
+
+    def sized(corpus_tokens, asked=None, **settings):
+        said = []
+        model, _, _ = sizing.auto_size({**base, **settings}, train, {"size": "auto", **(asked or {})}, 80,
+                                       corpus_tokens=corpus_tokens, device=torch.device("cpu"), say=said.append)
+        return model.get("weight_drop"), said[0]
+
+    # 1M tokens/s for ~5 minutes: ~290M tokens, hundreds of passes over 1M, a fraction of one over 1G
+    drop, line = sized(1_000_000)
+    assert drop == 0.2 and "weight drop 0.2, as it will read the text ~" in line
+    assert line.endswith("(1M tokens/s with it)")  # the chosen size timed again with the step the run takes
+    assert sized(10**9)[0] is None  # read once: no weight drop
+    assert sized(1_000_000, {"weight_drop": 0.0}, weight_drop=0.0)[0] == 0.0  # --weight-drop 0 wins
+
+
+def test_a_time_budget_drops_the_default_epoch_limit_but_not_a_given_one():
+    assert run_limits({"time_budget": 2.0}) == {"time_budget": 2.0, "epochs": None}
+    assert run_limits({"time_budget": 2.0, "epochs": 3.0})["epochs"] == 3.0  # both given: the first limit ends it
+    assert run_limits({"max_steps": 10}) == {"max_steps": 10}  # no budget: the level's epochs stay
+
+
+def test_size_is_checked():
+    with pytest.raises(ScriptRNNError, match="--size must be one of auto, fixed"):
+        TrainConfig(size="big").validate()
+
+
+def test_a_steps_limited_run_is_not_probed(tmp_path, dialogue_file, monkeypatch):
+    monkeypatch.setattr(probe.Probe, "warm_up", lambda *a, **k: pytest.fail("probed a steps-limited run"))
+    settings = {**TINY_TRAIN, "hidden_size": 16}
+    scriptrnn.train(dialogue_file, tmp_path / "run", size="auto", time_budget=1, max_steps=2, **settings)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["sizing"]["choice"] is None and "--max-steps" in config["sizing"]["reason"]
+    assert (config["model"]["hidden_size"], config["training"]["batch_size"]) == (16, 8)
+
+
+def test_a_real_tiny_run_sizes_itself_prints_the_line_and_keeps_it_on_resume(tmp_path, dialogue_file, capsys,
+                                                                             monkeypatch):
+    out = tmp_path / "run"
+    code = main(["train", str(dialogue_file), "--size", "auto", "--time-budget", "0.05", "--hidden-size", "16",
+                 "--embedding-size", "8", "--eval-every", "5", "--eval-tokens", "500", "--out", str(out), "--quiet"])
+    assert code == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sizing:")]
+    config = json.loads((out / "config.json").read_text())
+    sized = config["sizing"]
+    assert lines == [sized["reason"]] and sized["measured"] and sized["probe_s"] > 0
+    picked = next(m for m in sized["measured"] if all(m[k] == v for k, v in sized["choice"].items()))
+    # a 3-second budget leaves the probe time for few sizes: the others' speeds are estimated, and the line says so
+    how = f"estimated from {picked['estimated_from']}'s speed" if picked["estimated_from"] else "measured"
+    assert f"tokens/s {how} here" in lines[0]
+    assert config["model"]["hidden_size"] == 16  # given
+    chosen = (config["model"]["num_layers"], config["training"]["batch_size"], config["training"]["seq_len"])
+    assert chosen == (sized["choice"]["num_layers"], sized["choice"]["batch_size"], sized["choice"]["seq_len"])
+    assert config["metrics"]["elapsed_s"] >= sized["probe_s"]  # the probe counted against the budget
+    assert config["training"]["epochs"] is None  # the budget is the limit: the default 20 epochs do not cut it
+    # --resume never sizes again: the run's recorded sizes hold.
+    monkeypatch.setattr(probe.Probe, "warm_up", lambda *a, **k: pytest.fail("probed on resume"))
+    scriptrnn.train(out=out, resume=True, time_budget=0.1, progress=False)
+    again = json.loads((out / "config.json").read_text())
+    assert again["model"] == config["model"] and again["sizing"] == sized
+    with pytest.raises(ScriptRNNError, match="--size fixed differs from the run.s auto"):
+        scriptrnn.train(out=out, resume=True, size="fixed", progress=False)
+
+
+def test_the_epochs_limit_caps_the_tokens_a_size_can_see(monkeypatch):
+    _simple_rule(monkeypatch)
+    fast = _measured({"1x128": 20_000_000, "2x128": 100_000})  # 1x128 would see 200x the tokens...
+    assert sizing.choose(fast, 300, eval_every=200, eval_tokens=0).measured.candidate.name == "1x128"
+    # ...but a corpus of 50,000 tokens seen 20 times caps both at 1M, and then the bigger one wins.
+    choice = sizing.choose(fast, 300, eval_every=200, eval_tokens=0, max_tokens=1_000_000)
+    assert choice.measured.candidate.name == "2x128" and choice.tokens == 1_000_000

@@ -27,7 +27,7 @@ from ..device import autocast_dtype
 from ..model.network import ModelConfig
 from .config import (LONG_RUN_EPOCHS, LONG_RUN_WEIGHT_DROP, SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN,
                      SIZING_TOKEN_TERM, TrainConfig)
-from .probe import Candidate, Measured, Probe, probe
+from .probe import MIN_ROUNDS, Candidate, Measured, Probe, probe
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
 LIMIT_FIELDS = ("epochs", "max_steps")  # given by the user, the run is not limited by time alone
@@ -202,16 +202,28 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     c = choice.measured.candidate
     model_settings = {**model_settings, "num_layers": c.num_layers, "hidden_size": c.hidden_size}
     epochs = choice.tokens / max(1, corpus_tokens - held_out)
+    with_drop = None
     if epochs > LONG_RUN_EPOCHS and "weight_drop" not in asked and not model_settings.get("weight_drop"):
         model_settings["weight_drop"] = LONG_RUN_WEIGHT_DROP  # the text will be used up (config.LONG_RUN_EPOCHS)
-        line += f"; weight drop {LONG_RUN_WEIGHT_DROP:g}, as it will read the text ~{epochs:.0f} times"
+        # the step the run will take has weight drop in it: the chosen size timed again with it
+        began = run.clock()
+        with_drop = replace(run, model=replace(run.model, weight_drop=LONG_RUN_WEIGHT_DROP), _trials={},
+                            _times={}).time_steps(c, MIN_ROUNDS)
+        probe_s += run.clock() - began
+        line += (f"; weight drop {LONG_RUN_WEIGHT_DROP:g}, as it will read the text ~{epochs:.0f} times "
+                 f"({_short(with_drop.tokens_per_s)} tokens/s with it)")
     say(line)
     train = replace(train, batch_size=c.batch_size, seq_len=c.seq_len).validate()
-    return model_settings, train, record(choice, measured, probe_s, line)
+    sized = record(choice, measured, probe_s, line)
+    if with_drop is not None:
+        sized["weight_drop_tokens_per_s"] = round(with_drop.tokens_per_s, 1)
+    return model_settings, train, sized
 
 
 def probe_speed(record: dict) -> float | None:
     """The chosen size's speed as the probe measured it (config.json's "sizing"), or None."""
+    if record.get("weight_drop_tokens_per_s"):
+        return record["weight_drop_tokens_per_s"]
     choice = record.get("choice")
     for m in record.get("measured", []) if choice else []:
         if all(m.get(k) == v for k, v in choice.items()):
