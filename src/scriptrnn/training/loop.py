@@ -154,7 +154,7 @@ class Trainer:
             if s.step % 10 == 0 or s.step == 1:
                 rate = window_tokens / max(1e-9, time.perf_counter() - window_start)
                 p = self.progress()
-                eta = s.elapsed_s * (1 - p) / p if p > 0 else None
+                eta = (s.elapsed_s - s.segment_s) * (1 - p) / p if p > 0 else None  # this segment's
                 bar.update(p, step=s.step, loss=float(np.mean(recent)), tokens_per_s=rate, eta_s=eta)
                 slow = self.slow.update(rate, s.elapsed_s, s.step)
                 if slow and self.dist.is_main:
