@@ -21,7 +21,7 @@ between. That overlaps in compute (fp32-1 at 10 minutes is about bf16-2 at 2), w
 tells whether one rule in parameters and tokens serves all speeds.
 
 Sizes per cell: before a speed's first cell, every ladder size is timed at that speed
-(sizing.Probe, the probe runs use); for each budget the --per-cell sizes (3) around the one the
+(probe.Probe, the probe runs use); for each budget the --per-cell sizes (3) around the one the
 current rule picks are trained. When the best held-out loss
 falls on the smallest or largest of them, the next ladder size beyond it is trained too (at
 most --extend, 1, per cell), so that the optimum is bracketed.
@@ -56,6 +56,8 @@ import scriptrnn
 from scriptrnn.device import autocast_dtype
 from scriptrnn.model.network import ModelConfig
 from scriptrnn.training import sizing
+from scriptrnn.training.config import TrainConfig
+from scriptrnn.training.probe import Probe, rule_parameters
 
 from . import common
 
@@ -91,11 +93,11 @@ def time_ladder(speed: str, vocab_size: int, longest_s: float, at_least: int = 3
     once a size predicts 0.2 nats worse than the best so far in the longest budget."""
     precision, threads = SPEEDS[speed]
     torch.set_num_threads(threads)
-    probe = sizing.Probe(ModelConfig(vocab_size=vocab_size), torch.device("cpu"),
-                         autocast_dtype(precision, torch.device("cpu")), 3e-3)
+    probe = Probe(ModelConfig(vocab_size=vocab_size), torch.device("cpu"),
+                  autocast_dtype(precision, torch.device("cpu")), TrainConfig(lr=3e-3))  # the run's own step
     speeds = {}
     for c in sizing.LADDERS["char"]:
-        m = probe.time_steps(c, enough_s=2.0)
+        m = probe.time_steps(c)  # a warm-up step, then probe.ROUNDS timed ones: their median
         speeds[c.name] = round(m.tokens_per_s, 1)
         losses = [predicted(n, v, longest_s / 60) for n, v in speeds.items()]
         if len(speeds) >= at_least and losses[-1] > min(losses) + 0.2:
@@ -111,7 +113,7 @@ def predicted(name: str, tokens_per_s: float, minutes: float) -> float:
 
 def parameters(name: str) -> int:
     c = LADDER[name]
-    return sizing.rule_parameters(ModelConfig(vocab_size=2, num_layers=c.num_layers, hidden_size=c.hidden_size))
+    return rule_parameters(ModelConfig(vocab_size=2, num_layers=c.num_layers, hidden_size=c.hidden_size))
 
 
 def sizes_for(speeds: dict[str, float], minutes: float, per_cell: int) -> list[str]:

@@ -20,6 +20,7 @@ _NOT_SETTINGS = {"command", "data", "corpus", "genres", "styles", "encoding", "s
 def cmd_train(args) -> int:
     from ..api import train
     from ..training.distributed import is_main_process
+    from ..training.schedule import NothingToTrain
 
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     settings.update(settings.pop("save_every", {}))
@@ -33,6 +34,10 @@ def cmd_train(args) -> int:
                            speaker_column=args.speaker_column, dialogue_column=args.dialogue_column,
                            resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
                            callbacks=callbacks, dist_timeout=args.dist_timeout, val_data=args.val_data, **settings)
+    except NothingToTrain as e:  # a finished run resumed with nothing new: said, and not a failure
+        if is_main_process():
+            print(f"scriptrnn: {e}", file=sys.stderr)
+        return 0
     except KeyboardInterrupt:  # outside the training loop (reading the corpus, the final evaluation)
         from ..model.directory import RESUME_FILE
 
@@ -53,7 +58,7 @@ def cmd_train(args) -> int:
     print(f"done: {result.stopped_because}; {result.steps} steps in {result.elapsed_s / 60:.1f} min\n"
           f"held-out loss {m['loss']:.4f} {unit} (perplexity {m['perplexity']:.2f}{extra}), every held-out token; "
           "the validation losses above score a sample of them\n"
-          f"model saved in {out}; write with: scriptrnn generate {out}")
+          f"model saved in {out}; write with: scriptrnn generate {out}\n{result.time_line}")
     return 0
 
 

@@ -31,7 +31,7 @@ from ..data.corpus import TextFormat
 from ..data.sources import load_corpus
 from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics
-from ..device import arithmetic, autocast_dtype, check_memory, pick_device
+from ..device import autocast_dtype, check_memory, pick_device
 from .config import SweepConfig, format_value
 from .report import write_report, write_tables
 from .usage import ResourceMonitor
@@ -232,6 +232,8 @@ def _warm_up(settings: dict) -> None:
     import torch
 
     from ..model.network import ModelConfig, RNNLanguageModel
+    from ..training.config import TrainConfig
+    from ..training.step import TrainStep
 
     figure = plt.figure(figsize=(2, 2))
     figure.gca().plot([0, 1], label="warm-up")
@@ -247,15 +249,10 @@ def _warm_up(settings: dict) -> None:
         dtype = autocast_dtype(settings["precision"], device)
     except ScriptRNNError:
         return  # the baseline run itself will say why it cannot train
-    model = RNNLanguageModel(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters())
+    step = TrainStep.build(RNNLanguageModel(config).to(device), TrainConfig.from_dict(settings), device, dtype)
     x = torch.randint(0, 64, (settings["batch_size"], settings["seq_len"]), device=device)  # (B, T)
-    for _ in range(3):  # the trainer's own step: same arithmetic, same kernels
-        with arithmetic(device, dtype):
-            loss, _ = model(x, targets=x)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    for _ in range(3):  # the trainer's own step (training/step.py): same arithmetic, optimizer, kernels
+        step(x, x, None)
 
 
 def _machine() -> str:

@@ -6,9 +6,10 @@ settings and records which layer decided each), setting a run up or resuming it
 (setup.py; its text learnt and encoded in two streamed passes by prepare.py, a resume's
 command checked against the run by same_run.py), starting from a parent's weights
 (init_from.py), the loop (loop.py:
-``Trainer``), its exact resume state (resume.py), several processes with DDP
+``Trainer``), the one training step and optimizer that the loop, the sizing probe and sweeps
+share (step.py), the run's clock (schedule.py: learning rate, limits, cool-down, where the
+time went), its exact resume state (resume.py), several processes with DDP
 (distributed.py), progress and metrics (reporting.py), samples while it learns
-(samples.py) and ``--size auto``, the model sized to the time budget from this machine's
-measured speed (sizing.py). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays
+(samples.py) and --size auto (sizing.py: the rule; probe.py: this machine's speed). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays
 the function and dotted paths such as ``scriptrnn.training.loop.Trainer`` resolve.
 """

@@ -212,7 +212,7 @@ ADAPTIVE_DEFAULT_VOCAB = 5_000  # word vocabularies from this size train with th
 # make it a different run than the one being continued.
 # (precision too: it changes rounding, and a bf16 run must be able to go on where bf16 is not native.)
 RESUME_OVERRIDES = {"max_steps", "epochs", "time_budget", "patience", "save_every", "save_every_minutes", "device",
-                    "precision", "sample_every"}
+                    "precision", "sample_every", "cooldown_checks"}
 
 
 def level_defaults(level: str) -> dict:

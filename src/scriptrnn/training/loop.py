@@ -18,17 +18,19 @@ import numpy as np
 import torch
 
 from ..data.batching import StreamBatches
-from ..device import arithmetic, autocast_dtype, pick_device
+from ..device import autocast_dtype, pick_device
 from ..errors import ScriptRNNError
 from ..model.directory import WEIGHTS_FILE
 from ..model.checkpoint import load_tensors, load_weights_into, save_weights
 from ..evaluation.scoring import loss_report, loss_sums
-from ..model.network import RNNLanguageModel, state_from_parts, state_parts
+from ..model.network import RNNLanguageModel
 from .config import TrainConfig
 from .distributed import SINGLE, Distributed, LostContact, lost_contact, rank_seed
 from .reporting import CURVE_FILE, DiscardLog, MetricsLog, ProgressBar, plot_loss_curve
 from .resume import LoopState, load_resume, save_resume
 from .samples import format_samples
+from .schedule import Schedule, SlowWatch, TimeSpent
+from .step import TrainStep
 
 @dataclass
 class TrainResult:
@@ -39,6 +41,8 @@ class TrainResult:
     final_val_loss: float
     stopped_because: str
     metrics: dict = field(default_factory=dict)
+    time_s: dict = field(default_factory=dict)  # where the command's seconds went (schedule.TimeSpent)
+    time_line: str = ""  # the same, as the line the CLI prints
 
 
 class Trainer:
@@ -64,9 +68,15 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len, config.seed,
                                      rows=dist.rows(config.batch_size))
-        self.optimizer = self._make_optimizer()
         self.autocast = autocast_dtype(config.precision, self.device)
+        self.stepper = TrainStep.build(self.model, config, self.device, self.autocast, forward=self.train_model)
+        self.optimizer = self.stepper.optimizer
         self.state = LoopState()
+        self.schedule = Schedule(config, self.batches.windows_per_epoch)
+        self.spent = TimeSpent()  # where the command's seconds went (setup fills in those before the loop)
+        budget_s = config.time_budget * 60 if config.time_budget else None
+        self.slow = SlowWatch(None, budget_s, self.device.type)  # setup gives it the probe's speed
+        self._val_s_per_token = 0.0  # the last check's, to keep the final evaluation's time in the budget
         self.hidden = None
         self.show_progress = progress and dist.is_main
         self.callbacks = list(callbacks or [])
@@ -87,48 +97,14 @@ class Trainer:
         if dist.rank > 0:
             torch.manual_seed(rank_seed(config.seed, dist.rank))  # dropout differs on each rank, repeatably
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        # Decay only weight matrices: decaying embeddings, biases or gates' offsets hurts RNNs.
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
-        other = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
-                  {"params": other, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.99))
-
     # ------------------------------------------------------------ schedule
 
     def progress(self) -> float:
         """Fraction of the run done, by whichever limit is nearest."""
-        c, s = self.config, self.state
-        parts = [0.0]
-        if c.max_steps:
-            parts.append(s.step / c.max_steps)
-        if c.epochs:
-            parts.append((s.epoch + s.window / self.batches.windows_per_epoch) / c.epochs)
-        if c.time_budget:
-            parts.append(s.elapsed_s / (c.time_budget * 60))
-        return min(1.0, max(parts))
+        return self.schedule.progress(self.state)
 
     def learning_rate(self) -> float:
-        c, s = self.config, self.state
-        if s.cooldown_from_step >= 0:  # linearly from where the cool-down began to the floor
-            done = min(1.0, (s.step - s.cooldown_from_step) / self._cooldown_steps())
-            return s.cooldown_from_lr + (c.lr * c.min_lr_ratio - s.cooldown_from_lr) * done
-        if s.step < c.warmup_steps:
-            return c.lr * (s.step + 1) / c.warmup_steps
-        cosine = 0.5 * (1 + math.cos(math.pi * self.progress()))
-        return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * cosine)
-
-    def _cooldown_steps(self) -> int:
-        return max(1, (self.config.cooldown_checks or 0) * self.config.eval_every)
-
-    def _start_cooldown(self) -> None:
-        """At the first check that fails to beat the best in the first half of a --time-budget
-        (TrainConfig.cooldown_checks); past half-way the cosine is cooling the rate already."""
-        c, s = self.config, self.state
-        if c.cooldown_checks and c.time_budget and s.cooldown_from_step < 0 and self.progress() < 0.5:
-            s.cooldown_from_lr = self.learning_rate()
-            s.cooldown_from_step = s.step
+        return self.schedule.learning_rate(self.state)
 
     # ------------------------------------------------------------ loop
 
@@ -138,13 +114,17 @@ class Trainer:
         bar = ProgressBar(self.show_progress, start=self.progress())
         stopped = None
         restore = self._install_signal_handlers()
+        began = time.perf_counter()
         try:
             stopped = self._together(self._loop, log, bar)
         finally:
             restore()
             bar.close()
+            self.spent.train = time.perf_counter() - began - self.spent.checks
         # An interrupted run exits at once; its resume point is already saved.
+        began = time.perf_counter()
         final = {} if stopped.startswith("interrupted") else self._together(self._final_evaluation, log)
+        self.spent.final = time.perf_counter() - began
         return TrainResult(self.out_dir, self.state.step, self.state.elapsed_s, self.state.best_val_loss,
                            final.get("loss", math.nan), stopped, final)
 
@@ -161,6 +141,7 @@ class Trainer:
         c, s = self.config, self.state
         self.model.train()
         self._started = time.perf_counter() - s.elapsed_s
+        self._say_time_before(bar)
         window_start, window_tokens, recent = time.perf_counter(), 0, []
         while True:
             reason = self._should_stop()
@@ -174,14 +155,19 @@ class Trainer:
             if s.step % 10 == 0 or s.step == 1:
                 rate = window_tokens / max(1e-9, time.perf_counter() - window_start)
                 p = self.progress()
-                eta = s.elapsed_s * (1 - p) / p if p > 0 else None
+                eta = (s.elapsed_s - s.segment_s) * (1 - p) / p if p > 0 else None  # this segment's
                 bar.update(p, step=s.step, loss=float(np.mean(recent)), tokens_per_s=rate, eta_s=eta)
+                slow = self.slow.update(rate, s.elapsed_s, s.step)
+                if slow and self.dist.is_main:
+                    bar.write(slow)
                 self._log(log, {"step": s.step, "epoch": s.epoch, "train_loss": float(np.mean(recent)),
                                 "lr": self.learning_rate(), "tokens_per_s": rate, "elapsed_s": s.elapsed_s})
                 window_start, window_tokens, recent = time.perf_counter(), 0, []
             if s.step % c.eval_every == 0:
+                began = time.perf_counter()
                 self._check(log, bar)
-                s.elapsed_s = self._agreed_elapsed()
+                self.spent.checks += time.perf_counter() - began
+                s.elapsed_s = self._agreed_elapsed(time.perf_counter() - began)
             elif self._save_due():
                 self._save_resume()
             self._notify("on_step")
@@ -208,25 +194,19 @@ class Trainer:
             callback(event, self)
 
     def _should_stop(self) -> str | None:
-        c, s = self.config, self.state
-        # Every input below is the same on every rank, so all stop together.
+        # Every input is the same on every rank, so all stop together.
         request = self.agreed_stop if self.dist.enabled else self.stop_requested
         if request:
             return f"interrupted ({request})"
-        if self.finish_requested:
-            return self.finish_requested
-        if c.max_steps and s.step >= c.max_steps:
-            return f"reached --max-steps {c.max_steps}"
-        if c.epochs and s.epoch + s.window / self.batches.windows_per_epoch >= c.epochs:
-            return f"reached --epochs {c.epochs:g}"
-        if c.time_budget and s.elapsed_s >= c.time_budget * 60:
-            return f"reached --time-budget {c.time_budget:g} min"
-        if s.cooldown_from_step >= 0 and s.step >= s.cooldown_from_step + self._cooldown_steps():
-            return (f"cooled down: validation stopped improving at step {s.cooldown_from_step}, and the "
-                    f"learning rate fell to its floor over {c.cooldown_checks} more checks")
-        if c.patience and s.checks_without_improvement >= c.patience:
-            return f"early stop: no better validation loss in {c.patience} checks"
-        return None
+        return self.finish_requested or self.schedule.limit_reached(self.state)
+
+    def _say_time_before(self, bar: ProgressBar) -> None:
+        """Where the budget's first seconds went, before the first step (so the bar's time left adds up)."""
+        before = self.spent.prepare + self.spent.probe
+        if self.config.time_budget and before >= 1 and self.dist.is_main and self.state.step == self.state.segment_step:
+            left = self.schedule.budget_s() - (self.state.elapsed_s - self.state.segment_s)
+            bar.write(f"{self.spent.prepare:.1f} s reading and preparing, {self.spent.probe:.1f} s sizing: "
+                      f"{max(0.0, left):.0f} s of the {self.config.time_budget:g} min budget left to train")
 
     def _train_step(self) -> float:
         c, s = self.config, self.state
@@ -234,30 +214,20 @@ class Trainer:
             self.hidden = None  # a new epoch cuts the streams differently
         x, y = self.batches.batch(s.epoch, s.window)
         x, y = x.to(self.device), y.to(self.device)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate()
-        with arithmetic(self.device, self.autocast):
-            # The mean over this process's rows; DDP averages the gradients of the W equal shares,
-            # which is the gradient of the mean over the whole global batch.
-            loss, hidden = self.train_model(x, self.hidden, targets=y)  # B is this process's rows
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-        if not torch.isfinite(norm):  # the same on every rank: DDP has averaged the gradients
-            # Stepping would make the weights NaN; stop with the last checkpoint's weights intact.
+        out = self.stepper(x, y, self.hidden, lr=self.learning_rate())  # B: this process's rows
+        if not torch.isfinite(out.grad_norm):  # the same on every rank: DDP has averaged the gradients
+            # The step was not taken; stop with the last checkpoint's weights intact.
             raise ScriptRNNError(
-                f"training diverged at step {s.step + 1} (the gradient is {norm.item()}); the last checkpoint "
-                f"is kept. Start again with a lower --lr (now {c.lr:g}) or --grad-clip, with --overwrite"
+                f"training diverged at step {s.step + 1} (the gradient is {out.grad_norm.item()}); the last "
+                f"checkpoint is kept. Start again with a lower --lr (now {c.lr:g}) or --grad-clip, with --overwrite"
             )
-        self.optimizer.step()
-        # Carried in float32 whatever the arithmetic, so resume files and evaluation see one dtype.
-        self.hidden = state_from_parts(h.detach().float() for h in state_parts(hidden))
+        self.hidden = out.hidden
         s.step += 1
         s.tokens_seen += self.batches.tokens_per_batch
         s.window += 1
         if s.window >= self.batches.windows_per_epoch:
             s.epoch, s.window = s.epoch + 1, 0
-        value = self._agree_after_step(loss.detach())
+        value = self._agree_after_step(out.loss)
         if not math.isfinite(value):
             # Nothing is saved from here on: the checkpoints on disk are the last good state.
             raise ScriptRNNError(
@@ -290,16 +260,22 @@ class Trainer:
             self.finish_requested = "finished by another process"
         return total[0] / W
 
-    def _agreed_elapsed(self) -> float:
-        """Seconds since the run started (its mean over processes: one clock for all)."""
+    def _agreed_elapsed(self, check_s: float) -> float:
+        """Seconds since the run started (its mean over processes: one clock for all); and the seconds
+        to keep for the final evaluation, from this check's (``check_s``) speed."""
         elapsed = time.perf_counter() - self._started
-        return self.dist.sum([elapsed], self.device)[0] / self.dist.world_size
+        reserve = self._val_s_per_token * len(self.val_ids) + check_s
+        total = self.dist.sum([elapsed, reserve], self.device)
+        self.schedule.reserve_s = total[1] / self.dist.world_size
+        return total[0] / self.dist.world_size
 
     def _check(self, log: MetricsLog, bar: ProgressBar, max_tokens: int | None = -1) -> float:
         """Validate, keep the best weights, write a resume point."""
         s = self.state
         tokens = self.config.eval_tokens if max_tokens == -1 else max_tokens
-        val_loss, _ = self._validation_loss(tokens)  # the same figure on every rank
+        began = time.perf_counter()
+        val_loss, scored = self._validation_loss(tokens)  # the same figure on every rank
+        self._val_s_per_token = (time.perf_counter() - began) / max(1, scored)
         if not math.isfinite(val_loss):  # never save weights that score NaN as a resume point
             raise ScriptRNNError(f"training diverged by step {s.step} (validation loss is {val_loss}); the last "
                                  f"checkpoint is kept. Start again with a lower --lr (now {self.config.lr:g}), "
@@ -311,7 +287,7 @@ class Trainer:
                 save_weights(self.out_dir, self.model, val_loss)
         else:
             s.checks_without_improvement += 1
-            self._start_cooldown()
+            self.schedule.after_check(s)
         bpc = self._val_report(val_loss).get("bits_per_char")
         self._log(log, {"step": s.step, "epoch": s.epoch, "val_loss": val_loss, "elapsed_s": s.elapsed_s,
                         **({"val_bits_per_char": bpc} if bpc is not None else {})})
@@ -339,8 +315,9 @@ class Trainer:
 
     def _final_evaluation(self, log: MetricsLog) -> dict:
         """Score the best weights on the whole held-out split."""
-        if self.state.step % self.config.eval_every != 0:
-            # The steps since the last check may hold the best weights yet.
+        if self.state.step % self.config.eval_every != 0 or not math.isfinite(self.state.best_val_loss):
+            # The steps since the last check may hold the best weights yet (or no check has saved any:
+            # the preparation took the whole budget).
             self._check(log, ProgressBar(False))
         if self.dist.is_main:
             tensors, _ = load_tensors(self.out_dir / WEIGHTS_FILE)

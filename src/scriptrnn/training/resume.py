@@ -34,6 +34,9 @@ class LoopState:
     checks_without_improvement: int = 0
     cooldown_from_step: int = -1  # the step a cool-down began (TrainConfig.cooldown_checks); -1: none yet
     cooldown_from_lr: float = 0.0  # the learning rate it falls from
+    # A finished run given a new --time-budget trains a new segment of the schedule (schedule.py):
+    segment_s: float = 0.0  # elapsed_s when the segment began (its budget counts from here)
+    segment_step: int = 0  # the step it began at (its warm-up counts from here)
 
 
 def save_resume(trainer) -> None:
@@ -114,6 +117,9 @@ def _loop_state(loop: dict, windows_per_epoch: int) -> LoopState:
     if not (isinstance(state.cooldown_from_step, int) and state.cooldown_from_step >= -1
             and _is_number(state.cooldown_from_lr) and math.isfinite(state.cooldown_from_lr)):
         raise ValueError(f"loop cool-down {loop} is not a step and a learning rate")
+    if not (isinstance(state.segment_step, int) and 0 <= state.segment_step <= state.step
+            and _is_number(state.segment_s) and 0 <= state.segment_s <= state.elapsed_s):
+        raise ValueError(f"loop segment {loop} is not a step and a time within the run")
     if state.window >= windows_per_epoch:
         raise ValueError(f"window {state.window} is past the {windows_per_epoch} windows of an epoch "
                          "(has the corpus changed?)")

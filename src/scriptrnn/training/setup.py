@@ -8,6 +8,7 @@ again, checks it has not changed, and restores the loop exactly (resume.py).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,7 +38,8 @@ from .loop import Trainer, TrainResult
 from .prepare import open_text
 from .same_run import check_val_data, resume_settings
 from .reporting import CURVE_FILE, METRICS_FILE
-from .sizing import auto_size, fixed_because, rough_tokens
+from .schedule import NothingToTrain, finished, new_segment, nothing_to_train
+from .sizing import auto_size, fixed_because, probe_speed, rough_tokens
 from .samples import SAMPLES_FILE, RunSamples, last_sample
 
 # What a run writes into --out; --overwrite removes these and nothing else.
@@ -51,13 +53,14 @@ def run_training(request: CorpusRequest, out: Path, *, resume: bool = False, ove
                  settings: dict | None = None, val_data=None) -> TrainResult:
     """``scriptrnn.train()`` after its arguments are gathered (see its docstring)."""
     settings = settings or {}
+    began = time.perf_counter()  # the budget counts the whole command (schedule.py)
     with session(dist_timeout) as where:
         if where.is_main:
             run = _tell_the_others(where, lambda: _prepare(request, out, resume, overwrite, settings, where,
                                                            val_data))
         else:
             run = _follow(out, where)
-        return _fit(out, run, progress, callbacks, where)
+        return _fit(out, run, progress, callbacks, where, began)
 
 
 def _prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -102,10 +105,13 @@ class _Run:
     cache_key: str
     resume: bool
     val_start: int  # ids[:val_start] are trained on, ids[val_start:] held out
+    new_segment: bool = False  # a finished run given a new --time-budget (schedule.py)
+    nothing_new: bool = False  # a finished run given no new limit: nothing to train
 
     def message(self) -> dict:
         return {"config": self.record.to_dict(), "tokenizer": self.tokenizer.to_dict(), "cache_key": self.cache_key,
-                "resume": self.resume, "val_start": self.val_start}
+                "resume": self.resume, "val_start": self.val_start, "new_segment": self.new_segment,
+                "nothing_new": self.nothing_new}
 
 
 def _tell_the_others(where: Distributed, prepare: Callable[[], _Run]) -> _Run:
@@ -138,7 +144,7 @@ def _follow(out: Path, where: Distributed) -> _Run:
         )
     torch.manual_seed(train_config.seed)  # rank 0's first weights (DDP copies rank 0's to all anyway)
     return _Run(record, train_config, build_model(record), tokenizer_from_dict(message["tokenizer"]), ids,
-                message["cache_key"], message["resume"], message["val_start"])
+                message["cache_key"], message["resume"], message["val_start"], message["new_segment"], message["nothing_new"])
 
 
 def _prepare(request: CorpusRequest, out: Path, resume: bool, overwrite: bool, settings: dict,
@@ -309,26 +315,46 @@ def _resume(out: Path, request: CorpusRequest, settings: dict, where: Distribute
         ids = _cache_ids(out, text.ids(tokenizer, train_config, val=val), key, tokenizer.vocab_size)
         val_start = text.train_tokens(tokenizer, train_config, len(ids) - text.val_tokens, val=val)
         corpus.train_tokens, corpus.val_characters = val_start, text.val_characters
-    return _Run(record, train_config, build_model(record), tokenizer, ids, key, resume=True, val_start=val_start)
+    limits = [k for k in ("time_budget", "max_steps", "epochs") if k in settings]  # given on this command
+    ended = finished(record)
+    return _Run(record, train_config, build_model(record), tokenizer, ids, key, resume=True, val_start=val_start,
+                new_segment=ended and "time_budget" in limits, nothing_new=ended and not limits)
 
 
-def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed) -> TrainResult:
+def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed, began: float) -> TrainResult:
     train_ids, val_ids = run.ids[: run.val_start], run.ids[run.val_start:]  # views of the memory map
     trainer = Trainer(run.model, train_ids, val_ids, run.train_config, out, level=run.tokenizer.level,
                       progress=progress, callbacks=callbacks, dist=where,
                       val_characters=run.record.corpus.val_characters)
+    sizing = run.record.sizing or {}
+    trainer.spent.probe = 0.0 if run.resume else run.record.probe_s
+    trainer.spent.prepare = time.perf_counter() - began - trainer.spent.probe
     if run.resume:
         trainer.load_resume()
-    else:  # --size auto's probe took its seconds out of the budget
-        trainer.state.elapsed_s = run.record.probe_s
+        if finished(run.record):  # where it ended: its last resume point may be from the check before
+            trainer.state.elapsed_s = max(trainer.state.elapsed_s, run.record.metrics.elapsed_s or 0.0)
+        if run.new_segment:  # more time for a finished run: the schedule starts a new segment
+            new_segment(trainer.state, trainer.spent.prepare)
+        why = run.record.metrics.stopped_because if run.nothing_new else trainer._should_stop()
+        if why and finished(run.record):  # never silently do nothing
+            raise NothingToTrain(nothing_to_train(why, run.train_config, out))
+    else:  # the preparation and --size auto's probe took their seconds out of the budget
+        trainer.state.elapsed_s = trainer.spent.prepare + trainer.spent.probe
+        trainer.slow.expected = probe_speed(sizing)
     if where.is_main and run.train_config.sample_every:  # under torchrun only rank 0 samples
         trainer.sampler = RunSamples(out, run.tokenizer, run.record, every=run.train_config.sample_every,
                                      seed=run.train_config.seed, start_step=trainer.state.step)
     result = trainer.fit()
     if where.is_main:
-        run.record.metrics = Metrics({**result.metrics, **case_note(run.tokenizer)}, result.best_val_loss,
-                                     result.steps, round(result.elapsed_s, 1), result.stopped_because)
+        metrics = run.record.metrics = Metrics(
+            {**result.metrics, **case_note(run.tokenizer)}, result.best_val_loss, result.steps,
+            round(result.elapsed_s, 1), result.stopped_because, {"slow": trainer.slow.said} if trainer.slow.said else {})
         run.record.machine = machine(str(trainer.device))
+        saving = time.perf_counter()
         save_run_files(out, run.record, run.tokenizer)
         write_card(out, run.record.to_dict(), sample=last_sample(out))
+        trainer.spent.save = time.perf_counter() - saving
+        metrics.extra["time_s"] = result.time_s = trainer.spent.record()
+        save_run_files(out, run.record, run.tokenizer)  # again, with the seconds the first save took
+    result.time_line = trainer.spent.line(run.train_config.time_budget)
     return result
