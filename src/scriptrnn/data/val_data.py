@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from .corpus import as_path_list
 from .coverage import dropped_warning, encode_text
 from .sources import CorpusSource, TextFormat
@@ -29,7 +30,7 @@ class ValData:
         path_list = as_path_list(paths)
         if not path_list:
             raise ScriptRNNError("--val-data needs at least one file or folder")
-        source = CorpusSource(paths=tuple(str(p.resolve()) for p in path_list), text_format=text_format)
+        source = CorpusSource(paths=tuple(str(real_path(p)) for p in path_list), text_format=text_format)
         return cls(source, source.load().text)
 
     @classmethod

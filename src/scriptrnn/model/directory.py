@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ScriptRNNError
+from ..paths import check_no_loop
 from .files import CONFIG_FILE, TOKENIZER_FILE, check_sections, read_json
 
 # A training run
@@ -29,6 +30,7 @@ _PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin"}
 def is_exported(directory) -> bool:
     """True for a directory ``scriptrnn export`` wrote (its graph or its config says so)."""
     directory = Path(directory)
+    check_no_loop(directory)  # else a loop reads as "no such directory" here and a traceback elsewhere
     if (directory / MODEL_FILE).is_file():
         return True
     path = directory / CONFIG_FILE
@@ -49,6 +51,7 @@ def read_config(directory, *, exported: bool | None = None) -> dict:
     None: whichever the directory is.
     """
     directory = Path(directory)
+    check_no_loop(directory)
     if exported is None:
         exported = is_exported(directory)
     writer = "scriptrnn export --out" if exported else "scriptrnn train --out"

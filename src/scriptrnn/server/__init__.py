@@ -11,6 +11,7 @@ generating never need them; ``create_app`` is imported on first use for that rea
 import os
 
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from .protocol import ServerLimits
 
 
@@ -41,7 +42,7 @@ def load_models(model_dirs, device: str = "cpu", threads: int | None = None) -> 
         model_dirs = [pretrained_dir()]  # the built-in model is a training run
     models = {}
     for directory in model_dirs:
-        name = base = Path(directory).resolve().name
+        name = base = real_path(directory).name
         k = 2
         while name in models:
             name, k = f"{base}-{k}", k + 1

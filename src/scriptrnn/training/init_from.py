@@ -26,6 +26,7 @@ import torch
 
 from ..data.tokenizer import CharTokenizer, WordTokenizer
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from ..model.directory import WEIGHTS_FILE, is_exported
 from ..model.loader import load, pretrained_dir
 from ..model.network import ModelConfig, adaptive_cutoffs
@@ -175,7 +176,7 @@ def parent_record(parent: Parent) -> dict:
     """What config.json says about the parent: where it was, which weights, how good."""
     weights = parent.directory / WEIGHTS_FILE
     val = parent.config.get("metrics", {}).get("val", {})
-    return {"init_from": parent.label, "path": str(parent.directory.resolve()),
+    return {"init_from": parent.label, "path": str(real_path(parent.directory)),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
             "held_out_loss": val.get("loss"), "corpus": parent.config.get("corpus", {}).get("name"),
             "vocab_size": parent.model_config.vocab_size}

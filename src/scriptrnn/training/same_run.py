@@ -13,6 +13,7 @@ from dataclasses import fields
 
 from ..data.sources import CorpusRequest, CorpusSource, TextFormat
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from ..model.network import ModelConfig
 from .config import RESUME_OVERRIDES, TrainConfig, split_settings
 
@@ -42,7 +43,7 @@ def check_val_data(val, val_data) -> None:
     """--val-data on a resume must name the files the run validates on (``val``: the run's, or None)."""
     from ..data.corpus import as_path_list
 
-    given = tuple(str(p.resolve()) for p in as_path_list(val_data))
+    given = tuple(str(real_path(p)) for p in as_path_list(val_data))
     had = val.source.paths if val is not None else ()
     if given != had:
         theirs = ", ".join(had) or "(none: it validates on the end of its DATA)"
@@ -58,7 +59,7 @@ def _check_parent(config: dict, init_from) -> None:
         return
     from pathlib import Path
 
-    if parent.get("path") and Path(str(init_from)).resolve() == Path(parent["path"]):
+    if parent.get("path") and real_path(str(init_from)) == Path(parent["path"]):
         return
     had = parent.get("init_from") or "(none: it started from random weights)"
     raise ScriptRNNError(f"--resume cannot change --init-from: {init_from} differs from the run's {had}; {_ADVICE}")
