@@ -102,7 +102,11 @@ def _this_process() -> dict:
 
 
 def _dead_here(trial) -> bool:
-    attrs = trial.user_attrs
+    return _process_gone(trial.user_attrs)
+
+
+def _process_gone(attrs: dict) -> bool:
+    """Whether the process ``_this_process`` described has ended; False when it ran on another machine."""
     if attrs.get("host") != _this_process()["host"] or not isinstance(attrs.get("pid"), int):
         return False
     try:
