@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -15,6 +18,8 @@ import scriptrnn
 from scriptrnn.cli import main
 from scriptrnn.errors import ScriptRNNError
 from scriptrnn.model.checkpoint import RESUME_FILE, WEIGHTS_FILE, load_checkpoint
+from scriptrnn.model.directory import MODEL_FILE
+from scriptrnn.runtime import load
 
 from .conftest import TINY_TRAIN, make_run
 
@@ -93,3 +98,126 @@ def test_a_sparse_resume_file_is_refused_unread(capsys, tmp_path, dialogue_file)
     started = time.monotonic()
     _one_line_error(capsys, ["train", "--resume", out, "--quiet"], "damaged or padded")
     assert time.monotonic() - started < 30
+
+
+# ---------------------------------------------------------------- exported graphs (break 9)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from scriptrnn.model.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("export")
+    export_onnx(make_run(folder / "run"), folder / "onnx")
+    return folder / "onnx"
+
+
+def _copy_with_graph(exported, tmp_path, graph) -> object:
+    import shutil
+
+    import onnx
+
+    out = tmp_path / "hostile"
+    shutil.copytree(exported, out)
+    onnx.save(graph, str(out / MODEL_FILE))
+    return out
+
+
+def _looping_graph(exported):
+    """The export, its logits made to depend on a Loop of 10^15 turns with constant inputs.
+
+    onnxruntime folds constants while it loads: before the check, this hung `generate` for
+    minutes, ignoring SIGTERM.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(exported / MODEL_FILE))
+    g = model.graph
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["v_in", "one"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
+    g.initializer.extend([helper.make_tensor("trips", TensorProto.INT64, [], [10**15]),
+                          helper.make_tensor("yes", TensorProto.BOOL, [], [True]),
+                          helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    g.node.append(helper.make_node("Loop", ["trips", "yes", "zero"], ["spun"], body=body))
+    g.node.append(helper.make_node("Mul", ["spun", "zero"], ["nothing"]))
+    g.output[0].name, old = "hostile_logits", g.output[0].name
+    g.node.append(helper.make_node("Add", [old, "nothing"], ["hostile_logits"]))
+    return model
+
+
+def test_a_looping_graph_is_refused_in_one_line_at_once(tmp_path, exported):
+    directory = _copy_with_graph(exported, tmp_path, _looping_graph(exported))
+    started = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-m", "scriptrnn", "generate", str(directory), "--max-new-tokens", "5"],
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading the hostile graph ran for a minute")
+    assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "operator 'Loop', which scriptrnn export never writes" in done.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_weights_in_another_file_and_foreign_signatures_are_refused(tmp_path, exported):
+    import onnx
+
+    model = onnx.load(str(exported / MODEL_FILE))
+    tensor = model.graph.initializer[0]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="../../../etc/passwd")
+    with pytest.raises(ScriptRNNError, match="external data"):
+        load(_copy_with_graph(exported, tmp_path / "a", model))
+    model = onnx.load(str(exported / MODEL_FILE))
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT  # ids as fractions
+    with pytest.raises(ScriptRNNError, match="inputs do not fit config.json"):
+        load(_copy_with_graph(exported, tmp_path / "b", model))
+    model = onnx.load(str(exported / MODEL_FILE))
+    model.opset_import[0].version = 21
+    with pytest.raises(ScriptRNNError, match="operator set ai.onnx 21"):
+        load(_copy_with_graph(exported, tmp_path / "c", model))
+
+
+def test_a_graph_bigger_than_config_json_needs_is_refused_unread(tmp_path, exported):
+    directory = tmp_path / "big"
+    import shutil
+
+    shutil.copytree(exported, directory)
+    os.truncate(directory / MODEL_FILE, 10 * 2**30)  # sparse
+    started = time.monotonic()
+    with pytest.raises(ScriptRNNError, match="at most"):
+        load(directory)
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("cell,level,softmax", [("gru", "word", "adaptive"), ("rnn", "char", "full"),
+                                                ("lstm", "word", "adaptive")])
+def test_every_kind_of_export_passes_the_check(tmp_path, cell, level, softmax):
+    """The operator list covers what the exporter writes, quantized too (check_exported_graph's allow-list)."""
+    from scriptrnn.model.export import export_onnx
+
+    export_onnx(make_run(tmp_path / "run", cell, level, softmax=softmax), tmp_path / "q", quantize="int8")
+    assert load(tmp_path / "q").generate("jerry", max_new_tokens=5, seed=1)[0]
+
+
+SIGNAL_DURING_LOAD = """
+import os, signal, time
+from scriptrnn.model.onnx import _signals_end_the_process
+signal.signal(signal.SIGTERM, lambda *a: print("handled late"))  # a server's graceful stop, say
+with _signals_end_the_process():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # stands for onnxruntime's C++, which Python's handlers wait for
+print("not ended")
+"""
+
+
+def test_a_signal_ends_the_process_while_a_session_is_built():
+    done = subprocess.run([sys.executable, "-c", SIGNAL_DURING_LOAD], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGTERM, (done.stdout, done.stderr)
