@@ -25,7 +25,7 @@ TORCH_FREE = ["scriptrnn", "scriptrnn.runtime", "scriptrnn.model.loader", "scrip
 # The ground floor imports nothing else of the package, so data/ and everything upstairs can use
 # it; the package root (scriptrnn/__init__.py, the public names) is the roof: nothing inside imports it.
 LAYERS = [
-    {"errors", "version", "safe_json", "files", "extras"},  # the ground floor
+    {"errors", "version", "safe_json", "files", "extras", "paths"},  # the ground floor
     {"data", "device"},
     {"generate"},  # no PyTorch: a ScriptModel writes with any network
     {"model", "hub"},  # the loader builds a ScriptModel; an hf: name is fetched (hub/) before it loads

@@ -160,11 +160,11 @@ def test_damaged_exports_are_refused_in_one_line(run, tmp_path):
     with pytest.raises(ScriptRNNError, match="newer scriptrnn"):
         load(x)
     (x / "config.json").write_text(json.dumps({**config, "model": {**config["model"], "hidden_size": 7}}))
-    with pytest.raises(ScriptRNNError, match="does not fit config.json"):
+    with pytest.raises(ScriptRNNError, match="do not fit config.json"):
         load(x)
     (x / "config.json").write_text(json.dumps(config))
     (x / MODEL_FILE).write_bytes(b"\x80\x04 not a graph")
-    with pytest.raises(ScriptRNNError, match="not a graph onnxruntime can run"):
+    with pytest.raises(ScriptRNNError, match="not an ONNX graph"):
         load(x)
     (x / MODEL_FILE).unlink()
     with pytest.raises(ScriptRNNError, match="missing model.onnx"):

@@ -10,8 +10,9 @@ evaluation/, training/, hub/ (the Hugging Face Hub), then server/ and sweep/ and
 ``evaluate``, ``info``), device.py (device, precision and threads, chosen in one place),
 classic.py (the course notebooks' method, the benchmarks' baseline), __main__.py
 (``python -m scriptrnn``) and the ground floor, which imports nothing above it: errors.py
-(``ScriptRNNError``), version.py, files.py (safe reads, atomic writes), safe_json.py and extras.py (which
-optional package each job needs, named by its install extra).
+(``ScriptRNNError``), version.py, files.py (safe reads, atomic writes), safe_json.py, paths.py (every user path
+resolved, a link loop one line) and extras.py (which optional package each job needs, named by its
+install extra).
 """
 
 from .version import __version__  # noqa: F401 (scriptrnn.__version__, as every package has)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ScriptRNNError
+from ..paths import real_path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -367,11 +368,11 @@ def cmd_sweep(args) -> int:
     from ..sweep.report import all_conclusions
 
     raw, base = (read_toml(args.config), args.config.parent) if args.config else ({}, Path("."))
-    source = {k: v for k, v in (("data", [str(Path(p).resolve()) for p in args.data or []]),
+    source = {k: v for k, v in (("data", [str(real_path(p)) for p in args.data or []]),
                                 ("corpus", args.corpus), ("genres", args.genres)) if v}
     budget = {k: getattr(args, k) for k in ("time_budget", "epochs", "max_steps") if getattr(args, k) is not None}
     raw = command_line_config(raw, sets=args.set, vary=args.vary, grid=args.grid, budget=budget, source=source,
-                              out=args.out.resolve() if args.out else None)
+                              out=real_path(args.out) if args.out else None)
     config = build_config(raw, base)
     command = shlex.join(["scriptrnn", *args.argv])
     sweep = Sweep(config, config.out or DEFAULT_OUT, progress=not args.quiet, tensorboard=args.tensorboard,

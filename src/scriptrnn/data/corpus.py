@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Union
 
 from scriptrnn.errors import ScriptRNNError
+from ..paths import real_path
 
 PathLike = Union[str, os.PathLike]
 
@@ -127,7 +128,7 @@ def _check_encoding(encoding: str) -> None:
 
 
 def _corpus_name(paths: list[Path]) -> str:
-    stems = [(p.stem if p.is_file() else p.resolve().name) or "corpus" for p in paths]
+    stems = [(p.stem if p.is_file() else real_path(p).name) or "corpus" for p in paths]
     return "+".join(stems)
 
 
@@ -147,6 +148,7 @@ def _files_to_read(path: Path, encoding: str) -> list[Path]:
         return [path]
     if path.exists():
         raise ScriptRNNError(f"{path} is not a regular file or folder; give a text or CSV file")
+    real_path(path)  # a link loop is not "missing": say what it is
     raise ScriptRNNError(f"no such file or folder: {path}")
 
 

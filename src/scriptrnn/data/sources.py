@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from .corpus import Corpus, PathLike, TextFormat, as_path_list, read_corpus
 from .shakespeare import BUILTIN_NAME, shakespeare_corpus
 from .stream import StreamedCorpus, streamed_files
@@ -36,7 +37,7 @@ class CorpusRequest:
         """The source this request names: paths made absolute, styles worked out (one-line errors)."""
         styles = style_sources(self.data, by=self.styles, genres=list(self.genres) or None)
         paths = [] if styles else as_path_list(self.data)
-        return CorpusSource(paths=tuple(str(p.resolve()) for p in paths), corpus=self.corpus,
+        return CorpusSource(paths=tuple(str(real_path(p)) for p in paths), corpus=self.corpus,
                             genres=() if styles else tuple(self.genres), styles=tuple(styles or ()),
                             text_format=self.text_format)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from .corpus import Corpus, PathLike, as_path_list, find_speakers
 from .shakespeare import BUILTIN_NAME
 from ..errors import ScriptRNNError
+from ..paths import real_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -158,13 +159,13 @@ def _path_and_style(item: Path) -> tuple[Path, str | None]:
 
 
 def _style_from_file(path: Path) -> str:
-    return re.sub(r"[^\w-]+", "_", path.stem if path.is_file() else path.resolve().name)[:40] or "style"
+    return re.sub(r"[^\w-]+", "_", path.stem if path.is_file() else real_path(path).name)[:40] or "style"
 
 
 def _source(style, paths: list[Path]) -> StyleSource:
     if not paths:
         raise ScriptRNNError(f"style {style!r} has no files")
-    return StyleSource(str(style), tuple(str(p.resolve()) for p in paths))
+    return StyleSource(str(style), tuple(str(real_path(p)) for p in paths))
 
 
 def _checked(sources: list[StyleSource]) -> list[StyleSource]:

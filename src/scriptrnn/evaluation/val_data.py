@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ScriptRNNError
 from ..data.corpus import TextFormat, as_path_list
+from ..paths import real_path
 from .coverage import dropped_warning, encode_text
 from ..data.sources import CorpusSource
 
@@ -29,7 +30,7 @@ class ValData:
         path_list = as_path_list(paths)
         if not path_list:
             raise ScriptRNNError("--val-data needs at least one file or folder")
-        source = CorpusSource(paths=tuple(str(p.resolve()) for p in path_list), text_format=text_format)
+        source = CorpusSource(paths=tuple(str(real_path(p)) for p in path_list), text_format=text_format)
         return cls(source, source.load().text)
 
     @classmethod

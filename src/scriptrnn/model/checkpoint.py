@@ -16,6 +16,7 @@ fsync'd and renamed, so a crash at any moment leaves the previous complete file.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -24,7 +25,8 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from ..errors import ScriptRNNError
-from ..files import CONFIG_FILE, MAX_WEIGHTS_BYTES, TOKENIZER_FILE, read_json, read_regular, write_atomic
+from ..files import (CONFIG_FILE, MAX_WEIGHTS_BYTES, TOKENIZER_FILE, read_json, read_regular,
+                     read_safetensors_header, write_atomic)
 from .directory import FORMAT_NAME, FORMAT_VERSION, WEIGHTS_FILE, read_config
 from .network import ModelConfig, RNNLanguageModel
 from .record import RunRecord
@@ -58,39 +60,20 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     write_atomic(path, save_safetensors_bytes(tensors, metadata=metadata))
 
 
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file, refusing anything else (pickles included) with a clear message."""
+def load_tensors(path: Path, max_data_bytes: int = MAX_WEIGHTS_BYTES) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file, refusing anything else (pickles included) with a clear message.
+
+    The header is read and checked first (files.read_safetensors_header): a file longer than
+    its header says, or holding more than ``max_data_bytes`` of tensors, is refused unread.
+    """
     path = Path(path)
-    data = read_regular(path, "the weights", MAX_WEIGHTS_BYTES)
-    _refuse_non_safetensors(path, data)
+    header = read_safetensors_header(path, "the weights", max_data_bytes)
+    data = read_regular(path, "the weights", header.size)
     try:
         tensors = load_safetensors_bytes(data)
-        metadata = _safetensors_metadata(data)
-    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+    except (SafetensorError, ValueError) as e:
         raise ScriptRNNError(f"{path}: damaged or truncated safetensors file ({e})") from None
-    return tensors, metadata
-
-
-def _refuse_non_safetensors(path: Path, data: bytes) -> None:
-    # A safetensors file opens with its header's length (8 bytes, little-endian) and then '{'.
-    # Check that first: the length's first byte may well be 0x80, pickle's opening byte.
-    header_len = int.from_bytes(data[:8], "little") if len(data) >= 10 else -1
-    if 0 <= header_len <= len(data) - 8 and data[8:9] == b"{":
-        return
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        raise ScriptRNNError(
-            f"{path}: this is a pickle/PyTorch file, not safetensors; scriptrnn never loads pickles "
-            "because they can run code"
-        )
-    if len(data) < 10:
-        raise ScriptRNNError(f"{path}: damaged or truncated safetensors file ({len(data)} bytes)")
-    raise ScriptRNNError(f"{path}: not a safetensors file, or truncated")
-
-
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    return header.get("__metadata__", {}) or {}
+    return tensors, header.metadata
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -117,9 +100,8 @@ def save_weights(out_dir: Path, model: RNNLanguageModel, val_loss: float | None 
 def saved_best_loss(out_dir: Path) -> float | None:
     """The validation loss stored with model.safetensors, if the file has one."""
     path = Path(out_dir) / WEIGHTS_FILE
-    try:
-        _, metadata = load_tensors(path)
-        return float(metadata["val_loss"])
+    try:  # the header alone: the loss is in its metadata
+        return float(read_safetensors_header(path, "the weights").metadata["val_loss"])
     except (ScriptRNNError, KeyError, ValueError):
         return None
 
@@ -140,32 +122,51 @@ def build_model(record: RunRecord) -> RNNLanguageModel:
 
 def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor], source: Path) -> None:
     """Copy tensors into the model, explaining any mismatch in one line."""
-    expected = model.state_dict()
-    tied = {"decoder.weight"} if model.config.tie_weights else set()
-    missing = set(expected) - set(tensors) - tied
-    unexpected = set(tensors) - set(expected)
-    if missing or unexpected:
-        raise ScriptRNNError(
-            f"{source}: weights do not match config.json (missing: {sorted(missing)[:3]}, "
-            f"unexpected: {sorted(unexpected)[:3]})"
-        )
+    check_weights_fit(model.config, {n: (tuple(t.shape), t.dtype) for n, t in tensors.items()}, source)
     for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape:
-            raise ScriptRNNError(
-                f"{source}: weight {name} has shape {tuple(tensor.shape)} but config.json needs "
-                f"{tuple(expected[name].shape)}"
-            )
-        if tensor.is_floating_point() != expected[name].is_floating_point():
-            # Whole numbers where the model keeps fractions (or the reverse) are not its weights: copying
-            # them would load silently and write nonsense.
-            raise ScriptRNNError(f"{source}: weight {name} is stored as {tensor.dtype} but the model "
-                                 f"described by config.json keeps it as {expected[name].dtype}")
         if not torch.isfinite(tensor).all():
             raise ScriptRNNError(
                 f"{source}: weight {name} holds NaN or infinite values (the run diverged or the file is "
                 "damaged); use an earlier checkpoint or retrain with a lower --lr"
             )
     model.load_state_dict(tensors, strict=False)
+
+
+def check_weights_fit(settings: ModelConfig, stored: dict[str, tuple[tuple, torch.dtype]], source: Path) -> None:
+    """Weights (name: (shape, dtype)) must be the ones config.json's model keeps; one line if not.
+
+    Checked from a safetensors header before any data is read, and again on the tensors.
+    """
+    with torch.device("meta"):  # shapes only: nothing allocated, however big config.json says the model is
+        expected = {n: (tuple(t.shape), t.dtype) for n, t in RNNLanguageModel(settings).state_dict().items()}
+    tied = {"decoder.weight"} if settings.tie_weights else set()
+    missing = set(expected) - set(stored) - tied
+    unexpected = set(stored) - set(expected)
+    if missing or unexpected:
+        raise ScriptRNNError(
+            f"{source}: weights do not match config.json (missing: {sorted(missing)[:3]}, "
+            f"unexpected: {sorted(unexpected)[:3]})"
+        )
+    for name, (shape, dtype) in stored.items():
+        if shape != expected[name][0]:
+            raise ScriptRNNError(f"{source}: weight {name} has shape {shape} but config.json needs {expected[name][0]}")
+        if dtype.is_floating_point != expected[name][1].is_floating_point:
+            # Whole numbers where the model keeps fractions (or the reverse) are not its weights: copying
+            # them would load silently and write nonsense.
+            raise ScriptRNNError(f"{source}: weight {name} is stored as {dtype} but the model "
+                                 f"described by config.json keeps it as {expected[name][1]}")
+
+
+# safetensors' element type names (files.DTYPE_BYTES) as PyTorch's.
+_TORCH_DTYPES = {name: getattr(torch, torch_name, torch.uint8) for name, torch_name in (
+    ("BOOL", "bool"), ("U8", "uint8"), ("I8", "int8"), ("F8_E5M2", "float8_e5m2"), ("F8_E4M3", "float8_e4m3fn"),
+    ("I16", "int16"), ("U16", "uint16"), ("F16", "float16"), ("BF16", "bfloat16"), ("I32", "int32"),
+    ("U32", "uint32"), ("F32", "float32"), ("I64", "int64"), ("U64", "uint64"), ("F64", "float64"))}
+
+
+def weights_budget(settings: ModelConfig) -> int:
+    """The most bytes a weights file of this model can hold: every parameter as float64, and some slack."""
+    return 8 * settings.parameter_count() + 2**20
 
 
 def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="cpu"):
@@ -179,14 +180,18 @@ def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="
             f"{run_dir}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
             f"{settings.vocab_size}"
         )
-    tensors, _ = load_tensors(run_dir / weights_file)
+    path = run_dir / weights_file
+    # The header first: a file bigger, or tensors other, than config.json's model is refused unread.
+    header = read_safetensors_header(path, "the weights", weights_budget(settings))
     # A damaged config.json can ask for a huge model; don't allocate one the weights can't fill.
-    stored = sum(t.numel() for t in tensors.values())
+    stored = sum(math.prod(e.shape) for e in header.tensors.values())
     if settings.parameter_count() > 2 * stored + 1_000_000:
         raise ScriptRNNError(
-            f"{run_dir / weights_file}: holds {stored:,} numbers but config.json describes a model of "
+            f"{path}: holds {stored:,} numbers but config.json describes a model of "
             f"{settings.parameter_count():,} parameters; the two files do not belong together"
         )
+    check_weights_fit(settings, {n: (e.shape, _TORCH_DTYPES[e.dtype]) for n, e in header.tensors.items()}, path)
+    tensors, _ = load_tensors(path, header.data_bytes)
     model = RNNLanguageModel(settings)
-    load_weights_into(model, tensors, run_dir / weights_file)
+    load_weights_into(model, tensors, path)
     return model.to(device), tokenizer, config

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ScriptRNNError
 from ..files import CONFIG_FILE, TOKENIZER_FILE, read_json
+from ..paths import check_no_loop
 from .record import RunRecord
 
 # A training run
@@ -30,6 +31,7 @@ _PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin"}
 def is_exported(directory) -> bool:
     """True for a directory ``scriptrnn export`` wrote (its graph or its config says so)."""
     directory = Path(directory)
+    check_no_loop(directory)  # else a loop reads as "no such directory" here and a traceback elsewhere
     if (directory / MODEL_FILE).is_file():
         return True
     path = directory / CONFIG_FILE
@@ -50,6 +52,7 @@ def read_config(directory, *, exported: bool | None = None) -> RunRecord:
     None: whichever the directory is.
     """
     directory = Path(directory)
+    check_no_loop(directory)
     if exported is None:
         exported = is_exported(directory)
     writer = "scriptrnn export --out" if exported else "scriptrnn train --out"

@@ -33,6 +33,7 @@ from ..extras import require
 from ..files import CONFIG_FILE, TOKENIZER_FILE, write_atomic
 from ..hub.card import write_card
 from ..hub.download import resolve
+from ..paths import real_path
 from .network import RNNLanguageModel, state_parts
 from .directory import EXPORT_FORMAT, EXPORT_VERSION, MODEL_FILE
 from .record import Metrics, RunRecord
@@ -90,7 +91,7 @@ def export_onnx(run_dir: Path, out: Path, *, quantize: str | None = None, overwr
 def _check_out(run_dir: Path, out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ScriptRNNError(f"--out {out} is a file, not a directory")
-    if out.resolve() == run_dir.resolve() or (out / WEIGHTS_FILE).exists() or (out / RESUME_FILE).exists():
+    if real_path(out) == real_path(run_dir) or (out / WEIGHTS_FILE).exists() or (out / RESUME_FILE).exists():
         raise ScriptRNNError(f"--out {out} holds a training run; export into another directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ScriptRNNError(f"--out {out} is not empty; pass --overwrite to replace an earlier export in it")

@@ -12,14 +12,18 @@ seed write the same text on both (tests/test_runtime.py). Install with
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ScriptRNNError
 from .directory import MODEL_FILE
-from ..files import CONFIG_FILE, MAX_WEIGHTS_BYTES, check_regular
+from ..files import CONFIG_FILE, read_regular
+from .onnx_check import check_exported_graph, graph_bytes_budget
 
 __all__ = ["OnnxModel", "evaluate_loss"]
 
@@ -38,7 +42,7 @@ class OnnxModel:
         if threads is not None:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         path = Path(directory) / MODEL_FILE
-        self.session = _session(onnxruntime, path, options)
+        self.session = _session(onnxruntime, path, options, record)
         self.facts, m = record.export, record.model  # a model.record.RunRecord, read by directory.read_config
         self.state_names = [i.name for i in self.session.get_inputs()[1:]]
         self.vocab_size, self.layers, self.hidden = m.get("vocab_size"), m.get("num_layers"), m.get("hidden_size")
@@ -91,14 +95,40 @@ class OnnxModel:
         return tuple(np.zeros((self.layers, batch, self.hidden), dtype=np.float32) for _ in self.state_names)
 
 
-def _session(onnxruntime, path: Path, options):
+def _session(onnxruntime, path: Path, options, record):
+    """The graph, read once (within config.json's size), checked (onnx_check.py), and then handed to onnxruntime.
+
+    onnxruntime gets the bytes that were checked, not the file name: the file cannot be swapped in between.
+    """
     if not (path.exists() or path.is_symlink()):
         raise ScriptRNNError(f"{path.parent}: missing {path.name}; export the run again")
-    check_regular(path, "the exported graph", MAX_WEIGHTS_BYTES)  # onnxruntime opens it by name
+    data = read_regular(path, "the exported graph", graph_bytes_budget(record) + 16 * 2**20)
+    check_exported_graph(data, path, record)
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        with _signals_end_the_process():
+            return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own error types: a damaged or foreign file
         raise ScriptRNNError(f"{path}: not a graph onnxruntime can run ({str(e).splitlines()[0][:200]})") from None
+
+
+@contextlib.contextmanager
+def _signals_end_the_process():
+    """SIGINT and SIGTERM end the process at once while onnxruntime builds a session.
+
+    Python runs its signal handlers only between bytecodes, so a handler (Ctrl-C's
+    KeyboardInterrupt, a server's graceful stop) waits for onnxruntime's C++ to return; the
+    system's default action does not. Outside the main thread handlers cannot be changed, and
+    there is nothing of ours to stop anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def evaluate_loss(model: OnnxModel, ids: np.ndarray, *, streams: int = 32) -> tuple[float, int]:

@@ -12,6 +12,7 @@ generating never need them; ``create_app`` is imported on first use for that rea
 import os
 
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from .protocol import ServerLimits
 
 
@@ -34,15 +35,13 @@ def load_models(model_dirs, device: str = "cpu", threads: int | None = None) -> 
     Exported directories run with onnxruntime, training runs with PyTorch (imported only
     then), so a server of exported models needs no PyTorch.
     """
-    from pathlib import Path
-
     from ..model.loader import load, pretrained_dir
 
     if not model_dirs:
         model_dirs = [pretrained_dir()]  # the built-in model is a training run
     models = {}
     for directory in model_dirs:
-        name = base = Path(directory).resolve().name
+        name = base = real_path(directory).name
         k = 2
         while name in models:
             name, k = f"{base}-{k}", k + 1

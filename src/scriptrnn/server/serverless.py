@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from ..generate.generation import Generation
 from ..generate.script_model import ScriptModel
 from ..model.loader import load_exported
@@ -73,7 +74,7 @@ def _number_from_environment(name: str, default: str, kind: type):
 def make_handler(model_dir, limits: ServerLimits | None = None, threads: int | None = 1) -> Callable:
     """A handler for the exported model in ``model_dir`` (loaded now, once)."""
     model = load_exported(model_dir, threads=threads)
-    name = Path(model_dir).resolve().name
+    name = real_path(model_dir).name
     limits = limits or ServerLimits()
 
     def handle(event: object, context=None) -> dict:

@@ -9,7 +9,8 @@ Claiming. A worker takes a waiting trial the way Optuna's optimize() does, by mo
 WAITING to RUNNING in the storage; the move succeeds for one worker only (a row lock on
 PostgreSQL; on SQLite every transaction takes the write lock first, see _serialize_sqlite).
 The plan is enqueued by the one worker whose create_study() made it (the study name is unique
-in the storage); the others wait until it says it is complete. A search's trials are counted
+in the storage); the others wait until it says it is complete, and complete it themselves when
+its writer died before saying so (a run enqueued twice then runs once). A search's trials are counted
 by their numbers, which the storage hands out one by one: a trial numbered past the study's
 budget is marked surplus and never trains.
 
@@ -34,13 +35,13 @@ import time
 from pathlib import Path
 
 from ..model.directory import RESUME_FILE
-from ..errors import ScriptRNNError
 from ..training.reporting import read_metrics
 from .config import Study, format_value, study_runs
-from .storage import MAX_RETRY, _dead_here, _optuna, _retry_callback, _this_process
+from .storage import MAX_RETRY, _dead_here, _optuna, _process_gone, _retry_callback, _this_process
 
 SURPLUS = "surplus"  # user attribute of a trial asked for past the study's budget, or with nothing to run
 PLANNED = "planned"  # the plan study's user attribute: how many runs it holds, set once all are enqueued
+CREATOR = "creator"  # the plan study's user attribute: the process writing it (host, pid)
 
 
 class RunFailed(Exception):
@@ -91,24 +92,43 @@ class SharedSweep:
     # ------------------------------------------------------------ creating and loading
 
     def prepare(self) -> None:
-        """Create the plan and enqueue its runs (once, whichever worker comes first), else wait for it."""
+        """Create the plan and enqueue its runs (once, whichever worker comes first), else wait for it.
+
+        The plan is complete once PLANNED, written last, says so. A worker killed while enqueuing
+        leaves a plan without it; a later worker completes that plan (``_wait_for_plan``), and a
+        run enqueued twice runs once (``_run_planned``), so a restart always continues.
+        """
         optuna = self.optuna
         try:
             plan = optuna.create_study(storage=self.storage, study_name=self.plan_name, direction="minimize")
         except optuna.exceptions.DuplicatedStudyError:
             self._wait_for_plan()
             return
+        plan.set_user_attr(CREATOR, _this_process())  # a worker here sees at once if the writer died
+        self._complete_plan(plan)
+
+    def _complete_plan(self, plan) -> None:
+        """Enqueue the runs the plan lacks (all of them, the first time), then mark it complete."""
+        present = {t.user_attrs.get("run") for t in plan.get_trials(deepcopy=False)}
         for name in self.runs:
-            plan.enqueue_trial({}, user_attrs={"run": name})
+            if name not in present:
+                plan.enqueue_trial({}, user_attrs={"run": name})
         plan.set_user_attr(PLANNED, len(self.runs))
 
     def _wait_for_plan(self, timeout_s: float = 60) -> None:
+        """Wait for the worker writing the plan; complete it ourselves if that worker is gone.
+
+        Gone: its process on this machine has ended, or the wait is over (writing a plan takes
+        seconds; a worker on another machine cannot be asked).
+        """
         deadline = time.monotonic() + timeout_s
-        while PLANNED not in self._load(self.plan_name).user_attrs:
-            if time.monotonic() > deadline:
-                raise ScriptRNNError(f"the sweep's plan {self.plan_name!r} in the storage was started but never "
-                                     "finished (its worker died while enqueuing); delete it with `optuna "
-                                     f"delete-study --study-name {self.plan_name} --storage URL` and start again")
+        while PLANNED not in (plan := self._load(self.plan_name)).user_attrs:
+            creator = plan.user_attrs.get(CREATOR)
+            if time.monotonic() > deadline or (isinstance(creator, dict) and _process_gone(creator)):
+                self.sweep.say("sweep: the plan was left unfinished by a worker that stopped while writing it; "
+                               "completing it")
+                self._complete_plan(plan)
+                return
             time.sleep(0.5)
 
     def _load(self, name: str, study: Study | None = None):
@@ -188,7 +208,7 @@ class SharedSweep:
     def _run_planned(self, trial) -> float:
         self._claim(trial)
         run = trial.user_attrs.get("run")
-        if run not in self.runs:  # the queue emptied between looking and claiming
+        if run not in self.runs or _enqueued_before(trial, run):  # the queue emptied, or a completed plan's twin
             trial.set_user_attr(SURPLUS, True)
             raise Surplus(run)
         planned, label = self.runs[run]
@@ -279,6 +299,17 @@ def _search_identity(study: Study) -> dict:
     """What a search's trials were drawn for; its trial count is not: a longer search keeps its trials."""
     return {"space": study.space, "seed": study.seed, "pruner": study.pruner, "startup": study.startup_trials,
             "warmup": study.warmup_steps}
+
+
+def _enqueued_before(trial, run: str) -> bool:
+    """Whether an earlier trial of the plan holds ``run`` and still counts: waiting, running or ended.
+
+    Two workers completing an unfinished plan at once may both enqueue a run; the later copy is
+    surplus. A failed trial without an outcome (its worker died) does not count: its retry runs.
+    """
+    return any(t.number < trial.number and t.user_attrs.get("run") == run and SURPLUS not in t.user_attrs
+               and (t.state.name != "FAIL" or "outcome" in t.user_attrs)
+               for t in trial.study.get_trials(deepcopy=False))
 
 
 def _origin(trial) -> int:

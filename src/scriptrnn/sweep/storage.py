@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import ScriptRNNError
+from ..paths import real_path
 
 MAX_RETRY = 3  # a run whose worker dies more often than this is recorded as failed (it likely kills it)
 
@@ -26,7 +27,7 @@ def _optuna():
 
 
 def default_storage(out: Path) -> str:
-    return f"sqlite:///{Path(out).resolve() / 'sweep.db'}"
+    return f"sqlite:///{real_path(out) / 'sweep.db'}"
 
 
 def open_storage(url: str, heartbeat_s: int):
@@ -101,7 +102,11 @@ def _this_process() -> dict:
 
 
 def _dead_here(trial) -> bool:
-    attrs = trial.user_attrs
+    return _process_gone(trial.user_attrs)
+
+
+def _process_gone(attrs: dict) -> bool:
+    """Whether the process ``_this_process`` described has ended; False when it ran on another machine."""
     if attrs.get("host") != _this_process()["host"] or not isinstance(attrs.get("pid"), int):
         return False
     try:

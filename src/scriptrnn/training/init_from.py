@@ -28,6 +28,7 @@ import torch
 
 from ..data.tokenizer import CharTokenizer, WordTokenizer
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from ..model.directory import WEIGHTS_FILE, is_exported
 from ..model.loader import load, model_directory
 from ..model.network import ModelConfig, adaptive_cutoffs
@@ -159,5 +160,5 @@ def parent_record(parent: Parent) -> ParentFacts:
     """What the run's record says about the parent: where it was, which weights, how good."""
     weights = parent.directory / WEIGHTS_FILE
     metrics = parent.record.metrics
-    return ParentFacts(parent.label, str(parent.directory.resolve()), hashlib.sha256(weights.read_bytes()).hexdigest(),
+    return ParentFacts(parent.label, str(real_path(parent.directory)), hashlib.sha256(weights.read_bytes()).hexdigest(),
                        metrics.loss if metrics else None, parent.record.corpus.name, parent.model_config.vocab_size)

@@ -68,7 +68,7 @@ def save_resume(trainer) -> None:
 def load_resume(trainer) -> None:
     """Restore everything ``_save_resume`` wrote, checking each part against this run."""
     path = trainer.out_dir / RESUME_FILE
-    tensors, meta = load_tensors(path)
+    tensors, meta = load_tensors(path, _resume_bytes(trainer))  # a bigger file is refused before it is read
     try:
         trainer.state = _loop_state(json.loads(meta["loop"]), trainer.batches.windows_per_epoch)
         groups = json.loads(meta["param_groups"])
@@ -89,6 +89,13 @@ def load_resume(trainer) -> None:
     # Rank 0's figure for all, so that every rank counts checks without improvement alike.
     mine = trainer.state.best_val_loss if trainer.dist.is_main else 0.0
     trainer.state.best_val_loss = trainer.dist.sum([mine], trainer.device)[0]
+
+def _resume_bytes(trainer) -> int:
+    """The most a resume file of this run can hold: weights and AdamW's two moments (float64 at most),
+    the carried state (L, B, H) x 2, and every rank's RNG state (5 KB each) in the slack."""
+    c = trainer.model.config
+    return 8 * (3 * c.parameter_count() + 2 * c.num_layers * trainer.config.batch_size * c.hidden_size) + 64 * 2**20
+
 
 def _restore_rng(trainer, tensors: dict, same_world: bool) -> None:
     """Each rank's saved generators; a rank the saved run did not have gets a fresh seed."""

@@ -14,6 +14,7 @@ from dataclasses import fields
 from ..data.corpus import TextFormat
 from ..data.sources import CorpusRequest, CorpusSource
 from ..errors import ScriptRNNError
+from ..paths import real_path
 from ..model.network import ModelConfig
 from .config import RESUME_OVERRIDES, TrainConfig, split_settings
 
@@ -43,7 +44,7 @@ def check_val_data(val, val_data) -> None:
     """--val-data on a resume must name the files the run validates on (``val``: the run's, or None)."""
     from ..data.corpus import as_path_list
 
-    given = tuple(str(p.resolve()) for p in as_path_list(val_data))
+    given = tuple(str(real_path(p)) for p in as_path_list(val_data))
     had = val.source.paths if val is not None else ()
     if given != had:
         theirs = ", ".join(had) or "(none: it validates on the end of its DATA)"
@@ -59,7 +60,7 @@ def _check_parent(parent, init_from) -> None:
         return
     from pathlib import Path
 
-    if parent is not None and parent.path and Path(str(init_from)).resolve() == Path(parent.path):
+    if parent is not None and parent.path and real_path(str(init_from)) == Path(parent.path):
         return
     had = (parent.init_from if parent else None) or "(none: it started from random weights)"
     raise ScriptRNNError(f"--resume cannot change --init-from: {init_from} differs from the run's {had}; {_ADVICE}")

@@ -8,6 +8,7 @@ again, checks it has not changed, and restores the loop exactly (resume.py).
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +70,16 @@ def _prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     if resume:
         if not (out / CONFIG_FILE).exists():
             raise ScriptRNNError(f"--resume: {out} holds no run to resume (no {CONFIG_FILE})")
+        if _never_saved(out):
+            raise ScriptRNNError(f"--resume: {out} was stopped before its first resume point, so there is nothing "
+                                 "to resume yet; the same command without --resume starts it again")
         remove_temporaries(out)  # left by a run killed while writing
         return
     existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and not overwrite:
+    if existing and not overwrite and _never_saved(out):
+        # Nothing of it can continue, so it counts as not started: _start clears it with the usual files.
+        print(f"{out} holds a run stopped before its first resume point; starting it again", file=sys.stderr)
+    elif existing and not overwrite:
         raise ScriptRNNError(
             f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it or --overwrite "
             "to replace it"
@@ -82,6 +89,16 @@ def _prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         remove_temporaries(out)
     except OSError as e:
         raise ScriptRNNError(f"cannot prepare --out {out}: {e.strerror or e}") from None
+
+
+def _never_saved(out: Path) -> bool:
+    """A training run's start killed before its first resume point: no resume file and no final metrics."""
+    if (out / RESUME_FILE).exists() or not (out / CONFIG_FILE).exists():
+        return False
+    try:
+        return "metrics" not in read_config(out, exported=False)  # written when a run ends
+    except ScriptRNNError:
+        return False  # not a run of ours (an export, a damaged file): refused as a run is
 
 
 def _clear_old_run(out: Path) -> None:
