@@ -17,7 +17,8 @@ import pytest
 import scriptrnn
 from scriptrnn.cli import main
 from scriptrnn.errors import ScriptRNNError
-from scriptrnn.model.checkpoint import RESUME_FILE, WEIGHTS_FILE, load_checkpoint
+from scriptrnn.model.checkpoint import load_checkpoint
+from scriptrnn.model.directory import RESUME_FILE, WEIGHTS_FILE
 from scriptrnn.model.directory import MODEL_FILE
 from scriptrnn.runtime import load
 

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from scriptrnn.cli import main
-from scriptrnn.model.checkpoint import CONFIG_FILE, RESUME_FILE
+from scriptrnn.files import CONFIG_FILE
+from scriptrnn.model.directory import RESUME_FILE
 
 from .test_interrupts import RUN_FLAGS, start_training
 from .test_sweep import TINY_SETS, read_rows
