@@ -73,9 +73,10 @@ def train(
                         callbacks=callbacks, dist_timeout=dist_timeout, settings=settings, val_data=val_data)
 
 
-def plan_training(data=None, *, corpus: str = "shakespeare", genres: Sequence[str] | None = None,
-                  styles: str | None = None, encoding: str = "utf-8", speaker_column: str = "Character",
-                  dialogue_column: str = "Dialogue", **settings) -> Resolved:
+def plan_training(data=None, *, corpus: str = CorpusRequest.corpus, genres: Sequence[str] | None = None,
+                  styles: str | None = None, encoding: str = TextFormat.encoding,
+                  speaker_column: str = TextFormat.speaker_column, dialogue_column: str = TextFormat.dialogue_column,
+                  **settings) -> Resolved:
     """What ``train`` with these arguments would train with, and which layer decided each setting
     (``.table()``: setting, value, decided by), without training or writing anything: ``train --dry-run``.
 

@@ -85,9 +85,8 @@ def _add_train_parser(sub) -> None:
                    help="print each setting the run would train with and what decided it (default, level, parent, "
                         "user, ...), then stop: the corpus is read, nothing is trained or written")
     p.add_argument("--init-from", metavar="DIR|hf:OWNER/NAME|builtin",
-                   help="fine-tune: start from this run's weights (a Hub model's, or the built-in model's); the model's "
-                        "shape and token level are the parent's, new characters or words get new rows (subword: the "
-                        "parent's byte pairs as they are)")
+                   help="fine-tune from this run's (a Hub model's, the built-in model's) weights: its shape and level, "
+                        "new characters or words get new rows (subword: the parent's byte pairs as they are)")
     p.add_argument("--val-data", nargs="+", metavar="FILE",
                    help="validate (early stopping, the best checkpoint) on these files and train on all of DATA "
                         "(default: hold out the end of DATA, --val-fraction)")

@@ -88,7 +88,7 @@ def named_card(card: str, repo_id: str) -> str:
 
 def _facts(config: dict) -> dict:
     model, training = config.get("model", {}), config.get("training", {})
-    return {"cell": model.get("cell", "lstm"), "level": training.get("level", "char"),
+    return {"cell": model.get("cell"), "level": training.get("level"),  # every run records both
             "layers": model.get("num_layers"), "hidden": model.get("hidden_size"),
             "vocab": model.get("vocab_size"), "corpus": config.get("corpus", {}),
             "val": config.get("metrics", {}).get("val", {}), "exported": "export" in config}

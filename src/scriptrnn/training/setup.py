@@ -96,7 +96,7 @@ def _never_saved(out: Path) -> bool:
     if (out / RESUME_FILE).exists() or not (out / CONFIG_FILE).exists():
         return False
     try:
-        return "metrics" not in read_config(out, exported=False)  # written when a run ends
+        return read_config(out, exported=False).metrics is None  # written when a run ends
     except ScriptRNNError:
         return False  # not a run of ours (an export, a damaged file): refused as a run is
 
@@ -199,8 +199,6 @@ def _start(source: CorpusSource, out: Path, settings: dict, where: Distributed, 
     text, tokenizer, resolved = _settle(source, settings, parent, where, val)
     model_config, train_config = resolved.model, resolved.train
     check_memory(model_config, pick_device(train_config.device))
-    if not (resolved.sizing or {}).get("choice"):  # sizing's own line said all this when it chose the size
-        print(_opening_line(model_config, train_config, tokenizer))
     record = _run_record(text, source, resolved, tokenizer)
     if parent is not None:
         merge_corpus_facts(parent, record.corpus, MAX_SPEAKERS)
@@ -344,6 +342,8 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed, be
                       progress=progress, callbacks=callbacks, dist=where,
                       val_characters=run.record.corpus.val_characters)
     sizing = run.record.sizing or {}
+    if progress and where.is_main and not run.resume and not sizing.get("choice"):  # sizing's line said it already
+        print(_opening_line(run.model.config, run.train_config, run.tokenizer))
     trainer.spent.probe = 0.0 if run.resume else run.record.probe_s
     trainer.spent.prepare = time.perf_counter() - began - trainer.spent.probe
     if run.resume:
