@@ -35,7 +35,7 @@ work, out = Path(sys.argv[1]), Path(sys.argv[2])
 rows = {}
 for run in sorted(work.glob("ready-*/")):
     config = run / "config.json"
-    metrics = json.loads(config.read_text())["metrics"] if config.exists() else None
+    metrics = json.loads(config.read_text()).get("metrics") if config.exists() else None
     rows[run.name] = metrics
     print(run.name, json.dumps(metrics)[:400], (run.parent / f"{run.name}.log").read_text()[-600:])
 (out / "ready-candidates.json").write_text(json.dumps(rows, indent=2))

@@ -75,17 +75,26 @@ def run_cell(text: str, path: str, method: str, budget: float, work: Path, cores
 
 def row(r: dict) -> str:
     ev = r.get("evaluate", {})
-    text = ev.get("text", {})
-    figures = [ev.get("loss"), ev.get("bits_per_char"), text.get("distinct_2"), text.get("same_speaker_rate")]
-    shown = ["" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in figures]
-    return f"| {r['text']} | {r['method']} | {r['budget_min']:g} | " + " | ".join(shown) + f" | {r['wall_s']} |"
+    samples = ev.get("text", {}).get("samples") or {}
+    reference = ev.get("text", {}).get("reference") or {}
+
+    def shown(value) -> str:
+        return "" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    def pair(key: str) -> str:  # the samples' figure (the held-out text's)
+        return f"{shown(samples.get(key))} ({shown(reference.get(key))})" if key in samples else ""
+
+    figures = [shown(ev.get("loss")), shown(ev.get("bits_per_char")), pair("distinct_2"), pair("same_speaker"),
+               pair("known_speakers"), pair("mean_line_chars")]
+    return f"| {r['text']} | {r['method']} | {r['budget_min']:g} | " + " | ".join(figures) + f" | {r['wall_s']} |"
 
 
 def markdown(results: list[dict], about: dict) -> str:
     lines = [f"Machine: {about['cpu']} ({', '.join(about['flags'])}), {about['cores']} cores; {about['date']}; "
              f"{about['cores_per_run'] or 'all'} cores per cell, {about['parallel']} cells at once.", "",
+             "Samples' figures (`evaluate --samples 4 --seed 0`), the held-out text's in brackets.", "",
              "| text | method | minutes | held-out loss (own unit) | bits/char | distinct-2 | same speaker twice | "
-             "wall s |", "|---|---|---|---|---|---|---|---|"]
+             "known speakers | mean line chars | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
     return "\n".join(lines + [row(r) for r in results]) + "\n"
 
 
