@@ -31,8 +31,8 @@ def test_info_gives_the_loss_its_unit(capsys):
 def test_a_word_level_run_says_what_it_trains(tmp_path, dialogue_file, capsys):
     settings = {k: v for k, v in TINY_TRAIN.items() if k != "progress"}
     scriptrnn.train(dialogue_file, tmp_path / "run", level="word", max_steps=2, progress=False, **settings)
-    out = capsys.readouterr().out
-    assert "model: word level, lstm 1x32, vocabulary" in out and " parameters; cpu in " in out
+    err = capsys.readouterr().err  # beside the validation lines, even with progress off
+    assert "model: word level, lstm 1x32, vocabulary" in err and " parameters; cpu in " in err
 
 
 def test_evaluate_prints_the_loss_in_nats_per_token_of_the_model_s_level(tmp_path, dialogue_file, capsys):

@@ -342,8 +342,9 @@ def _fit(out: Path, run: _Run, progress: bool, callbacks, where: Distributed, be
                       progress=progress, callbacks=callbacks, dist=where,
                       val_characters=run.record.corpus.val_characters)
     sizing = run.record.sizing or {}
-    if progress and where.is_main and not run.resume and not sizing.get("choice"):  # sizing's line said it already
-        print(_opening_line(run.model.config, run.train_config, run.tokenizer))
+    if where.is_main and not run.resume and not sizing.get("choice"):  # sizing's line said it already
+        # on stderr with the checks' lines: stdout stays the command's result (a sweep's is its report)
+        print(_opening_line(run.model.config, run.train_config, run.tokenizer), file=sys.stderr)
     trainer.spent.probe = 0.0 if run.resume else run.record.probe_s
     trainer.spent.prepare = time.perf_counter() - began - trainer.spent.probe
     if run.resume:
