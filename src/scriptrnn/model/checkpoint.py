@@ -122,7 +122,7 @@ def build_model(record: RunRecord) -> RNNLanguageModel:
 
 def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor], source: Path) -> None:
     """Copy tensors into the model, explaining any mismatch in one line."""
-    check_weights_fit(model.config, {n: (tuple(t.shape), t.dtype) for n, t in tensors.items()}, source)
+    check_weights_fit(model, {n: (tuple(t.shape), t.dtype) for n, t in tensors.items()}, source)
     for name, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
             raise ScriptRNNError(
@@ -132,14 +132,15 @@ def load_weights_into(model: RNNLanguageModel, tensors: dict[str, torch.Tensor],
     model.load_state_dict(tensors, strict=False)
 
 
-def check_weights_fit(settings: ModelConfig, stored: dict[str, tuple[tuple, torch.dtype]], source: Path) -> None:
+def check_weights_fit(model: RNNLanguageModel, stored: dict[str, tuple[tuple, torch.dtype]], source: Path) -> None:
     """Weights (name: (shape, dtype)) must be the ones config.json's model keeps; one line if not.
 
-    Checked from a safetensors header before any data is read, and again on the tensors.
+    Checked from a safetensors header before any data is read, and again on the tensors. (Not on a
+    model built on the meta device: initialising one imports torch._dynamo, 70 MB and a second at every
+    load; the caller has already refused a config.json whose model the file cannot fill.)
     """
-    with torch.device("meta"):  # shapes only: nothing allocated, however big config.json says the model is
-        expected = {n: (tuple(t.shape), t.dtype) for n, t in RNNLanguageModel(settings).state_dict().items()}
-    tied = {"decoder.weight"} if settings.tie_weights else set()
+    expected = {n: (tuple(t.shape), t.dtype) for n, t in model.state_dict().items()}
+    tied = {"decoder.weight"} if model.config.tie_weights else set()
     missing = set(expected) - set(stored) - tied
     unexpected = set(stored) - set(expected)
     if missing or unexpected:
@@ -190,8 +191,8 @@ def load_checkpoint(run_dir: Path, *, weights_file: str = WEIGHTS_FILE, device="
             f"{path}: holds {stored:,} numbers but config.json describes a model of "
             f"{settings.parameter_count():,} parameters; the two files do not belong together"
         )
-    check_weights_fit(settings, {n: (e.shape, _TORCH_DTYPES[e.dtype]) for n, e in header.tensors.items()}, path)
-    tensors, _ = load_tensors(path, header.data_bytes)
     model = RNNLanguageModel(settings)
+    check_weights_fit(model, {n: (e.shape, _TORCH_DTYPES[e.dtype]) for n, e in header.tensors.items()}, path)
+    tensors, _ = load_tensors(path, header.data_bytes)
     load_weights_into(model, tensors, path)
     return model.to(device), tokenizer, config
