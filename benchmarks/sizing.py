@@ -136,7 +136,7 @@ def train_one(text: Path, speed: str, minutes: float, name: str, work: Path, tra
     tokens, n = result.steps * c.batch_size * c.seq_len, parameters(name)
     return {"speed": speed, "precision": precision, "threads": threads, "minutes": minutes, "size": name,
             **asdict(c), "held_out": round(result.metrics["loss"], 4), "steps": result.steps, "tokens": tokens,
-            "parameters": n, "tokens_per_parameter": round(tokens / n, 3), "epochs": round(tokens / train_tokens, 2),
+            "parameters": n, "unique_tokens": train_tokens, "tokens_per_parameter": round(tokens / n, 3), "epochs": round(tokens / train_tokens, 2),
             "tokens_per_s": round(tokens / max(result.elapsed_s, 1e-9)), "train_s": round(result.elapsed_s, 1),
             "wall_s": round(time.perf_counter() - started, 1), "stopped_because": result.stopped_because,
             "machine": common.machine(),
@@ -187,47 +187,76 @@ def best_ratio(rows: list[dict]) -> tuple[float, str]:
 
 
 BETAS = np.round(np.arange(0.05, 1.5001, 0.005), 3)  # the token exponent's grid
+PASSES_SCALES = (None, 5, 10, 15, 20, 30, 50, 100)  # k's grid (None: rereading costs nothing)
 
 
-def fit_surface(rows: list[dict]) -> dict | None:
-    """L = c - a ln(N / 1e6) + b (D / 1e7)^-beta - g [one layer] by least squares over ``rows`` (g = 0
-    without one-layer runs); None when a or b comes out not positive for every beta (a rule that
-    prefers fewer parameters or fewer tokens)."""
+def unique_tokens(row: dict) -> float:
+    """The training part of the run's text, in tokens (runs from before the field: tokens / epochs)."""
+    return row.get("unique_tokens") or row["tokens"] / row["epochs"]
+
+
+def _saturated(row: dict, k: float) -> float:
+    scale = k * unique_tokens(row) ** 2 / row["parameters"]
+    return scale * -math.expm1(-row["tokens"] / scale)
+
+
+def fit_surface(rows: list[dict], scales=PASSES_SCALES) -> dict | None:
+    """L = c - a ln(N / 1e6) + b (D_eff / 1e7)^-beta - g [one layer] by least squares over ``rows`` (g = 0
+    without one-layer runs), D_eff the tokens saturated by rereading with scale k (training/sizing.py).
+    beta and k on grids, c, a, b and g linear for each; of the fits that favour both more parameters and
+    more tokens, the one whose picks give up the least held-out loss in the cells (what the rule is for),
+    then the lowest error. None when no fit does."""
     n = np.array([r["parameters"] for r in rows], float) / 1e6
-    d = np.array([r["tokens"] for r in rows], float) / 1e7
     one = np.array([r["num_layers"] == 1 for r in rows], float)
     loss = np.array([r["held_out"] for r in rows])
     best = None
-    for beta in BETAS:
-        x = np.stack([np.ones_like(n), -np.log(n), d ** -beta, -one], axis=1)
-        (c, a, b, g), *_ = np.linalg.lstsq(x, loss, rcond=None)
-        if a > 0 and b > 0:
-            error = float(np.sqrt(np.mean((x @ np.array([c, a, b, g]) - loss) ** 2)))
-            if best is None or error < best["rmse"]:
-                best = {"c": round(float(c), 4), "a": round(float(a), 4), "b": round(float(b), 4),
-                        "beta": float(beta), "g": round(float(g), 4), "rmse": round(error, 4)}
+    for k in scales:
+        d = np.array([r["tokens"] if k is None else _saturated(r, k) for r in rows], float) / 1e7
+        for beta in BETAS:
+            x = np.stack([np.ones_like(n), -np.log(n), d ** -beta, -one], axis=1)
+            (c, a, b, g), *_ = np.linalg.lstsq(x, loss, rcond=None)
+            if a > 0 and b > 0:
+                error = float(np.sqrt(np.mean((x @ np.array([c, a, b, g]) - loss) ** 2)))
+                rule = {"c": round(float(c), 4), "a": round(float(a), 4), "b": round(float(b), 4),
+                        "beta": float(beta), "g": round(float(g), 4), "k": k, "rmse": round(error, 4)}
+                rule["given_up"] = round(sum(given_up(rule, cell) for cell in cells_of(rows).values()), 4)
+                if best is None or (rule["given_up"], error) < (best["given_up"], best["rmse"]):
+                    best = rule
     return best
 
 
 def surface_loss(rule: dict, row: dict) -> float:
-    return (rule["c"] - rule["a"] * math.log(row["parameters"] / 1e6) + rule["b"] * (row["tokens"] / 1e7) ** -rule["beta"]
+    d = row["tokens"] if rule.get("k") is None else _saturated(row, rule["k"])
+    return (rule["c"] - rule["a"] * math.log(row["parameters"] / 1e6) + rule["b"] * (d / 1e7) ** -rule["beta"]
             - rule["g"] * (row["num_layers"] == 1))
+
+
+def given_up(rule: dict, cell: list[dict]) -> float:
+    """The held-out loss lost in a cell by training the size the rule ranks first instead of the best."""
+    pick = min(cell, key=lambda r: surface_loss(rule, r))
+    return pick["held_out"] - min(r["held_out"] for r in cell)
+
+
+def cells_of(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        out.setdefault((r["speed"], r["minutes"]), []).append(r)
+    return out
 
 
 def limited_by_text(run: dict) -> bool:
     """Ended before its budget because the text ran out (the cool-down or early stopping): such a run
-    says where the text stops paying, not what compute buys, and is left out of the fit. Runs from
-    before the field was recorded all ran to their budget."""
+    says where rereading stops paying. Runs from before the field was recorded all ran to their budget."""
     return not run.get("stopped_because", "reached --time-budget").startswith("reached --time-budget")
 
 
 def fit(runs: dict) -> dict:
-    """The surface over every run that its budget ended, its error left one run out, and per cell the
-    best and the rule's pick."""
-    rows = [r for r in runs.values() if not limited_by_text(r)]
+    """The surface over every run (those the text ended too: the rereading term is fitted on them), its
+    error left one run out, and per cell the best and the rule's pick."""
+    rows = list(runs.values())
     rule = fit_surface(rows) if len(rows) >= 4 else None
     if rule:
-        held = [fit_surface(rows[:i] + rows[i + 1:]) for i in range(len(rows))]
+        held = [fit_surface(rows[:i] + rows[i + 1:], (rule["k"],)) for i in range(len(rows))]
         rule["rmse_left_out"] = round(float(np.sqrt(np.mean(
             [(surface_loss(h, r) - r["held_out"]) ** 2 for h, r in zip(held, rows) if h]))), 4)
         rule["runs"] = len(rows)
@@ -269,14 +298,19 @@ def markdown(data: dict, command: str) -> str:
     if not rule:
         lines.append("Too few runs, or none that favour both more parameters and more tokens: no rule fitted.")
     else:
-        lines.append(f"**Rule**: L(N, D) = {rule['c']} - {rule['a']} ln(N / 1e6) + {rule['b']} (D / 1e7)^-{rule['beta']} "
-                     f"- {rule['g']} [one layer] over {rule['runs']} runs (rmse {rule['rmse_left_out']} nats/char with "
-                     f"each run left out of the fit in turn, {rule['rmse']} in it): SIZING_LOSS_PER_E_FOLD = {rule['a']}, "
-                     f"SIZING_TOKEN_TERM = ({rule['b']}, {rule['beta']}), SIZING_ONE_LAYER_GAIN = {rule['g']} "
-                     "(training/config.py).")
-    apart = [r for r in runs.values() if limited_by_text(r)] + list(data.get("no_cooldown", {}).values())
+        lines.append(f"**Rule**: L(N, D) = {rule['c']} - {rule['a']} ln(N / 1e6) + {rule['b']} (D_eff / 1e7)^-{rule['beta']} "
+                     f"- {rule['g']} [one layer], D_eff = S (1 - exp(-D / S)), S = {rule['k']} U^2 / N (U: the text's "
+                     f"training tokens), over {rule['runs']} runs (rmse {rule['rmse_left_out']} nats/char with "
+                     f"each run left out of the fit in turn, {rule['rmse']} in it; {rule['given_up']} nats given up "
+                     f"over the cells): SIZING_LOSS_PER_E_FOLD = {rule['a']}, "
+                     f"SIZING_TOKEN_TERM = ({rule['b']}, {rule['beta']}), SIZING_ONE_LAYER_GAIN = {rule['g']}, "
+                     f"SIZING_PASSES_SCALE = {rule['k']} (training/config.py).")
+    apart = [r for r in runs.values() if limited_by_text(r)]
+    if data.get("no_cooldown"):
+        lines += ["", "Left out of the fit: " + "; ".join(f"{k}, {r['held_out']:.4f}: {r.get('why_apart', '')}"
+                                                        for k, r in data["no_cooldown"].items())]
     if apart:
-        lines += ["", "## Left out of the fit: ended by the text, not the budget", "",
+        lines += ["", "## Ended by the text, not the budget (in the fit: they place the rereading term)", "",
                   common.table(["speed", "min", "size", "held-out", "steps", "epochs", "train s", "why it ended"],
                                [[r["speed"], f"{r['minutes']:g}", r["size"], f"{r['held_out']:.4f}", f"{r['steps']:,}",
                                  r["epochs"], r["train_s"], r.get("stopped_because", "")] for r in apart])]

@@ -14,7 +14,7 @@ import scriptrnn
 from scriptrnn.cli import main
 from scriptrnn.errors import ScriptRNNError
 from scriptrnn.model.network import ModelConfig
-from scriptrnn.training import probe, sizing
+from scriptrnn.training import load, probe, sizing
 from scriptrnn.training.config import TrainConfig, level_defaults, run_limits
 from scriptrnn.training.probe import Candidate, Measured, rule_parameters
 from scriptrnn.training.sizing import LADDERS, Choice
@@ -257,13 +257,14 @@ def test_char_runs_under_a_budget_are_sized_by_default_and_quiet_when_not(monkey
 
 
 def test_given_flags_win_and_only_the_others_are_chosen(monkeypatch):
-    # every size equally fast in tokens/s, so the one with the most weights predicts the lowest loss
+    # every size equally fast in tokens/s, on a text too long to reread: the one with the most weights
+    # predicts the lowest loss
     _fake_machine(monkeypatch, lambda c: c.batch_size * c.seq_len / 1e9)
     train = TrainConfig(time_budget=5, size="auto", epochs=None)  # no epochs: no cap on the tokens seen
     said = []
     asked = {"hidden_size": 40, "size": "auto"}  # --size auto asked for: a given size stays, the others are chosen
     model, chosen, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, asked,
-                                             80, corpus_tokens=100_000, device=torch.device("cpu"), say=said.append)
+                                             80, corpus_tokens=10**9, device=torch.device("cpu"), say=said.append)
     assert model["hidden_size"] == 40  # given
     assert (model["num_layers"], chosen.batch_size, chosen.seq_len) == (3, 64, 128)  # chosen: the most weights
     assert record["choice"] == {"num_layers": 3, "hidden_size": 40, "batch_size": 64, "seq_len": 128}
@@ -345,3 +346,60 @@ def test_the_epochs_limit_caps_the_tokens_a_size_can_see(monkeypatch):
     # ...but a corpus of 50,000 tokens seen 20 times caps both at 1M, and then the bigger one wins.
     choice = sizing.choose(fast, 300, eval_every=200, eval_tokens=0, max_tokens=1_000_000)
     assert choice.measured.candidate.name == "2x128" and choice.tokens == 1_000_000
+
+
+def test_the_rule_knows_the_text_a_small_one_gets_a_smaller_model_than_a_large_one():
+    """The same machine and budget: a 0.3 MB text reread 150 times is used up by a big model, a 5 MB one is not."""
+    speeds = _measured({"1x128": 370_000, "2x128": 180_000, "2x256": 66_000, "2x384": 35_000, "2x512": 23_000})
+
+    def chosen(unique_tokens):
+        return sizing.choose(speeds, 300, eval_every=200, eval_tokens=0, unique_tokens=unique_tokens)
+
+    small, large = chosen(270_000), chosen(4_500_000)
+    assert small.measured.parameters < large.measured.parameters
+    assert small.measured.candidate.name == "1x128" and large.measured.candidate.name in ("2x384", "2x512")
+    # The rule's loss knows the rereading: the same tokens over a smaller text predict a worse loss...
+    n = speeds[-1].parameters
+    assert sizing.predicted_loss(n, 10e6, 2, 270_000) > sizing.predicted_loss(n, 10e6, 2, 4_500_000)
+    # ...all the more for a bigger model, and not at all for a text read less than once.
+    assert sizing.effective_tokens(10e6, n, 270_000) < sizing.effective_tokens(10e6, speeds[0].parameters, 270_000)
+    assert sizing.effective_tokens(1e5, n, 10**9) == pytest.approx(1e5)
+    # Weight drop rises with the share of the text used up: none for the large text, the most for the small.
+    assert sizing.used_up_weight_drop(large.tokens, large.measured.parameters, 4_500_000) == 0
+    assert sizing.used_up_weight_drop(small.tokens, small.measured.parameters, 270_000) == 0.2
+
+
+def test_other_programs_on_the_runs_cores_are_measured_and_scaled_out():
+    """A real process burning a core while this one computes: the kernel's count sees it."""
+    watch = load.LoadWatch.start()
+    if watch.busy0 is None:
+        pytest.skip("no /proc/stat here")
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        a = torch.randn(256, 256)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            a @ a
+        others = watch.others()
+    finally:
+        burner.kill()
+        burner.wait()
+    assert others >= 0.3  # most of a core's worth, split with this process by the scheduler
+    quiet = load.LoadWatch.start()
+    time.sleep(1.1)
+    assert quiet.others() < len(quiet.cores)  # at most every core
+    assert load.slowdown(0.1, 2) == 1.0  # a quiet machine's background is left alone
+    assert 1.0 < load.slowdown(0.5, 2) < load.slowdown(1.0, 2) <= load.MOST_SLOWDOWN
+    assert load.slowdown(5.0, 2) == load.MOST_SLOWDOWN
+
+
+def test_the_sizing_line_says_when_other_programs_slowed_the_probe(monkeypatch):
+    _fake_machine(monkeypatch, lambda c: c.batch_size * c.seq_len / 1e6)
+    monkeypatch.setattr(load.LoadWatch, "others", lambda self: 1.0)  # as a busy machine's kernel would count it
+    monkeypatch.setattr(load.LoadWatch, "start", classmethod(lambda cls: cls([0, 1], 0.0, 0.0, 0.0)))
+    said = []
+    train = TrainConfig(time_budget=5, size="auto", epochs=None)
+    _, _, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, {"size": "auto"}, 80,
+                                    corpus_tokens=10**9, device=torch.device("cpu"), say=said.append)
+    assert "other programs took 1.0 of this run's 2 cores during the probe" in said[0]
+    assert record["speeds_scaled_by"] == 4.0 and record["busy_elsewhere_cores"] == 1.0

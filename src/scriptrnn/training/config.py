@@ -33,18 +33,23 @@ SIZES = ("auto", "fixed")
 # EPYC, 2 cores, ~1 MB of the plays, char level; bf16 at 1, 2 and 5 minutes, fp32 at 2 and 5): rmse
 # 0.026 nats/char with each run left out in turn, and in each of the five budgets it picks the size that
 # was best there. Measured up to 27M tokens and 3.3M parameters; beyond that it is extrapolated.
-SIZING_LOSS_PER_E_FOLD = 0.1198  # a: held-out nats/char gained per e-fold of parameters, at equal tokens
-SIZING_TOKEN_TERM = (0.3019, 0.525)  # (b, beta): the loss still to lose at 1e7 tokens, and how fast it goes
+SIZING_LOSS_PER_E_FOLD = 0.164  # a: held-out nats/char gained per e-fold of parameters, at equal tokens
+SIZING_TOKEN_TERM = (0.3018, 0.57)  # (b, beta): the loss still to lose at 1e7 tokens, and how fast it goes
 # g: how far below the surface a one-layer size lands at the same N and D (the ladder's one-layer rung, 1x128,
 # reached nearly what 2x128 did on the same tokens, with under half the weights)
-SIZING_ONE_LAYER_GAIN = 0.0573
-# A run that --size auto predicts will read its text more than LONG_RUN_EPOCHS times also gets weight
-# drop on its hidden-to-hidden matrices (unless --weight-drop was given): once the text is used up,
-# it is what keeps the held-out loss falling. 30 minutes, 2x512, bf16 (2026-11-30, AMD EPYC, ~1 MB of
-# the plays, both cooled when the text ran out): 1.479 with weight drop 0.2 (18 epochs), 1.523 without
-# (11). At 5 minutes (7.6 epochs) it gained nothing beside the output dropout (1.534 against 1.530).
-LONG_RUN_EPOCHS = 12.0
-LONG_RUN_WEIGHT_DROP = 0.2
+SIZING_ONE_LAYER_GAIN = 0.0831
+# k: how fast rereading the text stops paying. A run of D tokens over a text of U learns as if from
+# D_eff = S (1 - exp(-D / S)) new tokens, S = k U^2 / N: the more weights per token of text, the sooner
+# they memorise it rather than learn from it (Muennighoff et al.'s data-constrained scaling, with the
+# saturation tied to the model's size, as our runs need: 1x128 still gained at its 42nd pass over 1 MB,
+# 2x512 had stopped by its 11th). Fitted with the terms above, the runs the text ended included.
+SIZING_PASSES_SCALE = 20.0
+# A run the rule predicts will have used its text up gets weight drop on its hidden-to-hidden matrices
+# (unless --weight-drop was given): none while under START of what it reads is used up (1 - D_eff / D),
+# rising to MOST at FULL. Anchored on two runs (2026-11-30, AMD EPYC, ~1 MB of the plays, 2x512 bf16):
+# 30 minutes, ~88% used up, 1.479 with weight drop 0.2 against 1.523 without; 5 minutes, ~46% used up,
+# no gain beside the output dropout (1.534 against 1.530). Between them it is interpolated, not measured.
+USED_UP_WEIGHT_DROP = (0.5, 0.8, 0.2)  # (START, FULL, MOST)
 
 
 @dataclass

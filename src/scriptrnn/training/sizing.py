@@ -25,8 +25,9 @@ import torch
 
 from ..device import autocast_dtype
 from ..model.network import ModelConfig
-from .config import (LONG_RUN_EPOCHS, LONG_RUN_WEIGHT_DROP, SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN,
-                     SIZING_TOKEN_TERM, TrainConfig)
+from .config import (SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN, SIZING_PASSES_SCALE, SIZING_TOKEN_TERM,
+                     USED_UP_WEIGHT_DROP, TrainConfig)
+from .load import LoadWatch, slowdown
 from .probe import MIN_ROUNDS, Candidate, Measured, Probe, probe
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
@@ -51,13 +52,25 @@ LADDERS = {
 }
 
 
-def predicted_loss(parameters: float, tokens: float, layers: int = 2) -> float:
-    """The rule's held-out loss for ``parameters`` in ``layers`` trained on ``tokens``, less the floor E
-    that is the same for every size (so only differences mean anything):
-    -a ln(N / 1e6) + b (D / 1e7)^-beta - g [one layer]."""
+def effective_tokens(tokens: float, parameters: float, unique_tokens: float | None) -> float:
+    """The tokens a run learns from when it rereads a text of ``unique_tokens``: the first pass counts
+    whole, and repeats count for less the more the model can memorise, saturating at k U^2 / N
+    (SIZING_PASSES_SCALE = k): a small model gains from its 40th pass over a 1 MB text, a big one has
+    used the text up in 10. None: a text too big to reread in the run (every token new)."""
+    if not unique_tokens:
+        return tokens
+    scale = SIZING_PASSES_SCALE * unique_tokens * (unique_tokens / parameters)
+    return scale * -math.expm1(-tokens / scale)
+
+
+def predicted_loss(parameters: float, tokens: float, layers: int = 2, unique_tokens: float | None = None) -> float:
+    """The rule's held-out loss for ``parameters`` in ``layers`` trained on ``tokens`` of a text of
+    ``unique_tokens`` (reread as often as it takes), less the floor E that is the same for every size
+    (so only differences mean anything): -a ln(N / 1e6) + b (D_eff / 1e7)^-beta - g [one layer]."""
     b, beta = SIZING_TOKEN_TERM
     one_layer = SIZING_ONE_LAYER_GAIN if layers == 1 else 0.0
-    return -SIZING_LOSS_PER_E_FOLD * math.log(parameters / 1e6) + b * (max(tokens, 1.0) / 1e7) ** -beta - one_layer
+    seen = effective_tokens(max(tokens, 1.0), parameters, unique_tokens)
+    return -SIZING_LOSS_PER_E_FOLD * math.log(parameters / 1e6) + b * (max(seen, 1.0) / 1e7) ** -beta - one_layer
 
 
 def candidates(level: str, asked: dict, *, processes: int = 1, corpus_tokens: int | None = None) -> list[Candidate]:
@@ -92,19 +105,21 @@ class Choice:
 
 
 def predict(m: Measured, seconds_left: float, *, eval_every: int, eval_tokens: int,
-            max_tokens: float = math.inf) -> Choice:
-    """What ``m`` would see in ``seconds_left`` (``max_tokens``: what --epochs lets a run see) and the loss predicted."""
+            max_tokens: float = math.inf, unique_tokens: float | None = None) -> Choice:
+    """What ``m`` would see in ``seconds_left`` (``max_tokens``: what --epochs lets a run see) of a text of
+    ``unique_tokens`` training tokens, and the loss predicted."""
     seconds = training_seconds(seconds_left, m.candidate, eval_every, eval_tokens)
     tokens = min(m.tokens_per_s * seconds, max_tokens)
     return Choice(m, tokens, max(tokens, 1.0) / m.parameters,
-                  predicted_loss(m.parameters, tokens, m.candidate.num_layers))
+                  predicted_loss(m.parameters, tokens, m.candidate.num_layers, unique_tokens))
 
 
 def choose(measured: list[Measured], seconds_left: float, *, eval_every: int, eval_tokens: int,
-           max_tokens: float = math.inf) -> Choice:
+           max_tokens: float = math.inf, unique_tokens: float | None = None) -> Choice:
     """The candidate with the lowest predicted held-out loss; on a tie the cheaper.
     Pure: the same speeds give the same choice."""
-    ranked = sorted((predict(m, seconds_left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens)
+    ranked = sorted((predict(m, seconds_left, eval_every=eval_every, eval_tokens=eval_tokens, max_tokens=max_tokens,
+                             unique_tokens=unique_tokens)
                      for m in measured), key=lambda c: round(c.loss, 12))  # stable: cheaper first on a tie
     return replace(ranked[0], runner_up=ranked[1] if len(ranked) > 1 else None)
 
@@ -120,6 +135,23 @@ def reason(choice: Choice, precision: str, minutes: float, processes: int = 1) -
     return (f"sizing: {m.candidate.describe()}: {_short(m.tokens_per_s)} tokens/s {how} {where} in {precision}, "
             f"~{_short(choice.tokens)} tokens in {minutes:g} min = {ratio} per parameter ({_short(m.parameters)}): "
             f"the lowest predicted held-out loss{versus}")
+
+
+def _faster(m: Measured, factor: float) -> Measured:
+    """``m`` as it would have run without the other programs' work the probe saw (load.py)."""
+    if factor == 1:
+        return m
+    return replace(m, step_s=m.step_s / factor, tokens_per_s=m.tokens_per_s * factor,
+                   fastest_s=m.fastest_s and m.fastest_s / factor)
+
+
+def used_up_weight_drop(tokens: float, parameters: float, unique_tokens: float) -> float:
+    """Weight drop for a run that will see ``tokens`` of a text of ``unique_tokens``: none while most of
+    what it reads is new, rising with the share the rule counts as used up (1 - D_eff / D) to its most
+    (config.USED_UP_WEIGHT_DROP)."""
+    start, full, most = USED_UP_WEIGHT_DROP
+    used_up = 1 - effective_tokens(tokens, parameters, unique_tokens) / max(tokens, 1.0)
+    return round(most * min(1.0, max(0.0, (used_up - start) / (full - start))), 2)
 
 
 def _short(n: float) -> str:
@@ -191,30 +223,43 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     budget_s = train.time_budget * 60
     epochs_tokens = train.epochs * (corpus_tokens - held_out) if train.epochs else math.inf  # the default's limit
 
+    unique = corpus_tokens - held_out  # the training part: what a run rereads
+    watch = LoadWatch.start() if device.type == "cpu" else None  # other programs' share of the cores
+
     def losses(measured: list[Measured], seconds_left: float) -> list[float]:
-        return [predict(m, seconds_left, eval_every=train.eval_every, eval_tokens=eval_tokens,
-                        max_tokens=epochs_tokens).loss for m in measured]
+        factor = slowdown(watch.others(), len(watch.cores)) if watch else 1.0  # so far in the probe
+        return [predict(_faster(m, factor), seconds_left, eval_every=train.eval_every, eval_tokens=eval_tokens,
+                        max_tokens=epochs_tokens, unique_tokens=unique).loss for m in measured]
 
     measured, probe_s = probe(ladder, run, budget_s, losses, PAST_BEST)
+    others = watch.others() if watch else 0.0
+    factor = slowdown(others, len(watch.cores)) if watch else 1.0
+    measured = [_faster(m, factor) for m in measured]
     choice = choose(measured, budget_s - probe_s, eval_every=train.eval_every, eval_tokens=eval_tokens,
-                    max_tokens=epochs_tokens)
+                    max_tokens=epochs_tokens, unique_tokens=unique)
     line = reason(choice, "bf16" if autocast is not None else "fp32", train.time_budget, processes)
+    if factor > 1:
+        line += (f"; other programs took {others:.1f} of this run's {len(watch.cores)} cores during the probe, "
+                 f"so its speeds were scaled x{factor:.2f} to the cores alone")
     c = choice.measured.candidate
     model_settings = {**model_settings, "num_layers": c.num_layers, "hidden_size": c.hidden_size}
     epochs = choice.tokens / max(1, corpus_tokens - held_out)
+    drop = used_up_weight_drop(choice.tokens, choice.measured.parameters, corpus_tokens - held_out)
     with_drop = None
-    if epochs > LONG_RUN_EPOCHS and "weight_drop" not in asked and not model_settings.get("weight_drop"):
-        model_settings["weight_drop"] = LONG_RUN_WEIGHT_DROP  # the text will be used up (config.LONG_RUN_EPOCHS)
+    if drop and "weight_drop" not in asked and not model_settings.get("weight_drop"):
+        model_settings["weight_drop"] = drop  # the text will be used up: weight drop keeps the loss falling
         # the step the run will take has weight drop in it: the chosen size timed again with it
         began = run.clock()
-        with_drop = replace(run, model=replace(run.model, weight_drop=LONG_RUN_WEIGHT_DROP), _trials={},
+        with_drop = replace(run, model=replace(run.model, weight_drop=drop), _trials={},
                             _times={}).time_steps(c, MIN_ROUNDS)
+        with_drop = _faster(with_drop, factor)
         probe_s += run.clock() - began
-        line += (f"; weight drop {LONG_RUN_WEIGHT_DROP:g}, as it will read the text ~{epochs:.0f} times "
+        line += (f"; weight drop {drop:g}, as it will read the text ~{epochs:.0f} times "
                  f"({_short(with_drop.tokens_per_s)} tokens/s with it)")
     say(line)
     train = replace(train, batch_size=c.batch_size, seq_len=c.seq_len).validate()
     sized = record(choice, measured, probe_s, line)
+    sized["busy_elsewhere_cores"], sized["speeds_scaled_by"] = round(others, 2), round(factor, 3)
     if with_drop is not None:
         sized["weight_drop_tokens_per_s"] = round(with_drop.tokens_per_s, 1)
     return model_settings, train, sized
