@@ -10,6 +10,7 @@ command checked against the run by same_run.py), starting from a parent's weight
 share (step.py), the run's clock (schedule.py: learning rate, limits, cool-down, where the
 time went), its exact resume state (resume.py), several processes with DDP
 (distributed.py), progress and metrics (reporting.py), samples while it learns
-(samples.py) and --size auto (sizing.py: the rule; probe.py: this machine's speed). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays
+(samples.py) and --size auto (sizing.py: the rule; probe.py: this machine's speed; load.py: other programs' share of the
+run's cores while the probe timed). Named ``training`` rather than ``train`` so that ``scriptrnn.train`` stays
 the function and dotted paths such as ``scriptrnn.training.loop.Trainer`` resolve.
 """
