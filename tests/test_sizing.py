@@ -395,11 +395,53 @@ def test_other_programs_on_the_runs_cores_are_measured_and_scaled_out():
 
 def test_the_sizing_line_says_when_other_programs_slowed_the_probe(monkeypatch):
     _fake_machine(monkeypatch, lambda c: c.batch_size * c.seq_len / 1e6)
-    monkeypatch.setattr(load.LoadWatch, "others", lambda self: 1.0)  # as a busy machine's kernel would count it
+    # as a busy machine's kernel would count it: one of the run's two cores taken
+    monkeypatch.setattr(load.LoadWatch, "others", lambda self, shortest=0: 1.0)
     monkeypatch.setattr(load.LoadWatch, "start", classmethod(lambda cls: cls([0, 1], 0.0, 0.0, 0.0)))
+    threads_seen, warm_up = [], probe.Probe.warm_up
+    monkeypatch.setattr(probe.Probe, "warm_up", lambda self, c: (threads_seen.append(torch.get_num_threads()),
+                                                                  warm_up(self, c)))
     said = []
     train = TrainConfig(time_budget=5, size="auto", epochs=None)
-    _, _, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, {"size": "auto"}, 80,
-                                    corpus_tokens=10**9, device=torch.device("cpu"), say=said.append)
-    assert "other programs took 1.0 of this run's 2 cores during the probe" in said[0]
-    assert record["speeds_scaled_by"] == 4.0 and record["busy_elsewhere_cores"] == 1.0
+    torch.set_num_threads(2)
+    try:
+        _, _, record = sizing.auto_size({"hidden_size": 40, "embedding_size": 8}, train, {"size": "auto"}, 80,
+                                        corpus_tokens=10**9, device=torch.device("cpu"), say=said.append)
+        assert torch.get_num_threads() == 2  # given back to the run
+    finally:
+        torch.set_num_threads(1)
+    assert set(threads_seen) == {1}  # timed on the one core the other program left free
+    assert "other programs took 1.0 of this run's 2 cores during the probe (timed with 1 of 2 threads)" in said[0]
+    assert record["speeds_scaled_by"] == pytest.approx(2 ** load.THREAD_GAIN, abs=1e-3)
+    assert record["busy_elsewhere_cores"] == 1.0
+    assert load.free_threads(0.1, 2, 2) == 2 and load.free_threads(1.0, 2, 2) == 1 and load.free_threads(1.9, 2, 2) == 1
+    assert load.slowdown(1.0, 2, 1) == 1.0 < load.slowdown(1.0, 2, 2)  # one thread on the free core: no contention
+
+
+def test_a_gpu_ladder_goes_on_only_as_far_as_memory_allows(monkeypatch):
+    """Off a GPU every size fits; on one, a size whose step would not fit, or that runs out of memory
+    when built, ends the ladder there, and nothing bigger is estimated either."""
+    small, big = CHAR["1x128"], sizing.GPU_RUNGS[-1]
+    config = ModelConfig(vocab_size=80)
+    assert probe.step_bytes(config, small, True) < probe.step_bytes(replace(config, num_layers=3, hidden_size=2048),
+                                                                     big, True)
+    assert _run().fits(big)  # the CPU: no memory check
+    assert sizing.candidates("char", {}, gpu=True)[-len(sizing.GPU_RUNGS):] == list(sizing.GPU_RUNGS)
+    assert not set(sizing.GPU_RUNGS) & set(sizing.candidates("char", {}))
+    now = _fake_machine(monkeypatch, _step_seconds)
+    fitting = {"1x128", "2x128", "2x256"}
+    monkeypatch.setattr(probe.Probe, "fits", lambda self, c: c.name in fitting)
+    ladder = sizing.candidates("char", {}, gpu=True)
+    measured, _ = probe.probe(ladder, _run(now), 600, _losses(), 10.0)  # past_best 10: only memory stops it
+    assert {m.candidate.name for m in measured} == fitting
+    warm_up = probe.Probe.warm_up
+
+    def out_of_memory(self, c):
+        if c.name == "2x256":
+            raise torch.OutOfMemoryError("CUDA out of memory (as a GPU would say)")
+        warm_up(self, c)
+
+    monkeypatch.setattr(probe.Probe, "fits", lambda self, c: True)
+    monkeypatch.setattr(probe.Probe, "warm_up", out_of_memory)
+    measured, _ = probe.probe(ladder, _run(now), 600, _losses(), 10.0)
+    assert [m.candidate.name for m in measured] == ["1x128", "2x128"]

@@ -21,7 +21,7 @@ from ..errors import ScriptRNNError
 from .constraints import SuppressTokens
 from .generation import Generation
 from .sampling import SamplingConfig
-from .speakers import cast_mask, resolve_cast, resolve_speaker, speaker_prime
+from .speakers import cast_mask, resolve_cast, resolve_speaker, speaker_prime, turn_taking
 
 
 class ScriptModel:
@@ -99,7 +99,7 @@ class ScriptModel:
 
     def rules(self, cast=None) -> list:
         """The hard rules on next tokens (constraints.py): never a reserved token or a style tag; the cast
-        if one is given.
+        if one is given; turns as a script takes them (no speaker twice in a row, no direction to oneself).
 
         Reserved tokens (``<unk>``: the tokenizer's ``reserved_ids``) score text but are never written, and
         a style tag is the prime's choice, not the model's. Masked first, before the sampling transforms
@@ -112,6 +112,10 @@ class ScriptModel:
             rules.append(SuppressTokens(banned, self.tokenizer.vocab_size))
         if cast is not None:
             rules.append(cast_mask(self.tokenizer, resolve_cast(cast, self.speakers)))
+        if not hasattr(self, "_turns"):  # built once per model: its per-sequence state lives in each generation
+            self._turns = turn_taking(self.tokenizer, self.speakers) if self.speakers else None
+        if self._turns is not None:
+            rules.append(self._turns)
         return rules
 
     def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> "TextStream":

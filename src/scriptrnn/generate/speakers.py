@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .constraints import CastMask
+from .constraints import CastMask, TurnTaking
 from ..errors import ScriptRNNError
 
 SHOWN_IN_ERRORS = 20
@@ -54,3 +54,20 @@ def cast_mask(tokenizer, names: list[str]) -> CastMask:
     cues = [[int(i) for i in tokenizer.encode(f"{name}:", strict=False)] for name in names]
     direction = tokenizer.token_id("[")
     return CastMask(cues, newline, [direction] if direction is not None else [], tokenizer.vocab_size)
+
+
+def turn_taking(tokenizer, names: list[str]) -> TurnTaking | None:
+    """The TurnTaking rule for ``names`` (as this tokenizer spells them), or None without line breaks."""
+    newline = tokenizer.token_id("\n")
+    if newline is None or not names:
+        return None
+    reserved = set(tokenizer.reserved_ids)
+
+    def spelled(text: str) -> list[int]:  # a name the vocabulary cannot spell (<unk>) is left out
+        ids = [int(i) for i in tokenizer.encode(text, strict=False)]
+        return [] if reserved.intersection(ids) else ids
+
+    cues = [spelled(f"{name}:") for name in names]
+    kept = [i for i, cue in enumerate(cues) if cue]
+    return TurnTaking([cues[i] for i in kept], [spelled(f"(to {names[i]}") for i in kept], newline,
+                      tokenizer.vocab_size)

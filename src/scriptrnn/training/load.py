@@ -22,7 +22,11 @@ TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # (a shell, the kernel) is part of what the run will get too.
 NOTICED = 0.25
 SHORTEST_S = 1.0  # the kernel counts in ticks of 10 ms: over a shorter probe the share means nothing
-MOST_SLOWDOWN = 4.0  # the largest correction made: beyond it the machine is simply busy, and the run says so
+MOST_SLOWDOWN = 4.0
+GLANCE_S = 0.5  # how long the run looks at its cores, idle, before the probe
+# Speed at n threads against m: (n / m)^THREAD_GAIN. The sizing grid's fp32 runs at 1 and 2 threads
+# (benchmarks/results/sizing.json, AMD EPYC, 2026-11-29): 1.37x for 1x128 up to 1.63x for 2x384.
+THREAD_GAIN = 0.6  # the largest correction made: beyond it the machine is simply busy, and the run says so
 
 
 def _cores() -> list[int]:
@@ -63,22 +67,52 @@ class LoadWatch:
         cores = _cores()
         return cls(cores, _busy_seconds(cores) if cores else None, _own_seconds(), time.monotonic())
 
-    def others(self) -> float:
-        """Cores' worth of other programs' work on the run's cores since ``start`` (0 when unknown)."""
+    def others(self, shortest: float = SHORTEST_S) -> float:
+        """Cores' worth of other programs' work on the run's cores since ``start`` (0 when unknown, or
+        when less than ``shortest`` seconds have passed)."""
         busy = _busy_seconds(self.cores) if self.busy0 is not None else None
         elapsed = time.monotonic() - self.wall0
-        if busy is None or elapsed < SHORTEST_S:
+        if busy is None or elapsed < shortest:
             return 0.0
         theirs = (busy - self.busy0) - (_own_seconds() - self.own0)
         return min(max(theirs / elapsed, 0.0), float(len(self.cores)))
 
 
-def slowdown(others: float, cores: int) -> float:
+def glance() -> tuple[float, int]:
+    """(other programs' cores' worth, the run's cores) over GLANCE_S with this process idle: before the
+    probe, so that it can time with the cores left free rather than fight for a busy one."""
+    watch = LoadWatch.start()
+    if watch.busy0 is None:
+        return 0.0, len(watch.cores)
+    time.sleep(GLANCE_S)
+    return watch.others(shortest=0.9 * GLANCE_S), len(watch.cores)
+
+
+def free_threads(others: float, cores: int, threads: int) -> int:
+    """The compute threads to time with: all of ``threads`` on a quiet machine; on a busy one, no more than
+    the cores the other work leaves free. Two threads, one of them sharing its core with another program,
+    wait on that one at every step: measured (2026-12-04, AMD EPYC, 2 cores, a busy process on one), the
+    small sizes' steps ran 5x slower and the big ones' 2.4x, so the sizes could not be compared."""
+    if others < NOTICED:
+        return threads
+    return max(1, min(threads, int(cores - others + 0.5)))
+
+
+def slowdown(others: float, cores: int, threads: int | None = None) -> float:
     """How much slower the probe's steps ran than on the run's ``cores`` alone, with ``others`` cores' worth
-    of other programs' work on them. A step waits for its slowest thread, and other work lands unevenly,
-    so the loss is worse than the cores taken: about (1 - others / cores)^-2, at most MOST_SLOWDOWN.
-    Measured (2026-12-04, AMD EPYC, 2 cores, a 2x512 LSTM step at 2 threads): one busy process took 0.73
-    cores and slowed the step 2.37x (the form says 2.48); two took 1.03 cores and slowed it 3.24x (4.25)."""
+    of other programs' work on them, timed with ``threads`` (all the cores if None). Threads that fit in
+    the cores left free lose nothing. Otherwise a step waits for its slowest thread, and other work lands
+    unevenly, so the loss is worse than the cores taken: about (1 - others / cores)^-2, at most
+    MOST_SLOWDOWN. Measured (2026-12-04, AMD EPYC, 2 cores, a 2x512 LSTM step at 2 threads): one busy
+    process took 0.73 cores and slowed the step 2.37x (the form says 2.48); two took 1.03 cores and slowed
+    it 3.24x (4.25)."""
     if others < NOTICED or cores <= 0:
         return 1.0
+    if threads is not None and threads <= cores - others + NOTICED:
+        return 1.0
     return min(MOST_SLOWDOWN, (1 - min(others, cores) / cores) ** -2) if others < cores else MOST_SLOWDOWN
+
+
+def thread_gain(threads: int, timed_with: int) -> float:
+    """How much faster a step runs at ``threads`` compute threads than at ``timed_with``: (ratio)^THREAD_GAIN."""
+    return (threads / timed_with) ** THREAD_GAIN if timed_with < threads else 1.0

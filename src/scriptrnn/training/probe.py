@@ -35,6 +35,7 @@ MIN_ROUNDS = 3  # a size timed fewer times than this has its speed scaled from a
 # A smaller size measured this much slower a step than a bigger one is timed again (noise between two
 # sizes whose steps cost nearly the same, fixed costs dominating, stays under it).
 SLOWER_THAN_BIGGER = 1.2
+MEMORY_SHARE = 0.6  # a candidate's step may need at most this share of the GPU's free memory (the estimate is rough)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,18 @@ class Measured:
     fastest_s: float | None = None  # its fastest timed step: load elsewhere only ever slows a step down
 
 
+def step_bytes(model: ModelConfig, c: Candidate, half: bool, processes: int = 1) -> int:
+    """A training step's memory, roughly and on the high side: the weights with their gradients and Adam's
+    two moments (16 bytes a parameter), and what the backward pass keeps per token: every layer's gates
+    and states, the embeddings, and the output scores with their gradient."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[model.cell]
+    tokens = c.batch_size // max(processes, 1) * c.seq_len
+    width = 2 if half else 4
+    per_token = (model.num_layers * (gates + 3) * model.hidden_size + model.embedding_size) * width \
+        + 3 * model.vocab_size * 4  # scores, softmax and their gradient, in fp32
+    return 16 * model.parameter_count() + tokens * per_token
+
+
 def rule_parameters(model: ModelConfig) -> int:
     """The sizing rule's parameter count: the recurrent layers' weights (what the ladder changes; the
     embedding and output layer are fixed by the vocabulary)."""
@@ -89,6 +102,14 @@ class Probe:
 
     def config(self, c: Candidate) -> ModelConfig:
         return replace(self.model, num_layers=c.num_layers, hidden_size=c.hidden_size).validate()
+
+    def fits(self, c: Candidate) -> bool:
+        """Whether the candidate's training step fits the device's free memory (always, off a GPU):
+        known before it is built, so that the probe never runs a GPU out of memory."""
+        if self.device.type != "cuda":
+            return True
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return step_bytes(self.config(c), c, self.autocast is not None, self.processes) <= MEMORY_SHARE * free
 
     def warm_up(self, c: Candidate) -> None:
         """Builds the candidate's model and takes one step, untimed (it warms caches and kernels up)."""
@@ -173,16 +194,31 @@ def probe(ladder: list[Candidate], run: Probe, budget_s: float,
         guess = min(_scaled(m, c, run) for m in timed)
         if spent() + sum(m.step_s for m in timed) * (ROUNDS - 1) + guess * (ROUNDS + 1) > limit:
             break  # no room for its rounds: it and the rest are scaled by arithmetic below
-        run.warm_up(c)
+        if not run.fits(c) or not _warmed_up(run, c):
+            ladder = ladder[:len(timed)]  # it, and every bigger size, would not fit the GPU's memory
+            break
         timed.append(run.time_again(c))
     timed = _rounds(timed, run, lambda: spent() > limit, lambda ms: losses(ms, left()), past_best)
     timed = _by_arithmetic(timed, run, lambda need: spent() + need > limit)
-    rest = ladder[len(timed):]
+    rest = [c for c in ladder[len(timed):] if run.fits(c)]  # estimated sizes must fit too
     reliable = [m for m in timed if m.steps_timed >= MIN_ROUNDS] or timed[:1]
     if rest and not _past_best(losses(timed, left()), past_best):
         timed += _estimates(rest, timed, reliable[-1], run, lambda ms: losses(ms, left()), past_best)
     run.release()
     return timed, run.clock() - began
+
+
+def _warmed_up(run: Probe, c: Candidate) -> bool:
+    """``run.warm_up(c)``, or False when the device ran out of memory (the size is dropped, its memory freed)."""
+    try:
+        run.warm_up(c)
+        return True
+    except torch.OutOfMemoryError:
+        run._trials.pop(c, None)
+        run._times.pop(c, None)
+        if run.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return False
 
 
 def _scaled(m: Measured, c: Candidate, run: Probe) -> float:

@@ -18,6 +18,7 @@ does a run under auto as the char-level default (not asked for) that was given a
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
@@ -27,7 +28,7 @@ from ..device import autocast_dtype
 from ..model.network import ModelConfig
 from .config import (SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN, SIZING_PASSES_SCALE, SIZING_TOKEN_TERM,
                      USED_UP_WEIGHT_DROP, TrainConfig)
-from .load import LoadWatch, slowdown
+from .load import LoadWatch, free_threads, glance, slowdown, thread_gain
 from .probe import MIN_ROUNDS, Candidate, Measured, Probe, probe
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
@@ -63,6 +64,11 @@ def effective_tokens(tokens: float, parameters: float, unique_tokens: float | No
     return scale * -math.expm1(-tokens / scale)
 
 
+# Beyond the CPU ladder, for a GPU: its arithmetic makes bigger sizes cheap, and only its memory bounds
+# them (probe.fits checks each before it is built, and a size that runs out of memory ends the ladder).
+GPU_RUNGS = _ladder([(3, 1024, 128, 128), (2, 1536, 128, 128), (2, 2048, 128, 128), (3, 2048, 128, 128)])
+
+
 def predicted_loss(parameters: float, tokens: float, layers: int = 2, unique_tokens: float | None = None) -> float:
     """The rule's held-out loss for ``parameters`` in ``layers`` trained on ``tokens`` of a text of
     ``unique_tokens`` (reread as often as it takes), less the floor E that is the same for every size
@@ -73,12 +79,15 @@ def predicted_loss(parameters: float, tokens: float, layers: int = 2, unique_tok
     return -SIZING_LOSS_PER_E_FOLD * math.log(parameters / 1e6) + b * (max(seen, 1.0) / 1e7) ** -beta - one_layer
 
 
-def candidates(level: str, asked: dict, *, processes: int = 1, corpus_tokens: int | None = None) -> list[Candidate]:
+def candidates(level: str, asked: dict, *, processes: int = 1, corpus_tokens: int | None = None,
+               gpu: bool = False) -> list[Candidate]:
     """The ladder with the sizes the user gave written in, duplicates dropped, cheapest first;
-    without those whose batch cannot split over the processes or that need more text than there is."""
+    without those whose batch cannot split over the processes or that need more text than there is.
+    On a GPU the ladder goes on (GPU_RUNGS) as far as its memory allows (the probe checks each)."""
     fixed = {k: asked[k] for k in SIZE_FIELDS if k in asked}
     seen, out = set(), []
-    for rung in LADDERS.get(level, LADDERS["word"]):  # subword: word level's rungs (windows of tokens)
+    rungs = LADDERS.get(level, LADDERS["word"])  # subword: word level's rungs (windows of tokens)
+    for rung in rungs + (GPU_RUNGS if gpu else ()):
         c = replace(rung, **fixed)
         if c in seen or c.batch_size % processes:
             continue
@@ -213,7 +222,8 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
         return model_settings, train, {"choice": None, "reason": line}
     held_out = max(1, int(corpus_tokens * train.val_fraction))
     eval_tokens = min(train.eval_tokens or held_out, held_out)
-    ladder = candidates(train.level, asked, processes=processes, corpus_tokens=corpus_tokens)
+    ladder = candidates(train.level, asked, processes=processes, corpus_tokens=corpus_tokens,
+                        gpu=device.type == "cuda")
     if not ladder:
         line = "sizing: fixed sizes, no candidate size fits this corpus and these settings"
         say(line)
@@ -224,23 +234,40 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     epochs_tokens = train.epochs * (corpus_tokens - held_out) if train.epochs else math.inf  # the default's limit
 
     unique = corpus_tokens - held_out  # the training part: what a run rereads
-    watch = LoadWatch.start() if device.type == "cpu" else None  # other programs' share of the cores
+    watch, threads, timed_with, glanced_s = None, torch.get_num_threads(), torch.get_num_threads(), 0.0
+    if device.type == "cpu":  # other programs' share of the run's cores (load.py)
+        began = time.monotonic()
+        busy, cores = glance()
+        timed_with = free_threads(busy, cores, threads)
+        glanced_s = time.monotonic() - began
+        watch = LoadWatch.start()
+
+    def correction() -> float:
+        """How much faster the run will step than the probe timed (load.py), from the probe so far."""
+        if watch is None:
+            return 1.0
+        return slowdown(watch.others(), len(watch.cores), timed_with) * thread_gain(threads, timed_with)
 
     def losses(measured: list[Measured], seconds_left: float) -> list[float]:
-        factor = slowdown(watch.others(), len(watch.cores)) if watch else 1.0  # so far in the probe
+        factor = correction()
         return [predict(_faster(m, factor), seconds_left, eval_every=train.eval_every, eval_tokens=eval_tokens,
                         max_tokens=epochs_tokens, unique_tokens=unique).loss for m in measured]
 
-    measured, probe_s = probe(ladder, run, budget_s, losses, PAST_BEST)
-    others = watch.others() if watch else 0.0
-    factor = slowdown(others, len(watch.cores)) if watch else 1.0
+    torch.set_num_threads(timed_with)
+    try:
+        measured, probe_s = probe(ladder, run, budget_s - glanced_s, losses, PAST_BEST)
+        others, factor = (watch.others() if watch else 0.0), correction()
+    finally:
+        torch.set_num_threads(threads)
+    probe_s += glanced_s
     measured = [_faster(m, factor) for m in measured]
     choice = choose(measured, budget_s - probe_s, eval_every=train.eval_every, eval_tokens=eval_tokens,
                     max_tokens=epochs_tokens, unique_tokens=unique)
     line = reason(choice, "bf16" if autocast is not None else "fp32", train.time_budget, processes)
     if factor > 1:
-        line += (f"; other programs took {others:.1f} of this run's {len(watch.cores)} cores during the probe, "
-                 f"so its speeds were scaled x{factor:.2f} to the cores alone")
+        line += (f"; other programs took {others:.1f} of this run's {len(watch.cores)} cores during the probe "
+                 f"(timed with {timed_with} of {threads} threads), so its speeds were scaled x{factor:.2f} "
+                 "to the cores alone")
     c = choice.measured.candidate
     model_settings = {**model_settings, "num_layers": c.num_layers, "hidden_size": c.hidden_size}
     epochs = choice.tokens / max(1, corpus_tokens - held_out)
@@ -250,8 +277,12 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
         model_settings["weight_drop"] = drop  # the text will be used up: weight drop keeps the loss falling
         # the step the run will take has weight drop in it: the chosen size timed again with it
         began = run.clock()
-        with_drop = replace(run, model=replace(run.model, weight_drop=drop), _trials={},
-                            _times={}).time_steps(c, MIN_ROUNDS)
+        torch.set_num_threads(timed_with)  # as the probe timed: the same correction holds
+        try:
+            with_drop = replace(run, model=replace(run.model, weight_drop=drop), _trials={},
+                                _times={}).time_steps(c, MIN_ROUNDS)
+        finally:
+            torch.set_num_threads(threads)
         with_drop = _faster(with_drop, factor)
         probe_s += run.clock() - began
         line += (f"; weight drop {drop:g}, as it will read the text ~{epochs:.0f} times "
