@@ -72,14 +72,24 @@ def test_char_level_cuts_a_name_where_it_tells_from_the_others():
     assert _telling((1, 2, 3), [(1, 2, 3), (1, 2, 4), (5,)]) == 2  # "je-r" against "je-ff": the third tells
     assert _telling((5,), [(1, 2, 3), (5,)]) == 0
     tokenizer, rule = _rule(level="char")
-    assert not _allowed(rule, tokenizer, "george: hi.\n", "g")  # george's cue is told by its first letter
+    assert not _allowed(rule, tokenizer, "george: hi.\n", "g")  # george's name is told by its first letter
     assert _allowed(rule, tokenizer, "george: hi.\n", "j")
 
 
 def test_names_the_vocabulary_cannot_spell_are_left_out():
     tokenizer = WordTokenizer.fit("jerry: hi.\ngeorge: hi.\n")
     rule = turn_taking(tokenizer, ["jerry", "george", "newman"])  # no "newman" and no "to" in the vocabulary
-    assert rule is not None and len(rule.cues) == 2 and rule.addressed == [(), ()]
+    assert rule is not None and len(rule.names) == 2 and rule.addressed == [(), ()]
+
+
+def test_a_cue_with_a_direction_is_the_speakers_turn_and_a_joint_name_is_cut_too():
+    names = CAST + ["jerry and george"]
+    tokenizer = fit_tokenizer(DIALOGUE + ADDRESSED + "jerry and george: hi.\njerry (o. c.): hi.\n", "word")
+    rule = turn_taking(tokenizer, names)
+    assert not _allowed(rule, tokenizer, "jerry (o. c.): what?\n", "jerry")  # "jerry (...):" was jerry's turn
+    assert not _allowed(rule, tokenizer, "jerry: what?\n", "jerry")  # "jerry" opens "jerry and george" too: cut
+    assert _allowed(rule, tokenizer, "jerry and george: what?\n", "jerry")  # that was the pair's turn
+    assert not _allowed(rule, tokenizer, "jerry (o. c.): (to", "jerry")
 
 
 @pytest.fixture(scope="module")

@@ -124,24 +124,27 @@ class TurnTaking:
     """Turns as a script takes them: no speaker follows himself, and no direction is addressed to the one
     speaking ("elaine: (to elaine)"). On by default for a model that knows speakers (issue 26).
 
-    Each sequence keeps its current line's tokens, the speaker whose cue opened it and the speaker of the
-    last speech (a blank line keeps it, a direction or heading line ends it, as the text report counts
-    turns). A path it must not finish (the last speaker's cue at a line start; "(to " and the speaker's
-    own name inside his speech) is cut at the first token that tells it from every other cue or name:
-    at word level that is the name itself. At a line start the chance the model gave the last speaker
-    goes to the other speakers, in the proportions it gives them, not to words that start no speech.
+    Each sequence keeps its current line's tokens, the speaker who opened it (a known name at the line's
+    start followed by the colon or a bracket: "jerry:", "jerry (o.c.):") and the speaker of the last
+    speech (a blank line keeps it, a direction or heading line ends it, as the text report counts turns).
+    A path it must not finish (the last speaker's name at a line start; "(to " and the speaker's own name
+    inside his speech) is cut at the first token that tells it from every other name (a name that
+    starts a longer one, "jerry" in "jerry and george", is cut at its last token): at word level that is
+    the name itself. At a line start the chance the model gave the last speaker goes to the other
+    speakers, in the proportions it gives them, not to words that start no speech.
     """
 
-    def __init__(self, cues: Sequence[Sequence[int]], addressed: Sequence[Sequence[int]], newline_id: int,
-                 vocab_size: int):
-        self.cues = [tuple(c) for c in cues]  # speaker i's cue ("jerry:") as token ids
+    def __init__(self, names: Sequence[Sequence[int]], addressed: Sequence[Sequence[int]], newline_id: int,
+                 cue_ends: Iterable[int], vocab_size: int):
+        self.names = [tuple(n) for n in names]  # speaker i's name as token ids
         self.addressed = [tuple(a) for a in addressed]  # "(to jerry" as token ids, same order
-        self.cue_of = {c: i for i, c in enumerate(self.cues)}
-        self.cue_cut = [_telling(c, self.cues) for c in self.cues]  # tokens before the telling one
+        self.name_of = {n: i for i, n in enumerate(self.names)}
+        self.name_cut = [_telling(n, self.names) for n in self.names]  # tokens before the telling one
         self.addressed_cut = [_telling(a, self.addressed) for a in self.addressed]
         self.newline_id = newline_id
-        self.cue_starts = np.array(sorted({c[0] for c in self.cues if c}), dtype=np.int64)
-        self.longest_cue = max((len(c) for c in self.cues), default=0)
+        self.cue_ends = frozenset(cue_ends)  # what ends a name in a cue: the colon, an opening bracket
+        self.name_starts = np.array(sorted({n[0] for n in self.names if n}), dtype=np.int64)
+        self.longest = max((len(n) for n in self.names), default=0)
 
     def start(self, n: int) -> list[dict]:
         return [{"line": [], "speaker": None, "last": None} for _ in range(n)]
@@ -156,9 +159,10 @@ class TurnTaking:
                     s["last"] = None  # a direction or heading between two speeches: no turn across it
                 s["line"], s["speaker"] = [], None
                 continue
-            s["line"].append(token)
-            if s["speaker"] is None and len(s["line"]) <= self.longest_cue:
-                s["speaker"] = self.cue_of.get(tuple(s["line"]))
+            line = s["line"]
+            if s["speaker"] is None and token in self.cue_ends and len(line) <= self.longest:
+                s["speaker"] = self.name_of.get(tuple(line))
+            line.append(token)
         return state
 
     def __call__(self, state: list[dict], scores: np.ndarray) -> np.ndarray:
@@ -166,9 +170,9 @@ class TurnTaking:
         for i, s in enumerate(state):
             last, line = s["last"], s["line"]
             if last is not None and s["speaker"] is None:
-                cut = self.cue_cut[last]
-                if len(line) == cut and tuple(line) == self.cues[last][:cut]:
-                    self._forbid(scores, i, self.cues[last][cut], lift=cut == 0)
+                cut = self.name_cut[last]
+                if len(line) == cut and tuple(line) == self.names[last][:cut]:
+                    self._forbid(scores, i, self.names[last][cut], lift=cut == 0)
             speaker = s["speaker"]
             if speaker is not None and self.addressed[speaker]:
                 cut, path = self.addressed_cut[speaker], self.addressed[speaker]
@@ -177,11 +181,11 @@ class TurnTaking:
         return scores
 
     def _forbid(self, scores: np.ndarray, row: int, token: int, lift: bool) -> None:
-        """``token`` at -inf in ``row``; with ``lift`` its share goes to the other speakers' cues."""
-        if lift and len(self.cue_starts):
-            others = self.cue_starts[self.cue_starts != token]
+        """``token`` at -inf in ``row``; with ``lift`` its share goes to the other speakers' names."""
+        if lift and len(self.name_starts):
+            others = self.name_starts[self.name_starts != token]
             if len(others):
-                before = _logsumexp(scores[row:row + 1, self.cue_starts])[0]
+                before = _logsumexp(scores[row:row + 1, self.name_starts])[0]
                 after = _logsumexp(scores[row:row + 1, others])[0]
                 if np.isfinite(before) and np.isfinite(after):
                     scores[row, others] += before - after

@@ -67,7 +67,8 @@ def turn_taking(tokenizer, names: list[str]) -> TurnTaking | None:
         ids = [int(i) for i in tokenizer.encode(text, strict=False)]
         return [] if reserved.intersection(ids) else ids
 
-    cues = [spelled(f"{name}:") for name in names]
-    kept = [i for i, cue in enumerate(cues) if cue]
-    return TurnTaking([cues[i] for i in kept], [spelled(f"(to {names[i]}") for i in kept], newline,
-                      tokenizer.vocab_size)
+    spellings = [spelled(name) for name in names]
+    kept = [i for i, ids in enumerate(spellings) if ids]
+    cue_ends = [t for t in (tokenizer.token_id(":"), tokenizer.token_id("(")) if t is not None]
+    return TurnTaking([spellings[i] for i in kept], [spelled(f"(to {names[i]}") for i in kept], newline,
+                      cue_ends, tokenizer.vocab_size)

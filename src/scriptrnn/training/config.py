@@ -23,16 +23,18 @@ PRECISIONS = ("auto", "bf16", "fp32")
 SIZES = ("auto", "fixed")
 
 # --size auto's rule (training/sizing.py): each candidate's held-out loss is predicted from its
-# recurrent-layer parameters N and the training tokens D it would see in the budget at the speed the
-# probe measured, L(N, D) = E - a ln(N / 1e6) + b (D / 1e7)^-beta - g [one layer], and the lowest wins. E, what no
+# recurrent-layer parameters N, the training tokens D it would see in the budget at the speed the probe
+# measured, and the text's training tokens U: L = E - a ln(N / 1e6) + b (D_eff / 1e7)^-beta - g [one layer],
+# D_eff = S (1 - exp(-D / S)), S = k U^2 / N (SIZING_PASSES_SCALE below), and the lowest wins. E, what no
 # size or length removes, is the same for every candidate and drops out. The form is Chinchilla's
-# E + A N^-alpha + B D^-beta in the limit the fit ran to (alpha -> 0: on these runs a size's gain
-# grows with the log of its parameters). In N and D, not in minutes, so one rule serves fast and slow
-# machines: fp32 at 2 minutes lands on the same surface as bf16 at about 1. Fitted by `python
-# benchmarks/sizing.py --fit` on the 16 runs of the grid in benchmarks/results/sizing.md (2026-11-29, AMD
-# EPYC, 2 cores, ~1 MB of the plays, char level; bf16 at 1, 2 and 5 minutes, fp32 at 2 and 5): rmse
-# 0.026 nats/char with each run left out in turn, and in each of the five budgets it picks the size that
-# was best there. Measured up to 27M tokens and 3.3M parameters; beyond that it is extrapolated.
+# E + A N^-alpha + B D^-beta in the limit the fit ran to (alpha -> 0: on these runs a size's gain grows with
+# the log of its parameters), with reread tokens saturating. In N and D, not in minutes, so one rule serves
+# fast and slow machines: fp32 at 2 minutes lands on the same surface as bf16 at about 1. Fitted by
+# `python -m benchmarks.sizing --fit` on the 22 runs of the grid in benchmarks/results/sizing.md (2026-11-29
+# and 30, AMD EPYC, 2 cores, ~1 MB of the plays, char level; bf16 at 1, 2, 5 and 30 minutes, fp32 at 2 and
+# 5; the 30-minute run the text ended included): rmse 0.019 nats/char with each run left out in turn, and in
+# each cell it picks the size that was best there. Checked on other texts (0.3 MB of the plays, Seinfeld's
+# 3.4 MB) in RESULTS, "Defaults that hold". Measured up to 27M tokens and 3.3M parameters; beyond, extrapolated.
 SIZING_LOSS_PER_E_FOLD = 0.164  # a: held-out nats/char gained per e-fold of parameters, at equal tokens
 SIZING_TOKEN_TERM = (0.3018, 0.57)  # (b, beta): the loss still to lose at 1e7 tokens, and how fast it goes
 # g: how far below the surface a one-layer size lands at the same N and D (the ladder's one-layer rung, 1x128,

@@ -8,7 +8,8 @@ sizes it has no time left to time (short budgets) get a speed scaled from a time
 speed it predicts the tokens a candidate would train on in what is left of the budget (after the
 preparation, the probe and the validation checks' share), from those and the candidate's parameters
 its held-out loss (training.config: SIZING_LOSS_PER_E_FOLD, SIZING_TOKEN_TERM, fitted by
-benchmarks/sizing.py), and picks the lowest. The probe's seconds count against the budget.
+benchmarks/sizing.py), with reread tokens counting for less on a short text (SIZING_PASSES_SCALE), and picks
+the lowest. Other programs on the run's cores are looked for first and measured throughout (load.py). The probe's seconds count against the budget.
 
 Sizes the user gave always win: they are written into every candidate, so only the others are
 chosen. Runs limited by --epochs or --max-steps, fine-tuned and resumed runs keep their sizes; so
