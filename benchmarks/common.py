@@ -10,6 +10,8 @@ import datetime
 import json
 import os
 import platform
+import queue
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -152,3 +154,25 @@ def nonembedding_params(model: torch.nn.Module) -> int:
 
 def ids_tensor(ids: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(ids, dtype=np.int64))
+
+
+# ------------------------------------------------------------ cells pinned to cores (levels.py, holds.py)
+
+def pinned(cores: list[int] | None) -> tuple[list[str], dict]:
+    """(command prefix, environment) that keep a cell to ``cores``: taskset where it exists, and the
+    compute threads to the cores' number either way (None: the whole machine, unpinned)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if not cores:
+        return [], env
+    env["OMP_NUM_THREADS"] = str(len(cores))
+    return (["taskset", "-c", ",".join(map(str, cores))] if shutil.which("taskset") else []), env
+
+
+def core_slots(parallel: int, cores_per_run: int, first_core: int = 0) -> "queue.Queue":
+    """A queue of core sets, one per cell at once: each cell takes a free set and gives it back, so no two
+    cells share a core (each set None when cells are not pinned)."""
+    slots: queue.Queue = queue.Queue()
+    for slot in range(parallel):
+        first = first_core + slot * cores_per_run
+        slots.put(list(range(first, first + cores_per_run)) if cores_per_run else None)
+    return slots

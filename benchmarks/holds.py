@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import queue
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,22 +28,14 @@ from pathlib import Path
 
 from scriptrnn.training.sizing import LADDERS
 
-from .common import machine
+from .common import core_slots, machine, pinned
 
 BURNER = "while True: pass"
 
 
-def _pinned(cores: list[int] | None) -> tuple[list[str], dict]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if not cores:
-        return [], env
-    env["OMP_NUM_THREADS"] = str(len(cores))
-    return (["taskset", "-c", ",".join(map(str, cores))] if shutil.which("taskset") else []), env
-
-
 def run_cell(cell: dict, work: Path, cores: list[int] | None) -> dict:
     """Train and score one cell; its record."""
-    prefix, env = _pinned(cores)
+    prefix, env = pinned(cores)
     run_dir = work / cell["name"]
     train = prefix + [sys.executable, "-m", "scriptrnn", "train", cell["path"], *cell["flags"], "--time-budget",
                       f"{cell['budget_min']:g}", "--out", str(run_dir), "--overwrite", "--quiet"]
@@ -172,10 +161,7 @@ def main(argv=None) -> None:
                  [s for s in args.sizes.split(",") if s], args.level, args.extra.split())
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    slots = queue.Queue()  # each cell takes a free set of cores and gives it back: no two cells share one
-    for slot in range(args.parallel):
-        first = args.first_core + slot * args.cores_per_run
-        slots.put(list(range(first, first + args.cores_per_run)) if args.cores_per_run else None)
+    slots = core_slots(args.parallel, args.cores_per_run, args.first_core)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     about = {**machine(), "parallel": args.parallel, "cores_per_run": args.cores_per_run,

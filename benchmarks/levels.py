@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import queue
-import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .common import machine
+from .common import core_slots, machine, pinned
 
 # name -> the train flags that make it (each with its level's own defaults otherwise)
 METHODS = {
@@ -44,11 +41,7 @@ def run_cell(text: str, path: str, method: str, budget: float, work: Path, cores
              extra: list[str]) -> dict:
     """Train and score one cell; its record (figures, report, a sample's opening) as a dict."""
     run_dir = work / f"{text}-{method}-{budget:g}min"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    prefix = []
-    if cores:  # pinned where taskset exists; the thread count is kept to the cores either way
-        prefix = ["taskset", "-c", ",".join(map(str, cores))] if shutil.which("taskset") else []
-        env["OMP_NUM_THREADS"] = str(len(cores))
+    prefix, env = pinned(cores)
     train = prefix + [sys.executable, "-m", "scriptrnn", "train", path, *METHODS[method], *extra,
                       "--time-budget", f"{budget:g}", "--out", str(run_dir), "--overwrite", "--quiet"]
     started = time.perf_counter()
@@ -115,10 +108,7 @@ def main(argv=None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
-    slots = queue.Queue()  # each cell takes a free set of cores and gives it back: no two cells share one
-    for slot in range(args.parallel):
-        first = args.first_core + slot * args.cores_per_run
-        slots.put(list(range(first, first + args.cores_per_run)) if args.cores_per_run else None)
+    slots = core_slots(args.parallel, args.cores_per_run, args.first_core)
 
     def cell(t: str, m: str, b: float) -> dict:
         cores = slots.get()

@@ -10,7 +10,6 @@ import torch
 
 import scriptrnn
 from scriptrnn.data.tokenizer import WordTokenizer, fit_tokenizer
-from scriptrnn.evaluation.text_report import turn_taking as measured_turns
 from scriptrnn.generate.constraints import TurnTaking, _telling
 from scriptrnn.generate.generation import Generation
 from scriptrnn.generate.sampling import SamplingConfig
