@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 PROC_STAT = Path("/proc/stat")
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -116,3 +119,50 @@ def slowdown(others: float, cores: int, threads: int | None = None) -> float:
 def thread_gain(threads: int, timed_with: int) -> float:
     """How much faster a step runs at ``threads`` compute threads than at ``timed_with``: (ratio)^THREAD_GAIN."""
     return (threads / timed_with) ** THREAD_GAIN if timed_with < threads else 1.0
+
+
+@dataclass
+class BusyCores:
+    """What the probe knows of other programs on the run's cores: a look before it, the kernel's count
+    during it; how many threads it times with, and how much faster the run will step than it timed."""
+
+    threads: int  # the run's compute threads
+    timed_with: int  # the probe's: the free cores' worth on a busy machine
+    watch: LoadWatch | None  # None off a CPU: a GPU's speed barely depends on a busy CPU
+    glanced_s: float = 0.0
+
+    @classmethod
+    def look(cls, device_type: str) -> "BusyCores":
+        threads = torch.get_num_threads()
+        if device_type != "cpu":
+            return cls(threads, threads, None)
+        began = time.monotonic()
+        busy, cores = glance()
+        return cls(threads, free_threads(busy, cores, threads), LoadWatch.start(), time.monotonic() - began)
+
+    def others(self) -> float:
+        return self.watch.others() if self.watch else 0.0
+
+    def correction(self) -> float:
+        """How much faster the run will step than the probe timed, from the probe so far."""
+        if self.watch is None:
+            return 1.0
+        return slowdown(self.others(), len(self.watch.cores), self.timed_with) * thread_gain(self.threads,
+                                                                                             self.timed_with)
+
+    @contextmanager
+    def timing(self):
+        """The probe's threads while it times; the run's given back after."""
+        torch.set_num_threads(self.timed_with)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(self.threads)
+
+    def said(self, factor: float) -> str:
+        """The sizing line's words for a correction, or '' when there was none."""
+        if factor <= 1 or self.watch is None:
+            return ""
+        return (f"; other programs took {self.others():.1f} of this run's {len(self.watch.cores)} cores during "
+                f"the probe (timed with {self.timed_with} of {self.threads} threads), so its speeds were scaled "
+                f"x{factor:.2f} to the cores alone")

@@ -19,7 +19,6 @@ does a run under auto as the char-level default (not asked for) that was given a
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
@@ -29,7 +28,7 @@ from ..device import autocast_dtype
 from ..model.network import ModelConfig
 from .config import (SIZING_LOSS_PER_E_FOLD, SIZING_ONE_LAYER_GAIN, SIZING_PASSES_SCALE, SIZING_TOKEN_TERM,
                      USED_UP_WEIGHT_DROP, TrainConfig)
-from .load import LoadWatch, free_threads, glance, slowdown, thread_gain
+from .load import BusyCores
 from .probe import MIN_ROUNDS, Candidate, Measured, Probe, probe
 
 SIZE_FIELDS = ("num_layers", "hidden_size", "batch_size", "seq_len")  # what sizing may choose
@@ -235,40 +234,22 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     epochs_tokens = train.epochs * (corpus_tokens - held_out) if train.epochs else math.inf  # the default's limit
 
     unique = corpus_tokens - held_out  # the training part: what a run rereads
-    watch, threads, timed_with, glanced_s = None, torch.get_num_threads(), torch.get_num_threads(), 0.0
-    if device.type == "cpu":  # other programs' share of the run's cores (load.py)
-        began = time.monotonic()
-        busy, cores = glance()
-        timed_with = free_threads(busy, cores, threads)
-        glanced_s = time.monotonic() - began
-        watch = LoadWatch.start()
-
-    def correction() -> float:
-        """How much faster the run will step than the probe timed (load.py), from the probe so far."""
-        if watch is None:
-            return 1.0
-        return slowdown(watch.others(), len(watch.cores), timed_with) * thread_gain(threads, timed_with)
+    cores = BusyCores.look(device.type)  # other programs on the run's cores (load.py)
 
     def losses(measured: list[Measured], seconds_left: float) -> list[float]:
-        factor = correction()
+        factor = cores.correction()
         return [predict(_faster(m, factor), seconds_left, eval_every=train.eval_every, eval_tokens=eval_tokens,
                         max_tokens=epochs_tokens, unique_tokens=unique).loss for m in measured]
 
-    torch.set_num_threads(timed_with)
-    try:
-        measured, probe_s = probe(ladder, run, budget_s - glanced_s, losses, PAST_BEST)
-        others, factor = (watch.others() if watch else 0.0), correction()
-    finally:
-        torch.set_num_threads(threads)
-    probe_s += glanced_s
+    with cores.timing():
+        measured, probe_s = probe(ladder, run, budget_s - cores.glanced_s, losses, PAST_BEST)
+        factor = cores.correction()
+    probe_s += cores.glanced_s
     measured = [_faster(m, factor) for m in measured]
     choice = choose(measured, budget_s - probe_s, eval_every=train.eval_every, eval_tokens=eval_tokens,
                     max_tokens=epochs_tokens, unique_tokens=unique)
     line = reason(choice, "bf16" if autocast is not None else "fp32", train.time_budget, processes)
-    if factor > 1:
-        line += (f"; other programs took {others:.1f} of this run's {len(watch.cores)} cores during the probe "
-                 f"(timed with {timed_with} of {threads} threads), so its speeds were scaled x{factor:.2f} "
-                 "to the cores alone")
+    line += cores.said(factor)
     c = choice.measured.candidate
     model_settings = {**model_settings, "num_layers": c.num_layers, "hidden_size": c.hidden_size}
     epochs = choice.tokens / max(1, corpus_tokens - held_out)
@@ -278,12 +259,9 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
         model_settings["weight_drop"] = drop  # the text will be used up: weight drop keeps the loss falling
         # the step the run will take has weight drop in it: the chosen size timed again with it
         began = run.clock()
-        torch.set_num_threads(timed_with)  # as the probe timed: the same correction holds
-        try:
+        with cores.timing():  # as the probe timed: the same correction holds
             with_drop = replace(run, model=replace(run.model, weight_drop=drop), _trials={},
                                 _times={}).time_steps(c, MIN_ROUNDS)
-        finally:
-            torch.set_num_threads(threads)
         with_drop = _faster(with_drop, factor)
         probe_s += run.clock() - began
         line += (f"; weight drop {drop:g}, as it will read the text ~{epochs:.0f} times "
@@ -291,7 +269,7 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     say(line)
     train = replace(train, batch_size=c.batch_size, seq_len=c.seq_len).validate()
     sized = record(choice, measured, probe_s, line)
-    sized["busy_elsewhere_cores"], sized["speeds_scaled_by"] = round(others, 2), round(factor, 3)
+    sized["busy_elsewhere_cores"], sized["speeds_scaled_by"] = round(cores.others(), 2), round(factor, 3)
     if with_drop is not None:
         sized["weight_drop_tokens_per_s"] = round(with_drop.tokens_per_s, 1)
     return model_settings, train, sized
