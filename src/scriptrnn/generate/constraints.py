@@ -15,6 +15,7 @@ arrays, so exported models (``scriptrnn.runtime``, no PyTorch) follow them too.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -139,8 +140,8 @@ class TurnTaking:
         self.names = [tuple(n) for n in names]  # speaker i's name as token ids
         self.addressed = [tuple(a) for a in addressed]  # "(to jerry" as token ids, same order
         self.name_of = {n: i for i, n in enumerate(self.names)}
-        self.name_cut = [_telling(n, self.names) for n in self.names]  # tokens before the telling one
-        self.addressed_cut = [_telling(a, self.addressed) for a in self.addressed]
+        self.name_cut = _cuts(self.names)  # tokens before the telling one
+        self.addressed_cut = _cuts(self.addressed)
         self.newline_id = newline_id
         self.cue_ends = frozenset(cue_ends)  # what ends a name in a cue: the colon, an opening bracket
         self.name_starts = np.array(sorted({n[0] for n in self.names if n}), dtype=np.int64)
@@ -192,9 +193,15 @@ class TurnTaking:
         scores[row, token] = -np.inf
 
 
+def _cuts(paths: Sequence[tuple]) -> list[int]:
+    """For each path, how many of its tokens come before the first one no other path shares there (a path
+    that starts a longer one: all but its last). Counted once over every prefix, not path against path: a
+    model's 500 speakers are 250,000 pairs."""
+    distinct = set(paths)
+    shared = Counter(p[:i] for p in distinct for i in range(1, len(p) + 1))  # prefix -> paths that have it
+    return [next((i for i in range(len(p)) if shared[p[:i + 1]] == 1), max(len(p) - 1, 0)) for p in paths]
+
+
 def _telling(path: tuple, paths: Sequence[tuple]) -> int:
-    """How many tokens of ``path`` come before the first one that no other of ``paths`` shares there."""
-    for cut in range(len(path)):
-        if not any(other != path and other[:cut + 1] == path[:cut + 1] for other in paths):
-            return cut
-    return max(len(path) - 1, 0)
+    """``_cuts`` for one ``path`` among ``paths``."""
+    return _cuts([path, *paths])[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from functools import cached_property
 from typing import Iterator
 
 import numpy as np
@@ -112,11 +113,14 @@ class ScriptModel:
             rules.append(SuppressTokens(banned, self.tokenizer.vocab_size))
         if cast is not None:
             rules.append(cast_mask(self.tokenizer, resolve_cast(cast, self.speakers)))
-        if not hasattr(self, "_turns"):  # built once per model: its per-sequence state lives in each generation
-            self._turns = turn_taking(self.tokenizer, self.speakers) if self.speakers else None
-        if self._turns is not None:
-            rules.append(self._turns)
+        if self.turn_rule is not None:
+            rules.append(self.turn_rule)
         return rules
+
+    @cached_property
+    def turn_rule(self):
+        """The TurnTaking rule for this model's speakers, or None: built once (each generation keeps its own state)."""
+        return turn_taking(self.tokenizer, self.speakers) if self.speakers else None
 
     def stream(self, prime: str = "", config: SamplingConfig | None = None, **settings) -> "TextStream":
         """Yield, step by step, the text each of the N sequences adds ('' once it has stopped).

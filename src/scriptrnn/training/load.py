@@ -113,7 +113,7 @@ def slowdown(others: float, cores: int, threads: int | None = None) -> float:
         return 1.0
     if threads is not None and threads <= cores - others + NOTICED:
         return 1.0
-    return min(MOST_SLOWDOWN, (1 - min(others, cores) / cores) ** -2) if others < cores else MOST_SLOWDOWN
+    return min(MOST_SLOWDOWN, (1 - others / cores) ** -2) if others < cores else MOST_SLOWDOWN
 
 
 def thread_gain(threads: int, timed_with: int) -> float:

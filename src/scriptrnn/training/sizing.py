@@ -8,8 +8,9 @@ sizes it has no time left to time (short budgets) get a speed scaled from a time
 speed it predicts the tokens a candidate would train on in what is left of the budget (after the
 preparation, the probe and the validation checks' share), from those and the candidate's parameters
 its held-out loss (training.config: SIZING_LOSS_PER_E_FOLD, SIZING_TOKEN_TERM, fitted by
-benchmarks/sizing.py), with reread tokens counting for less on a short text (SIZING_PASSES_SCALE), and picks
-the lowest. Other programs on the run's cores are looked for first and measured throughout (load.py). The probe's seconds count against the budget.
+benchmarks/sizing.py), with reread tokens counting for less on a short text (SIZING_PASSES_SCALE), and
+picks the lowest. Other programs on the run's cores are looked for first and measured throughout
+(load.py). The probe's seconds count against the budget.
 
 Sizes the user gave always win: they are written into every candidate, so only the others are
 chosen. Runs limited by --epochs or --max-steps, fine-tuned and resumed runs keep their sizes; so
@@ -231,9 +232,8 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     autocast = autocast_dtype(train.precision, device)
     run = Probe(ModelConfig(**{**model_settings, "vocab_size": vocab_size}), device, autocast, train, processes)
     budget_s = train.time_budget * 60
-    epochs_tokens = train.epochs * (corpus_tokens - held_out) if train.epochs else math.inf  # the default's limit
-
     unique = corpus_tokens - held_out  # the training part: what a run rereads
+    epochs_tokens = train.epochs * unique if train.epochs else math.inf  # the default's limit
     cores = BusyCores.look(device.type)  # other programs on the run's cores (load.py)
 
     def losses(measured: list[Measured], seconds_left: float) -> list[float]:
@@ -252,8 +252,8 @@ def auto_size(model_settings: dict, train: TrainConfig, asked: dict, vocab_size:
     line += cores.said(factor)
     c = choice.measured.candidate
     model_settings = {**model_settings, "num_layers": c.num_layers, "hidden_size": c.hidden_size}
-    epochs = choice.tokens / max(1, corpus_tokens - held_out)
-    drop = used_up_weight_drop(choice.tokens, choice.measured.parameters, corpus_tokens - held_out)
+    epochs = choice.tokens / max(1, unique)
+    drop = used_up_weight_drop(choice.tokens, choice.measured.parameters, unique)
     with_drop = None
     if drop and "weight_drop" not in asked and not model_settings.get("weight_drop"):
         model_settings["weight_drop"] = drop  # the text will be used up: weight drop keeps the loss falling
